@@ -1,0 +1,72 @@
+"""The ``cleanroom`` command line.
+
+This module only builds the top-level parser and maps errors to exit codes; each command group
+lives in its own module exposing ``register(subparsers)``. The CLI catches only
+:class:`~cleanroom.errors.CleanroomError`: anything else is a bug and keeps its traceback.
+
+Exit codes: 0 success, 1 a failure of the operation, 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from cleanroom import __version__
+from cleanroom.errors import CleanroomError, InvalidInput
+
+__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the top-level parser with every command group registered."""
+    from cleanroom.cli import demo
+
+    parser = argparse.ArgumentParser(
+        prog="cleanroom",
+        description="Privacy-preserving clean-room matching (ECDH private set intersection).",
+    )
+    parser.add_argument("--version", action="version", version=f"cleanroom {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    demo.register(subparsers)
+    for optional in ("platform", "match"):
+        # Command groups land issue by issue; each registers itself when present.
+        try:
+            module = __import__(f"cleanroom.cli.{optional}", fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name != f"cleanroom.cli.{optional}":
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code.
+
+    Args:
+        argv: arguments without the program name; ``None`` means ``sys.argv[1:]``.
+
+    Returns:
+        The process exit code.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except CleanroomError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, InvalidInput) else EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
