@@ -1,0 +1,19 @@
+"""Group operations of the matching protocol: ciphersuites, keys, batch encryption.
+
+``get_suite(id)`` returns a ciphersuite with hash to curve (RFC 9380), key generation, element
+validation and the commutative encryption ``E_k``; :class:`BatchEngine` runs large batches of
+them across all CPU cores. See :mod:`cleanroom.crypto.suites` for the suites themselves.
+"""
+
+from __future__ import annotations
+
+from cleanroom.crypto.batch import BatchEngine, default_engine
+from cleanroom.crypto.suites import DEFAULT_SUITE_ID, SUITE_IDS, get_suite
+
+__all__ = [
+    "DEFAULT_SUITE_ID",
+    "SUITE_IDS",
+    "BatchEngine",
+    "default_engine",
+    "get_suite",
+]

@@ -1,0 +1,355 @@
+"""The batch engine: large crypto jobs in chunks across all CPU cores.
+
+A job (encrypt, hash to curve, or both) over ``n`` rows is cut into chunks. Jobs of at most one
+chunk, and every job of an engine with ``workers=1``, run in this process. Larger jobs go to a
+process pool that is started on the first such job and reused by every later one, because
+starting Python workers costs far more than a chunk of work. At most two chunks per worker are
+in flight and each result is copied straight into a preallocated output array, so memory is
+bounded by the chunk size, not by ``n``.
+
+The pool uses the ``forkserver`` start method (``spawn`` where that does not exist), never
+``fork``: the process will also run gRPC threads, and forking a threaded process can deadlock
+the child. As with any such pool, a script that runs large jobs needs the usual
+``if __name__ == "__main__":`` guard, because workers import the main module.
+
+Secrets: a task carries the raw key bytes (``SecretKey`` refuses to be pickled so that only
+this deliberate path exists); workers log nothing, and errors carry only a reason and a row.
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+from cleanroom.errors import InvalidElement
+
+if TYPE_CHECKING:
+    from cleanroom.crypto.keys import SecretKey
+    from cleanroom.crypto.suites import Suite
+
+__all__ = ["DEFAULT_CHUNK_SIZE", "BatchEngine", "default_engine"]
+
+# ~0.3 s of X25519 work per chunk: inter-process transfer (256 KB each way) is well under 1% of
+# that, memory in flight stays around a megabyte, and chunks are short enough that a worker slowed
+# by another process does not leave the other idle for long at the end of a job.
+DEFAULT_CHUNK_SIZE: Final = 8_192
+
+# Chunks queued per worker: one running plus one ready, so a worker never waits on the parent.
+_IN_FLIGHT_PER_WORKER: Final = 2
+
+ProgressCallback = Callable[[int], object]
+
+
+class _ChunkFailure(NamedTuple):
+    """An element rejected inside a chunk; returned rather than raised so it pickles simply."""
+
+    reason: str
+    row: int | None
+
+
+_TaskResult = bytes | _ChunkFailure
+
+
+# -- tasks: module-level so the pool can pickle them by reference ---------------------------
+
+
+def _encrypt_task(suite: Suite, key_bytes: bytes, rows: bytes) -> _TaskResult:
+    try:
+        return suite.encrypt_rows(key_bytes, rows)
+    except InvalidElement as exc:
+        return _ChunkFailure(exc.reason, exc.row)
+
+
+def _hash_task(suite: Suite, msgs: Sequence[bytes], dst: bytes) -> _TaskResult:
+    return suite.hash_rows(msgs, dst)
+
+
+def _hash_and_encrypt_task(
+    suite: Suite, key_bytes: bytes, msgs: Sequence[bytes], dst: bytes
+) -> _TaskResult:
+    return suite.hash_and_encrypt_rows(key_bytes, msgs, dst)
+
+
+def _init_worker() -> None:
+    # Ctrl-C reaches the whole process group; the parent handles it and shuts the pool down,
+    # so workers ignore it instead of dying mid-task and breaking the pool.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class BatchEngine:
+    """Runs crypto jobs in chunks, in this process or across a reused pool of processes.
+
+    Args:
+        workers: worker processes; ``None`` means one per available CPU core; ``1`` runs every
+            job in this process without a pool.
+        chunk_size: the most rows one task handles; jobs of at most this many rows run in this
+            process. Larger jobs are split into equal chunks (a multiple of ``workers`` of them,
+            so the cores finish together).
+
+    Raises:
+        ValueError: ``workers`` or ``chunk_size`` is below 1.
+    """
+
+    def __init__(self, workers: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+        if workers is None:
+            workers = _available_cpus()
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        self._workers = workers
+        self._chunk_size = chunk_size
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def workers(self) -> int:
+        """The number of worker processes (1: everything runs in this process)."""
+        return self._workers
+
+    @property
+    def chunk_size(self) -> int:
+        """The most rows one task handles."""
+        return self._chunk_size
+
+    @property
+    def start_method(self) -> str:
+        """How worker processes start: ``"forkserver"``, or ``"spawn"`` where that is missing."""
+        return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+    @property
+    def worker_pids(self) -> frozenset[int]:
+        """Process ids of the pool's workers; empty while no pool is running."""
+        pool = self._pool
+        return frozenset() if pool is None else frozenset(pool._processes)
+
+    def __repr__(self) -> str:
+        state = "running" if self._pool is not None else "idle"
+        return f"<BatchEngine workers={self._workers} chunk_size={self._chunk_size} {state}>"
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def encrypt(
+        self,
+        suite: Suite,
+        key: SecretKey,
+        elements: NDArray[np.uint8],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> NDArray[np.uint8]:
+        """Validate and encrypt every row; see :meth:`Suite.encrypt`.
+
+        Raises:
+            InvalidElement: the first bad row, numbered within the whole array.
+            InvalidKey: the key belongs to another suite.
+        """
+        suite.check_array(elements)
+        key_bytes = suite.check_key(key)
+
+        def task(start: int, stop: int) -> tuple[Callable[..., _TaskResult], tuple[Any, ...]]:
+            return _encrypt_task, (suite, key_bytes, elements[start:stop].tobytes())
+
+        return self._run(len(elements), suite.element_size, task, progress)
+
+    def hash_to_curve_many(
+        self,
+        suite: Suite,
+        msgs: Sequence[bytes],
+        dst: bytes,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> NDArray[np.uint8]:
+        """Hash every message to the curve; see :meth:`Suite.hash_to_curve_many`."""
+
+        def task(start: int, stop: int) -> tuple[Callable[..., _TaskResult], tuple[Any, ...]]:
+            return _hash_task, (suite, list(msgs[start:stop]), dst)
+
+        return self._run(len(msgs), suite.element_size, task, progress)
+
+    def hash_and_encrypt(
+        self,
+        suite: Suite,
+        key: SecretKey,
+        msgs: Sequence[bytes],
+        dst: bytes,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> NDArray[np.uint8]:
+        """Compute ``E_k(H(m))`` for every message; see :meth:`Suite.hash_and_encrypt`.
+
+        Raises:
+            InvalidKey: the key belongs to another suite.
+        """
+        key_bytes = suite.check_key(key)
+
+        def task(start: int, stop: int) -> tuple[Callable[..., _TaskResult], tuple[Any, ...]]:
+            return _hash_and_encrypt_task, (suite, key_bytes, list(msgs[start:stop]), dst)
+
+        return self._run(len(msgs), suite.element_size, task, progress)
+
+    def chunk_bounds(self, n: int) -> list[tuple[int, int]]:
+        """The ``(start, stop)`` row ranges a job of ``n`` rows is cut into."""
+        if n <= self._chunk_size:
+            return [(0, n)] if n else []
+        count = math.ceil(n / self._chunk_size)
+        if self._workers > 1:
+            # Equal chunks, a multiple of the worker count, so no core idles at the end.
+            count = math.ceil(count / self._workers) * self._workers
+        # Sizes differ by at most one row; none exceeds chunk_size since count >= n / chunk_size.
+        return [(n * i // count, n * (i + 1) // count) for i in range(count)]
+
+    def _run(
+        self,
+        n: int,
+        element_size: int,
+        task: Callable[[int, int], tuple[Callable[..., _TaskResult], tuple[Any, ...]]],
+        progress: ProgressCallback | None,
+    ) -> NDArray[np.uint8]:
+        out = np.empty((n, element_size), dtype=np.uint8)
+        bounds = self.chunk_bounds(n)
+        if self._workers == 1 or len(bounds) <= 1:
+            for start, stop in bounds:
+                function, args = task(start, stop)
+                _store(out, start, stop, function(*args))
+                if progress is not None:
+                    progress(stop - start)
+            return out
+        self._run_in_pool(out, bounds, task, progress)
+        return out
+
+    def _run_in_pool(
+        self,
+        out: NDArray[np.uint8],
+        bounds: list[tuple[int, int]],
+        task: Callable[[int, int], tuple[Callable[..., _TaskResult], tuple[Any, ...]]],
+        progress: ProgressCallback | None,
+    ) -> None:
+        pool = self._executor()
+        waiting = iter(bounds)
+        pending: dict[Future[_TaskResult], tuple[int, int]] = {}
+        # The earliest failing chunk seen so far: (its start, the failure). Chunks are submitted
+        # in order, so once every chunk before it has finished, its first bad row is the array's.
+        failure: tuple[int, _ChunkFailure] | None = None
+
+        def submit_next() -> None:
+            bound = next(waiting, None)
+            if bound is not None:
+                function, args = task(*bound)
+                pending[pool.submit(function, *args)] = bound
+
+        try:
+            for _ in range(self._workers * _IN_FLIGHT_PER_WORKER):
+                submit_next()
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    start, stop = pending.pop(future)
+                    result = future.result()
+                    if isinstance(result, _ChunkFailure):
+                        if failure is None or start < failure[0]:
+                            failure = (start, result)
+                    else:
+                        _store(out, start, stop, result)
+                        if progress is not None:
+                            progress(stop - start)
+                if failure is None:
+                    while len(pending) < self._workers * _IN_FLIGHT_PER_WORKER:
+                        before = len(pending)
+                        submit_next()
+                        if len(pending) == before:
+                            break
+                else:
+                    # Later chunks cannot hold the first bad row: drop those not yet started.
+                    for future, (start, _stop) in list(pending.items()):
+                        if start > failure[0] and future.cancel():
+                            del pending[future]
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): start a fresh pool on the next job.
+            self._discard_pool()
+            raise
+        finally:
+            for future in pending:
+                future.cancel()
+        if failure is not None:
+            start, chunk_failure = failure
+            row = None if chunk_failure.row is None else start + chunk_failure.row
+            raise InvalidElement(chunk_failure.reason, row)
+
+    # -- the pool --------------------------------------------------------------------------
+
+    def _executor(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self._workers,
+                    mp_context=multiprocessing.get_context(self.start_method),
+                    initializer=_init_worker,
+                )
+                atexit.register(self.close)
+            return self._pool
+
+    def _discard_pool(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            atexit.unregister(self.close)
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        """Stop the worker processes, if any; a later large job starts a new pool.
+
+        Safe to call more than once; also called at interpreter exit.
+        """
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            atexit.unregister(self.close)
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> BatchEngine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _store(out: NDArray[np.uint8], start: int, stop: int, result: _TaskResult) -> None:
+    if isinstance(result, _ChunkFailure):
+        row = None if result.row is None else start + result.row
+        raise InvalidElement(result.reason, row)
+    out[start:stop] = np.frombuffer(result, dtype=np.uint8).reshape(stop - start, -1)
+
+
+_default_engine: BatchEngine | None = None
+_default_engine_lock = threading.Lock()
+
+
+def default_engine() -> BatchEngine:
+    """Return the process-wide shared engine (one worker per core, pool started lazily once).
+
+    Returns:
+        The same :class:`BatchEngine` on every call.
+    """
+    global _default_engine
+    with _default_engine_lock:
+        if _default_engine is None:
+            _default_engine = BatchEngine()
+        return _default_engine

@@ -1,0 +1,199 @@
+"""The batch engine: chunking, results equal to the in-process path, error rows, pool reuse.
+
+Chunks are tiny here (8 rows) so multi-chunk jobs stay fast; one pooled engine is shared by the
+module so its worker processes start once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from numpy.typing import NDArray
+
+from cleanroom.crypto import SUITE_IDS, BatchEngine, default_engine, get_suite
+from cleanroom.errors import InvalidElement
+
+CHUNK = 8
+X25519 = get_suite("x25519-sha512-ell2-ro")
+
+
+@pytest.fixture(scope="module")
+def pooled() -> Iterator[BatchEngine]:
+    engine = BatchEngine(workers=2, chunk_size=CHUNK)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def in_process() -> BatchEngine:
+    return BatchEngine(workers=1, chunk_size=CHUNK)
+
+
+@pytest.fixture(scope="module")
+def elements() -> NDArray[np.uint8]:
+    rows = [X25519PrivateKey.generate().public_key().public_bytes_raw() for _ in range(5 * CHUNK)]
+    return np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(-1, 32)
+
+
+SIZES = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 4 * CHUNK + 3]
+
+
+def test_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        BatchEngine(workers=0)
+    with pytest.raises(ValueError, match="chunk_size must be at least 1"):
+        BatchEngine(chunk_size=0)
+
+
+def test_defaults() -> None:
+    engine = BatchEngine()
+    assert engine.workers >= 1 and engine.chunk_size >= 8192
+    assert default_engine() is default_engine()
+    assert f"workers={engine.workers}" in repr(engine)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize("n", [*SIZES, 100, 1001])
+def test_chunk_bounds_cover_the_rows_in_order(workers: int, n: int) -> None:
+    engine = BatchEngine(workers=workers, chunk_size=CHUNK)
+    bounds = engine.chunk_bounds(n)
+    assert [row for start, stop in bounds for row in range(start, stop)] == list(range(n))
+    sizes = [stop - start for start, stop in bounds]
+    assert all(0 < size <= CHUNK for size in sizes)
+    if n <= CHUNK:
+        assert len(bounds) == (1 if n else 0)
+    else:
+        # Equal chunks, as many as needed rounded up to a multiple of the workers.
+        assert max(sizes) - min(sizes) <= 1
+        assert len(bounds) % workers == 0
+        assert len(bounds) < -(-n // CHUNK) + workers
+
+
+def test_large_jobs_are_split_evenly_across_workers() -> None:
+    bounds = BatchEngine(workers=2, chunk_size=16_384).chunk_bounds(100_000)
+    sizes = {stop - start for start, stop in bounds}
+    assert len(bounds) == 8 and max(sizes) - min(sizes) <= 1
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_pooled_encrypt_equals_in_process(
+    n: int, pooled: BatchEngine, in_process: BatchEngine, elements: NDArray[np.uint8]
+) -> None:
+    key = X25519.generate_key()
+    subset = elements[:n]
+    expected = X25519.encrypt(key, subset, engine=BatchEngine(workers=1, chunk_size=10**6))
+    assert expected.shape == (n, 32)
+    assert np.array_equal(X25519.encrypt(key, subset, engine=in_process), expected)
+    assert np.array_equal(X25519.encrypt(key, subset, engine=pooled), expected)
+
+
+@pytest.mark.parametrize("suite_id", SUITE_IDS)
+@pytest.mark.parametrize("n", [CHUNK + 1, 3 * CHUNK])
+def test_pooled_hashing_equals_in_process(
+    suite_id: str, n: int, pooled: BatchEngine, in_process: BatchEngine
+) -> None:
+    suite = get_suite(suite_id)
+    key = suite.generate_key()
+    msgs = [b"cleanroom/v1/maid/" + i.to_bytes(32, "big") for i in range(n)]
+    hashed = suite.hash_to_curve_many(msgs, suite.dst, engine=pooled)
+    assert [bytes(row) for row in hashed] == [suite.hash_to_curve(m, suite.dst) for m in msgs]
+    assert np.array_equal(hashed, suite.hash_to_curve_many(msgs, suite.dst, engine=in_process))
+    fused = suite.hash_and_encrypt(key, msgs, suite.dst, engine=pooled)
+    assert np.array_equal(fused, suite.hash_and_encrypt(key, msgs, suite.dst, engine=in_process))
+    assert np.array_equal(fused, suite.encrypt(key, hashed, engine=in_process))
+
+
+@pytest.mark.parametrize("bad_row", [0, CHUNK - 1, CHUNK, 2 * CHUNK + 3, 5 * CHUNK - 1])
+@pytest.mark.parametrize("engine_name", ["pooled", "in_process"])
+def test_error_row_is_relative_to_the_whole_array(
+    bad_row: int,
+    engine_name: str,
+    request: pytest.FixtureRequest,
+    elements: NDArray[np.uint8],
+) -> None:
+    engine: BatchEngine = request.getfixturevalue(engine_name)
+    bad = elements.copy()
+    bad[bad_row] = 0
+    with pytest.raises(InvalidElement, match=f"row {bad_row}: small-order point") as excinfo:
+        X25519.encrypt(X25519.generate_key(), bad, engine=engine)
+    assert excinfo.value.row == bad_row
+
+
+def test_first_bad_row_wins_across_chunks(pooled: BatchEngine, elements: NDArray[np.uint8]) -> None:
+    bad = elements.copy()
+    for row in (4 * CHUNK + 2, CHUNK + 5, 3 * CHUNK):
+        bad[row, 31] = 0xFF
+    with pytest.raises(InvalidElement) as excinfo:
+        X25519.encrypt(X25519.generate_key(), bad, engine=pooled)
+    assert excinfo.value.row == CHUNK + 5
+
+
+def test_pool_is_started_once_and_reused(pooled: BatchEngine, elements: NDArray[np.uint8]) -> None:
+    key = X25519.generate_key()
+    X25519.encrypt(key, elements, engine=pooled)
+    first = pooled.worker_pids
+    assert len(first) == 2
+    X25519.encrypt(key, elements, engine=pooled)
+    X25519.hash_to_curve_many([b"m"] * (3 * CHUNK), X25519.dst, engine=pooled)
+    assert pooled.worker_pids == first
+    assert pooled.start_method in ("forkserver", "spawn")
+
+
+def test_small_jobs_and_single_worker_engines_run_in_process(
+    elements: NDArray[np.uint8],
+) -> None:
+    key = X25519.generate_key()
+    small = BatchEngine(workers=2, chunk_size=CHUNK)
+    X25519.encrypt(key, elements[:CHUNK], engine=small)
+    assert small.worker_pids == frozenset()
+    single = BatchEngine(workers=1, chunk_size=CHUNK)
+    X25519.encrypt(key, elements, engine=single)
+    assert single.worker_pids == frozenset()
+
+
+def test_close_stops_workers_and_a_later_job_restarts(elements: NDArray[np.uint8]) -> None:
+    key = X25519.generate_key()
+    with BatchEngine(workers=2, chunk_size=CHUNK) as engine:
+        expected = X25519.encrypt(key, elements, engine=engine)
+        assert engine.worker_pids
+        engine.close()
+        assert engine.worker_pids == frozenset()
+        engine.close()  # idempotent
+        assert np.array_equal(X25519.encrypt(key, elements, engine=engine), expected)
+        assert engine.worker_pids
+    assert engine.worker_pids == frozenset()
+
+
+@pytest.mark.parametrize("engine_name", ["pooled", "in_process"])
+@pytest.mark.parametrize("n", [0, CHUNK, 4 * CHUNK + 3])
+def test_progress_reports_every_chunk(
+    engine_name: str, n: int, request: pytest.FixtureRequest, elements: NDArray[np.uint8]
+) -> None:
+    engine: BatchEngine = request.getfixturevalue(engine_name)
+    reported: list[int] = []
+    X25519.encrypt(X25519.generate_key(), elements[:n], engine=engine, progress=reported.append)
+    assert sum(reported) == n
+    assert len(reported) == len(engine.chunk_bounds(n))
+    assert all(0 < count <= CHUNK for count in reported)
+
+
+def test_hashing_messages_of_any_sequence_type(pooled: BatchEngine) -> None:
+    msgs = tuple(b"msg-%d" % i for i in range(2 * CHUNK + 1))
+    hashed = X25519.hash_to_curve_many(msgs, X25519.dst, engine=pooled)
+    assert bytes(hashed[-1]) == X25519.hash_to_curve(msgs[-1], X25519.dst)
+
+
+def test_other_worker_errors_reach_the_caller_and_the_pool_survives(
+    pooled: BatchEngine,
+) -> None:
+    msgs: list[bytes] = [b"fine"] * (3 * CHUNK)
+    msgs[2 * CHUNK + 1] = "not bytes"  # type: ignore[call-overload]
+    pids = pooled.worker_pids
+    with pytest.raises(TypeError):
+        X25519.hash_to_curve_many(msgs, X25519.dst, engine=pooled)
+    hashed = X25519.hash_to_curve_many([b"fine"] * (3 * CHUNK), X25519.dst, engine=pooled)
+    assert len(hashed) == 3 * CHUNK
+    assert pooled.worker_pids == pids or not pids
