@@ -4,12 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench-core bench clean
+.PHONY: demo test lint typecheck proto-check pytest proto bench-core bench clean
 
 demo: $(STAMP)
 	$(BIN)/cleanroom demo
 
-test: $(STAMP) lint typecheck pytest
+test: $(STAMP) lint typecheck proto-check pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -17,6 +17,13 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
+
+# The generated protobuf/gRPC code is committed; CI fails if regenerating it changes anything.
+proto: $(STAMP)
+	$(BIN)/python scripts/gen_proto.py
+
+proto-check: $(STAMP)
+	$(BIN)/python scripts/gen_proto.py --check
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q

@@ -8,8 +8,29 @@ CLI, the gRPC adapter) catches one base. Errors caused by bad input also derive 
     ├── InvalidInput (ValueError)          bad data from a caller or the other party
     │   ├── InvalidElement                 an encoded group element failed validation
     │   ├── InvalidIdentifier              an identifier could not be normalized
-    │   └── InvalidKey                     key bytes of the wrong size or form
-    └── UnknownSuite (ValueError)          a ciphersuite id this build does not implement
+    │   ├── InvalidKey                     key bytes of the wrong size or form
+    │   ├── ImportFailed                   an input file cannot be imported at all (nothing written)
+    │   ├── UnknownUser                    a command named a user the platform does not have
+    │   ├── InvalidMessage                 a protocol message is malformed (sizes, counts, fields)
+    │   └── InvalidPolicy                  the policy file has an unknown key or a bad value
+    ├── UnknownSuite (ValueError)          a ciphersuite id this build does not implement
+    ├── StoreError                         the platform database cannot be used as asked
+    │   ├── NotOurDatabase                 the file is not a cleanroom platform database
+    │   └── AuditChainBroken               the audit log's hash chain was changed, cut or reordered
+    ├── ProtocolError                      the other party broke the order of the protocol
+    │   ├── OutOfOrder                     a message arrived in a round where it is not allowed
+    │   ├── WrongSession                   a message carries another session's id
+    │   └── VersionMismatch                another protocol or normalization version, or suite
+    ├── PolicyRefused                      the platform's policy refuses the session (mode, size)
+    ├── LimitExceeded                      a size, rate or privacy-budget limit would be exceeded
+    │   └── BudgetExhausted                the session would exceed the advertiser's epsilon budget
+    ├── Unauthenticated                    the caller's identity could not be established
+    ├── PermissionDenied                   the caller is known but may not do this
+    ├── TlsConfigError                     TLS files missing, unreadable, mismatched or unsafe
+    ├── PlatformUnreachable                the platform cannot be reached or did not answer in time
+    ├── ListenFailed                       the server cannot listen on the address it was given
+    ├── SessionAborted                     a match session was aborted before it completed
+    └── DemoFailed                         a step of `cleanroom demo` failed (a command, a check)
 
 Messages never contain key material: an error names the row, the field and the reason.
 """
@@ -17,12 +38,33 @@ Messages never contain key material: an error names the row, the field and the r
 from __future__ import annotations
 
 __all__ = [
+    "AuditChainBroken",
+    "BudgetExhausted",
     "CleanroomError",
+    "DemoFailed",
+    "ImportFailed",
     "InvalidElement",
     "InvalidIdentifier",
     "InvalidInput",
     "InvalidKey",
+    "InvalidMessage",
+    "InvalidPolicy",
+    "LimitExceeded",
+    "ListenFailed",
+    "NotOurDatabase",
+    "OutOfOrder",
+    "PermissionDenied",
+    "PlatformUnreachable",
+    "PolicyRefused",
+    "ProtocolError",
+    "SessionAborted",
+    "StoreError",
+    "TlsConfigError",
+    "Unauthenticated",
     "UnknownSuite",
+    "UnknownUser",
+    "VersionMismatch",
+    "WrongSession",
 ]
 
 
@@ -69,3 +111,113 @@ class InvalidKey(InvalidInput):
 
 class UnknownSuite(CleanroomError, ValueError):
     """The ciphersuite id is not one this build implements."""
+
+
+class ImportFailed(InvalidInput):
+    """An input file cannot be imported at all: unreadable, not UTF-8, or missing a column.
+
+    Raised before anything is written; rows that are merely bad are reported and skipped instead.
+    """
+
+
+class UnknownUser(InvalidInput):
+    """A command named a user id the platform database does not hold."""
+
+
+class StoreError(CleanroomError):
+    """The platform database (or its key directory) cannot be used as asked."""
+
+
+class NotOurDatabase(StoreError):
+    """The file is not a cleanroom platform database, or one of a schema this build cannot read."""
+
+
+class AuditChainBroken(StoreError):
+    """The audit log's hash chain does not verify.
+
+    Attributes:
+        entry: sequence number of the first entry found changed, removed or out of order.
+        reason: what was found there, in words.
+    """
+
+    def __init__(self, entry: int, reason: str) -> None:
+        self.entry = entry
+        self.reason = reason
+        super().__init__(f"audit log broken at entry {entry}: {reason}")
+
+
+class InvalidMessage(InvalidInput):
+    """A protocol message is malformed: a missing field, a wrong size, count or offset."""
+
+
+class InvalidPolicy(InvalidInput):
+    """The policy file cannot be used: bad TOML, an unknown key, a wrong type or a bad value.
+
+    The message names the key (``advertisers.NAME.key`` for a per-advertiser override).
+    """
+
+
+class ProtocolError(CleanroomError):
+    """The other party broke the order or framing of the protocol."""
+
+
+class OutOfOrder(ProtocolError):
+    """A message arrived in a round where it is not allowed."""
+
+
+class WrongSession(ProtocolError):
+    """A message carries the id of another session than the one it arrived in."""
+
+
+class VersionMismatch(ProtocolError):
+    """The parties speak different protocol or normalization versions, or a different suite."""
+
+
+class PolicyRefused(CleanroomError):
+    """The platform's policy refuses the session: a mode not allowed, a list too small, or
+    another session of the same advertiser still open."""
+
+
+class LimitExceeded(CleanroomError):
+    """A size or rate limit would be exceeded (list too large, too many sessions today, a chunk
+    too large)."""
+
+
+class BudgetExhausted(LimitExceeded):
+    """The session would take the advertiser's privacy loss (epsilon) over its budget."""
+
+
+class Unauthenticated(CleanroomError):
+    """The caller's identity could not be established (no or an invalid client certificate)."""
+
+
+class PermissionDenied(CleanroomError):
+    """The caller is known but is not allowed to do what it asked."""
+
+
+class TlsConfigError(CleanroomError):
+    """The TLS folder cannot be used: a file is missing, unreadable, not PEM, readable by others,
+    expired, or not issued by the folder's CA; or an existing CA would be overwritten.
+
+    The message names the file and what to do; it never contains key material.
+    """
+
+
+class PlatformUnreachable(CleanroomError):
+    """The platform cannot be reached (down, wrong address, TLS refused) or did not answer
+    before the call's deadline. The message names the address and what to check."""
+
+
+class ListenFailed(CleanroomError):
+    """The platform server cannot listen on the address it was given: the port is in use, the
+    address is not one of this machine's, or the port needs privileges."""
+
+
+class SessionAborted(CleanroomError):
+    """A match session was aborted before it completed (the client went away, the server is
+    stopping, or the session ran past its time limit): nothing was charged or stored."""
+
+
+class DemoFailed(CleanroomError):
+    """A step of ``cleanroom demo`` failed: a command it ran exited with an error, or the server
+    did not start or stop as it should. The message names the step and where its log is."""

@@ -1,0 +1,48 @@
+"""The matching protocol's two roles as state machines, with no I/O (DESIGN §3).
+
+:class:`AdvertiserRole` and :class:`PlatformRole` take and return the generated protobuf
+messages of ``proto/cleanroom/v1/matcher.proto``; they run the same in tests, in-process, and
+behind the gRPC service, which only carries their messages and persists their outcome.
+"""
+
+from __future__ import annotations
+
+from cleanroom.protocol._advertiser import AdvertiserResult, AdvertiserRole
+from cleanroom.protocol._constants import (
+    MAX_CHUNK_BYTES,
+    MAX_IDENTIFIERS_PER_RECORD,
+    PROTOCOL_VERSION,
+    RECORD_TAG_SIZE,
+    SESSION_ID_SIZE,
+)
+from cleanroom.protocol._local import run_locally
+from cleanroom.protocol._platform import (
+    PlatformInputs,
+    PlatformOutcome,
+    PlatformRole,
+    SessionRequest,
+    read_open_session,
+)
+from cleanroom.protocol._policy_info import check_policy_info, policy_info
+from cleanroom.protocol._wire import ProgressFactory, mode_from_wire, mode_to_wire
+
+__all__ = [
+    "MAX_CHUNK_BYTES",
+    "MAX_IDENTIFIERS_PER_RECORD",
+    "PROTOCOL_VERSION",
+    "RECORD_TAG_SIZE",
+    "SESSION_ID_SIZE",
+    "AdvertiserResult",
+    "AdvertiserRole",
+    "PlatformInputs",
+    "PlatformOutcome",
+    "PlatformRole",
+    "ProgressFactory",
+    "SessionRequest",
+    "check_policy_info",
+    "mode_from_wire",
+    "mode_to_wire",
+    "policy_info",
+    "read_open_session",
+    "run_locally",
+]

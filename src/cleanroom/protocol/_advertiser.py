@@ -1,0 +1,429 @@
+"""The advertiser's side of a matching session, as a state machine without I/O (DESIGN §3).
+
+The CLI builds the role from its normalized list, lets it hash and encrypt the list before it
+connects (so no session stays open while it hashes), then relays messages::
+
+    role = AdvertiserRole(suite, Mode.COUNT, messages, record_ids)
+    role.encrypt_list()                     # n hash+multiply; before connecting
+    send(role.open_session())
+    for message in incoming:
+        send(role.handle(message))
+        if role.finished:
+            break
+    print(role.result.reported_as)
+
+Records that share an identifier (the same email on two rows) are one customer to the
+protocol: they get one record tag, so the identifier is sent once and the customer is counted
+once. U never repeats an element, which would tell the platform which records share identifiers.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from cleanroom.crypto import BatchEngine
+from cleanroom.crypto.suites import Suite
+from cleanroom.errors import (
+    InvalidElement,
+    InvalidInput,
+    InvalidMessage,
+    OutOfOrder,
+    VersionMismatch,
+)
+from cleanroom.identifiers import NORMALIZATION_VERSION
+from cleanroom.policy import Mode
+from cleanroom.protocol._constants import MAX_CHUNK_BYTES, PROTOCOL_VERSION, RECORD_TAG_SIZE
+from cleanroom.protocol._rows import find_duplicate, first_occurrence, match_rows
+from cleanroom.protocol._shuffle import random_permutation
+from cleanroom.protocol._wire import (
+    ChunkReceiver,
+    ProgressFactory,
+    check_session_id,
+    chunk_spans,
+    mode_from_wire,
+    mode_to_wire,
+    new_session_id_ok,
+    pb,
+    rows_per_chunk,
+    shift_element_error,
+)
+
+__all__ = ["AdvertiserResult", "AdvertiserRole"]
+
+_TAG_DTYPE = np.dtype("<u4")
+
+
+@dataclass(frozen=True, eq=False)
+class AdvertiserResult:
+    """The result of a session as the advertiser sees it.
+
+    Attributes:
+        session_id: the session's id.
+        epoch_id: the platform's key epoch.
+        mode: the session's mode.
+        count: the released count, ``None`` when below the reporting threshold. In count mode
+            matched customers (records sharing an identifier count once), in audience mode
+            matched platform users, in ids mode the exact number of matched customers.
+        reported_as: the count as the platform reports it to people.
+        epsilon_charged: privacy loss charged to the advertiser's budget.
+        epsilon_remaining: what is left of the budget in the epoch.
+        noise_applied: whether the count was noised.
+        matched_record_ids: ids mode: the record ids (as given) with at least one identifier in
+            the platform's set, ascending; ``None`` in the other modes.
+    """
+
+    session_id: bytes
+    epoch_id: int
+    mode: Mode
+    count: int | None
+    reported_as: str
+    epsilon_charged: float
+    epsilon_remaining: float
+    noise_applied: bool
+    matched_record_ids: NDArray[np.int64] | None
+
+
+class _State(enum.Enum):
+    CREATED = "the list is not yet opened"
+    AWAITING_OPENED = "waiting for session_opened"
+    RECEIVING_V = "receiving the platform set V"
+    RECEIVING_U_PRIME = "receiving the encrypted advertiser set U'"
+    AWAITING_RESULT = "waiting for the result"
+    FINISHED = "finished"
+
+
+class AdvertiserRole:
+    """The advertiser's state machine for one session.
+
+    Args:
+        suite: the session's ciphersuite.
+        mode: the session's mode.
+        messages: the hash-to-curve messages of the list's identifiers
+            (``cleanroom.identifiers.hash_message``), any order, repeats allowed.
+        record_ids: for each message, the id of the record (row) it came from.
+        engine: the batch engine for hashing and scalar multiplication; ``None``: the default.
+        progress: optional progress reporting for long phases.
+
+    Raises:
+        InvalidInput: ``messages`` and ``record_ids`` differ in length.
+    """
+
+    def __init__(
+        self,
+        suite: Suite,
+        mode: Mode,
+        messages: Sequence[bytes],
+        record_ids: Sequence[int] | NDArray[np.integer],
+        *,
+        engine: BatchEngine | None = None,
+        progress: ProgressFactory | None = None,
+    ) -> None:
+        records = np.asarray(record_ids, dtype=np.int64).reshape(-1)
+        if len(records) != len(messages):
+            raise InvalidInput(
+                f"{len(messages)} identifiers but {len(records)} record ids; one each expected"
+            )
+        self._suite = suite
+        self._mode = mode
+        self._messages = messages
+        self._record_ids = records
+        self._engine = engine
+        self._progress = progress
+        # Fresh per session, never stored or sent.
+        self._key = suite.generate_key()
+        self._state = _State.CREATED
+        self._prepared = False
+        self.result: AdvertiserResult | None = None
+        """Set when the result has arrived."""
+
+    @property
+    def finished(self) -> bool:
+        """Whether the session is over (the result arrived and the close was sent)."""
+        return self._state is _State.FINISHED
+
+    @property
+    def record_count(self) -> int:
+        """Distinct customers in the list (records sharing an identifier count once).
+
+        Known only once the list is hashed: reading it calls :meth:`encrypt_list`.
+        """
+        self.encrypt_list()
+        return self._group_count
+
+    @property
+    def identifier_count(self) -> int:
+        """Distinct identifiers in the list, the size n of U (calls :meth:`encrypt_list`)."""
+        self.encrypt_list()
+        return len(self._u)
+
+    def encrypt_list(self) -> None:
+        """Compute U = E_a(H(x)) for the distinct identifiers, with tags, in a random order.
+
+        The expensive step of the advertiser (n hash-to-curve and scalar multiplications); call
+        it before connecting. Calling it again does nothing.
+        """
+        if self._prepared:
+            return
+        messages = self._messages
+        encrypted = self._suite.hash_and_encrypt(
+            self._key,
+            messages,
+            self._suite.dst,
+            engine=self._engine,
+            progress=self._progress_for("hash and encrypt list", len(messages)),
+        )
+        # Equal messages hash to equal elements, so repeats are found on the elements, fast.
+        self._first = first_occurrence(encrypted)
+        distinct = np.flatnonzero(self._first == np.arange(len(messages)))
+        record_values, record_of_message = np.unique(self._record_ids, return_inverse=True)
+        self._record_values = record_values
+        self._record_of_message = record_of_message.astype(np.intp, copy=False)
+        group_of_record = _merge_records_sharing_identifiers(
+            len(record_values), self._record_of_message, self._first
+        )
+        self._group_count = int(group_of_record.max()) + 1 if len(group_of_record) else 0
+        self._group_of_record = group_of_record
+        # Tags are a fresh random permutation of the groups: they tell the platform which
+        # elements belong together and nothing else.
+        tag_of_group = random_permutation(self._group_count).astype(np.uint32)
+        # A fresh random order, so U's order says nothing about the list's order.
+        order = distinct[random_permutation(len(distinct))]
+        self._u_source = order  # U row -> index of its message
+        self._u = encrypted[order]
+        self._u_tags = tag_of_group[group_of_record[self._record_of_message[order]]]
+        self._prepared = True
+
+    def open_session(self) -> pb.ClientMessage:
+        """Return the OpenSession message (hashing the list first if not done yet).
+
+        Raises:
+            OutOfOrder: the session was opened already.
+        """
+        if self._state is not _State.CREATED:
+            raise OutOfOrder("the session was opened already")
+        self.encrypt_list()
+        self._state = _State.AWAITING_OPENED
+        return pb.ClientMessage(
+            open_session=pb.OpenSession(
+                mode=mode_to_wire(self._mode),
+                suite=self._suite.suite_id,
+                normalization_version=NORMALIZATION_VERSION,
+                protocol_version=PROTOCOL_VERSION,
+                record_count=self._group_count,
+                identifier_count=len(self._u),
+            )
+        )
+
+    def handle(self, message: pb.ServerMessage) -> Iterator[pb.ClientMessage]:
+        """Handle one message from the platform.
+
+        Every check and state change happens before this returns; the returned iterator only
+        slices already computed arrays into messages.
+
+        Args:
+            message: the next ServerMessage of the stream.
+
+        Returns:
+            The messages to send in reply (possibly none).
+
+        Raises:
+            OutOfOrder: the message is not allowed in the current round.
+            WrongSession: the message carries another session's id.
+            VersionMismatch: the platform answered with another suite, mode or version.
+            InvalidMessage: bad counts, offsets or sizes, or a result that contradicts U'.
+            InvalidElement: an element is malformed, off the curve, of small order, or a
+                duplicate in V or U'.
+            LimitExceeded: a chunk larger than allowed.
+        """
+        round_name = message.WhichOneof("round")
+        state = self._state
+        if round_name == "session_opened" and state is _State.AWAITING_OPENED:
+            return self._take_opened(message.session_opened)
+        if round_name == "platform_set" and state is _State.RECEIVING_V:
+            return self._take_v(message.platform_set)
+        if round_name == "encrypted_advertiser_set" and state is _State.RECEIVING_U_PRIME:
+            self._take_u_prime(message.encrypted_advertiser_set)
+            return iter(())
+        if round_name == "result" and state is _State.AWAITING_RESULT:
+            return self._take_result(message.result)
+        raise OutOfOrder(f"{round_name or 'an empty message'} is not allowed while {state.value}")
+
+    def _progress_for(self, phase: str, total: int) -> Callable[[int], object] | None:
+        return None if self._progress is None else self._progress(phase, total)
+
+    def _take_opened(self, opened: pb.SessionOpened) -> Iterator[pb.ClientMessage]:
+        new_session_id_ok(opened.session_id)
+        if (opened.protocol_version, opened.normalization_version) != (
+            PROTOCOL_VERSION,
+            NORMALIZATION_VERSION,
+        ):
+            raise VersionMismatch(
+                f"the platform speaks protocol {opened.protocol_version} with normalization "
+                f"{opened.normalization_version}; this client {PROTOCOL_VERSION} with "
+                f"{NORMALIZATION_VERSION}"
+            )
+        if opened.suite != self._suite.suite_id or mode_from_wire(opened.mode) is not self._mode:
+            raise VersionMismatch(
+                f"the platform opened a {opened.suite} session in mode {opened.mode}, not the "
+                f"{self._suite.suite_id} session in mode {self._mode} that was asked for"
+            )
+        if opened.max_chunk_bytes == 0:
+            raise InvalidMessage("the platform announced a chunk size of 0 bytes")
+        self._session_id = opened.session_id
+        self._epoch_id = opened.epoch_id
+        # Never above this build's own limit, whatever the platform says it accepts.
+        self._max_chunk_bytes = min(opened.max_chunk_bytes, MAX_CHUNK_BYTES)
+        size = self._suite.element_size
+        total = opened.platform_set_size
+        self._v = ChunkReceiver("platform set V", total, size)
+        # W = E_a(V) in V's order; it is shuffled (count, ids) only when sent.
+        self._w = np.empty((total, size), dtype=np.uint8)
+        self._w_progress = self._progress_for("encrypt platform set", total)
+        self._state = _State.RECEIVING_V
+        return self._stream_u(self._u, self._u_tags)
+
+    def _stream_u(
+        self, u: NDArray[np.uint8], tags: NDArray[np.uint32]
+    ) -> Iterator[pb.ClientMessage]:
+        per_chunk = rows_per_chunk(u.shape[1] + RECORD_TAG_SIZE, self._max_chunk_bytes)
+        for start, stop in chunk_spans(len(u), per_chunk):
+            chunk = pb.AdvertiserSetChunk(
+                session_id=self._session_id,
+                offset=start,
+                count=stop - start,
+                elements=u[start:stop].tobytes(),
+                record_tags=tags[start:stop].astype(_TAG_DTYPE, copy=False).tobytes(),
+            )
+            yield pb.ClientMessage(advertiser_set=chunk)
+
+    def _take_v(self, chunk: pb.PlatformSetChunk) -> Iterator[pb.ClientMessage]:
+        check_session_id(self._session_id, chunk.session_id)
+        offset, rows = self._v.accept(chunk.offset, chunk.count, chunk.elements)
+        try:
+            encrypted = self._suite.encrypt(
+                self._key, rows, engine=self._engine, progress=self._w_progress
+            )
+        except InvalidElement as exc:
+            raise shift_element_error(exc, offset, "platform set V") from exc
+        self._w[offset : offset + len(rows)] = encrypted
+        if not self._v.complete:
+            return iter(())
+        duplicate = find_duplicate(self._w)  # W = E_a(V) repeats exactly where V does
+        if duplicate is not None:
+            first, repeat = duplicate
+            raise InvalidElement(f"platform set V: duplicate of row {first}", repeat)
+        del self._v  # V itself is no longer needed
+        if self._mode is Mode.AUDIENCE:
+            # In V's order, so the platform can map matches to its users (DESIGN §3).
+            w_sent = self._w
+        else:
+            # Shuffled, so the platform cannot tell which of its users matched.
+            w_sent = self._w[random_permutation(len(self._w))]
+        if self._mode is Mode.IDS:
+            self._u_prime = ChunkReceiver(
+                "encrypted advertiser set U'", len(self._u), self._suite.element_size
+            )
+            self._state = _State.RECEIVING_U_PRIME
+        else:
+            self._state = _State.AWAITING_RESULT
+        return self._stream_w(w_sent)
+
+    def _stream_w(self, w: NDArray[np.uint8]) -> Iterator[pb.ClientMessage]:
+        per_chunk = rows_per_chunk(w.shape[1], self._max_chunk_bytes)
+        for start, stop in chunk_spans(len(w), per_chunk):
+            chunk = pb.EncryptedPlatformSetChunk(
+                session_id=self._session_id,
+                offset=start,
+                count=stop - start,
+                elements=w[start:stop].tobytes(),
+            )
+            yield pb.ClientMessage(encrypted_platform_set=chunk)
+
+    def _take_u_prime(self, chunk: pb.EncryptedAdvertiserSetChunk) -> None:
+        check_session_id(self._session_id, chunk.session_id)
+        offset, rows = self._u_prime.accept(chunk.offset, chunk.count, chunk.elements)
+        try:
+            self._suite.validate(rows)
+        except InvalidElement as exc:
+            raise shift_element_error(exc, offset, "encrypted advertiser set U'") from exc
+        if not self._u_prime.complete:
+            return
+        duplicate = find_duplicate(self._u_prime.array)
+        if duplicate is not None:
+            first, repeat = duplicate
+            raise InvalidElement(f"encrypted advertiser set U': duplicate of row {first}", repeat)
+        self._state = _State.AWAITING_RESULT
+
+    def _take_result(self, result: pb.MatchResult) -> Iterator[pb.ClientMessage]:
+        check_session_id(self._session_id, result.session_id)
+        if mode_from_wire(result.mode) is not self._mode:
+            raise InvalidMessage(f"a result for mode {result.mode}, not {self._mode}")
+        count = result.count if result.HasField("count") else None
+        matched_record_ids = None
+        if self._mode is Mode.IDS:
+            matched_record_ids, matched_groups = self._matched_records()
+            # The platform counted the same matches on the same U' and W; a different number
+            # means one side is broken, and neither result can be trusted.
+            if count != matched_groups:
+                raise InvalidMessage(
+                    f"the platform reports {count} matched records, U' shows {matched_groups}"
+                )
+        self.result = AdvertiserResult(
+            session_id=self._session_id,
+            epoch_id=self._epoch_id,
+            mode=self._mode,
+            count=count,
+            reported_as=result.reported_as,
+            epsilon_charged=result.epsilon_charged,
+            epsilon_remaining=result.epsilon_remaining,
+            noise_applied=result.noise_applied,
+            matched_record_ids=matched_record_ids,
+        )
+        self._state = _State.FINISHED
+        return iter([pb.ClientMessage(close=pb.Close(session_id=self._session_id))])
+
+    def _matched_records(self) -> tuple[NDArray[np.int64], int]:
+        """Return the matched record ids (as given) and the number of matched groups."""
+        u_index, _ = match_rows(self._u_prime.array, self._w)
+        matched_message = np.zeros(len(self._messages), dtype=bool)
+        matched_message[self._u_source[u_index]] = True
+        # A repeated identifier matched wherever its first occurrence did.
+        matched_message = matched_message[self._first]
+        records = np.unique(self._record_of_message[matched_message])
+        groups = len(np.unique(self._group_of_record[records]))
+        return self._record_values[records], groups
+
+
+def _merge_records_sharing_identifiers(
+    record_count: int, record_of_message: NDArray[np.intp], first: NDArray[np.intp]
+) -> NDArray[np.intp]:
+    """Group records linked by a shared identifier (union-find); return each record's group.
+
+    Groups are numbered ``0 .. G-1``. Only repeated identifiers cost Python-level work.
+    """
+    parent = np.arange(record_count, dtype=np.intp)
+
+    def root(r: int) -> int:
+        while parent[r] != r:
+            parent[r] = parent[parent[r]]
+            r = int(parent[r])
+        return r
+
+    for message in np.flatnonzero(first != np.arange(len(first))):
+        a = root(int(record_of_message[message]))
+        b = root(int(record_of_message[first[message]]))
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    # Point every record straight at its root.
+    while True:
+        grand = parent[parent]
+        if np.array_equal(grand, parent):
+            break
+        parent = grand
+    _, group = np.unique(parent, return_inverse=True)
+    return group.astype(np.intp, copy=False)

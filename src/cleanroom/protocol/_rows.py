@@ -1,0 +1,140 @@
+"""Set operations on arrays of encoded elements: duplicates and matches, exactly and fast.
+
+Rows are compared as whole byte strings. The fast path sorts one 64-bit key per row (8 of its
+bytes, which are uniformly random for honest elements) and checks every candidate on the full
+row; rows whose keys collide, by chance or because the other party made them so, are settled
+by sorting the full rows, so the answer is always exact and the cost never quadratic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["find_duplicate", "first_occurrence", "match_rows"]
+
+_KEY_BYTES = 8
+
+
+def _keys(rows: NDArray[np.uint8]) -> NDArray[np.uint64]:
+    # The last 8 bytes: random in both encodings (x25519's top byte loses one bit, P-256's
+    # first byte is only the 0x02/0x03 prefix).
+    tail = np.ascontiguousarray(rows[:, -_KEY_BYTES:])
+    return tail.view(np.uint64).reshape(-1)
+
+
+def _whole(rows: NDArray[np.uint8]) -> NDArray[np.void]:
+    """View each row as one opaque value, so numpy sorts and compares whole rows."""
+    contiguous = np.ascontiguousarray(rows)
+    return contiguous.view(np.dtype((np.void, rows.shape[1]))).reshape(-1)
+
+
+def _colliding(keys: NDArray[np.uint64]) -> NDArray[np.intp]:
+    """Return, ascending, the indices of rows whose key some other row shares."""
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    same_as_next = sorted_keys[1:] == sorted_keys[:-1]
+    involved = np.zeros(len(keys), dtype=bool)
+    involved[:-1] |= same_as_next
+    involved[1:] |= same_as_next
+    return np.sort(order[involved])
+
+
+def first_occurrence(rows: NDArray[np.uint8]) -> NDArray[np.intp]:
+    """For each row, the index of the first row equal to it (itself if it is the first).
+
+    Args:
+        rows: array of shape ``(n, element_size)``, ``element_size >= 8``.
+
+    Returns:
+        Array of shape ``(n,)``.
+    """
+    first = np.arange(len(rows), dtype=np.intp)
+    if len(rows) < 2:
+        return first
+    candidates = _colliding(_keys(rows))
+    if candidates.size:
+        values = _whole(rows[candidates])
+        # Stable, so within a group of equal rows the lowest index comes first.
+        order = np.argsort(values, kind="stable")
+        ordered = values[order]
+        starts = np.ones(len(ordered), dtype=bool)
+        starts[1:] = ordered[1:] != ordered[:-1]
+        group_start = np.maximum.accumulate(np.where(starts, np.arange(len(ordered)), 0))
+        first[candidates[order]] = candidates[order[group_start]]
+    return first
+
+
+def find_duplicate(rows: NDArray[np.uint8]) -> tuple[int, int] | None:
+    """Return ``(first, repeat)``: the earliest row that repeats an earlier one, or ``None``.
+
+    Args:
+        rows: array of shape ``(n, element_size)``.
+
+    Returns:
+        ``None`` if all rows are distinct; else the lowest index ``repeat`` whose row equals an
+        earlier row, and the index ``first`` of that earlier row.
+    """
+    first = first_occurrence(rows)
+    repeats = np.flatnonzero(first != np.arange(len(rows)))
+    if repeats.size == 0:
+        return None
+    repeat = int(repeats[0])
+    return int(first[repeat]), repeat
+
+
+def match_rows(
+    probe: NDArray[np.uint8], table: NDArray[np.uint8]
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Find the rows of ``probe`` that occur in ``table``.
+
+    Args:
+        probe: array of shape ``(n, element_size)``.
+        table: array of shape ``(m, element_size)`` with distinct rows.
+
+    Returns:
+        ``(probe_index, table_index)``: equal-length arrays, ascending in ``probe_index``, with
+        ``probe[probe_index[i]] == table[table_index[i]]``.
+    """
+    empty = np.zeros(0, dtype=np.intp)
+    if len(probe) == 0 or len(table) == 0:
+        return empty, empty
+    table_keys = _keys(table)
+    order = np.argsort(table_keys)
+    sorted_keys = table_keys[order]
+    if np.any(sorted_keys[1:] == sorted_keys[:-1]):
+        return _match_whole(probe, table)
+    probe_keys = _keys(probe)
+    position = np.minimum(_sorted_positions(sorted_keys, probe_keys), len(sorted_keys) - 1)
+    probe_index = np.flatnonzero(sorted_keys[position] == probe_keys)
+    table_index = order[position[probe_index]]
+    same = np.all(probe[probe_index] == table[table_index], axis=1)
+    return probe_index[same], table_index[same]
+
+
+def _sorted_positions(ordered: NDArray[Any], values: NDArray[Any]) -> NDArray[np.intp]:
+    """``np.searchsorted(ordered, values)``, but with ``values`` visited in sorted order.
+
+    Looking up millions of values in random order misses the cache on every step (11 s for 5M
+    into 10M); sorting them first makes the walk sequential (under 1 s).
+    """
+    value_order = np.argsort(values)
+    found = np.searchsorted(ordered, values[value_order])
+    position = np.empty(len(values), dtype=np.intp)
+    position[value_order] = found
+    return position
+
+
+def _match_whole(
+    probe: NDArray[np.uint8], table: NDArray[np.uint8]
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """:func:`match_rows` by sorting whole rows: slower, immune to key collisions."""
+    table_values = _whole(table)
+    order = np.argsort(table_values)
+    ordered = table_values[order]
+    probe_values = _whole(probe)
+    position = np.minimum(_sorted_positions(ordered, probe_values), len(ordered) - 1)
+    probe_index = np.flatnonzero(ordered[position] == probe_values)
+    return probe_index, order[position[probe_index]]

@@ -1,0 +1,581 @@
+"""The two protocol roles driven against each other by hand: every refusal, in its class.
+
+Messages are tampered with in flight to play a broken or hostile party; each case asserts the
+error class the gRPC layer maps to a status code, and a message that says what was wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pytest
+
+from cleanroom.crypto import BatchEngine, get_suite
+from cleanroom.crypto.suites import Suite
+from cleanroom.errors import (
+    InvalidElement,
+    InvalidInput,
+    InvalidMessage,
+    LimitExceeded,
+    OutOfOrder,
+    PolicyRefused,
+    UnknownSuite,
+    VersionMismatch,
+    WrongSession,
+)
+from cleanroom.identifiers import NORMALIZATION_VERSION, hash_message
+from cleanroom.policy import Mode, Policy, check_session, parse_policy
+from cleanroom.protocol import (
+    PROTOCOL_VERSION,
+    AdvertiserRole,
+    PlatformInputs,
+    PlatformRole,
+    SessionRequest,
+    read_open_session,
+    run_locally,
+)
+from cleanroom.protocol._wire import pb
+
+ENGINE = BatchEngine(workers=1)
+X25519 = get_suite("x25519-sha512-ell2-ro")
+P256 = get_suite("p256-sha256-sswu-ro")
+EXACT = parse_policy(
+    """
+    min_upload_records = 0
+    min_reported_count = 0
+    epsilon_per_release = 0
+    [advertisers.acme]
+    modes_allowed = ["count", "audience", "ids"]
+    """
+)
+
+
+def email(value: str) -> bytes:
+    return hash_message("email", hashlib.sha256(value.encode()).digest())
+
+
+def platform_inputs(suite: Suite, values: Sequence[str], users: Sequence[int]) -> PlatformInputs:
+    key = suite.generate_key()
+    platform_set = suite.hash_and_encrypt(key, [email(v) for v in values], suite.dst, engine=ENGINE)
+    return PlatformInputs(7, key, platform_set, np.asarray(users, dtype=np.int64))
+
+
+PLATFORM_VALUES = [f"user{i}@example.com" for i in range(12)]
+PLATFORM = platform_inputs(X25519, PLATFORM_VALUES, [i // 2 for i in range(12)])
+# Records 0..7; record 3 has two identifiers; 6 and 7 are not platform users.
+ADVERTISER_VALUES = [f"user{i}@example.com" for i in (0, 1, 2, 3, 10, 4, 5)] + [
+    "a@x.com",
+    "b@x.com",
+]
+ADVERTISER_RECORDS = [0, 1, 2, 3, 3, 4, 5, 6, 7]
+
+
+def advertiser(mode: Mode = Mode.COUNT, suite: Suite = X25519) -> AdvertiserRole:
+    messages = [email(v) for v in ADVERTISER_VALUES]
+    return AdvertiserRole(suite, mode, messages, ADVERTISER_RECORDS, engine=ENGINE)
+
+
+def open_platform(
+    inputs: PlatformInputs = PLATFORM, policy: Policy = EXACT, max_chunk_bytes: int = 4_000_000
+) -> Callable[[SessionRequest], PlatformRole]:
+    def opener(request: SessionRequest) -> PlatformRole:
+        decision = check_session(policy, "acme", request.mode, request.record_count, 0.0, 0, False)
+        return PlatformRole(
+            request, decision, inputs, engine=ENGINE, max_chunk_bytes=max_chunk_bytes
+        )
+
+    return opener
+
+
+Hook = Callable[[int, pb.ClientMessage | pb.ServerMessage], None]
+
+
+def exchange(
+    adv: AdvertiserRole,
+    opener: Callable[[SessionRequest], PlatformRole] | None = None,
+    *,
+    to_platform: Hook | None = None,
+    to_advertiser: Hook | None = None,
+) -> PlatformRole:
+    """Run a session; the hooks see (and may change in place) each message in flight."""
+    first = adv.open_session()
+    platform = (opener or open_platform())(read_open_session(first))
+    server_queue = list(platform.start())
+    client_queue: list[pb.ClientMessage] = []
+    sent_to_advertiser = sent_to_platform = 0
+    while not (adv.finished and platform.finished):
+        if server_queue:
+            message = server_queue.pop(0)
+            if to_advertiser:
+                to_advertiser(sent_to_advertiser, message)
+            sent_to_advertiser += 1
+            client_queue.extend(adv.handle(message))
+        else:
+            message = client_queue.pop(0)
+            if to_platform:
+                to_platform(sent_to_platform, message)
+            sent_to_platform += 1
+            server_queue.extend(platform.handle(message))
+    return platform
+
+
+def on_round(name: str, change: Callable[..., None], which: int = 0) -> Hook:
+    """A hook that changes the ``which``-th message of round ``name``."""
+    seen = [0]
+
+    def hook(_: int, message: pb.ClientMessage | pb.ServerMessage) -> None:
+        if message.WhichOneof("round") == name:
+            if seen[0] == which:
+                change(getattr(message, name))
+            seen[0] += 1
+
+    return hook
+
+
+def find_bad_element(suite: Suite, reason: str) -> bytes:
+    """Return an encoding that ``suite.validate`` refuses with ``reason`` in its message."""
+    for i in range(2, 10_000):
+        candidate = (
+            bytes([2]) + i.to_bytes(32, "big") if suite is P256 else i.to_bytes(32, "little")
+        )
+        try:
+            suite.validate(np.frombuffer(candidate, dtype=np.uint8).reshape(1, -1))
+        except InvalidElement as exc:
+            if reason in exc.reason:
+                return candidate
+    raise AssertionError(f"no element found failing with {reason!r}")
+
+
+TWIST = find_bad_element(X25519, "not on the curve")
+SMALL_ORDER = (1).to_bytes(32, "little")  # u = 1 has order 4
+NON_CANONICAL = bytes(31) + b"\x80"
+
+
+def replace_row(chunk: pb.AdvertiserSetChunk, row: int, element: bytes) -> None:
+    size = len(element)
+    chunk.elements = chunk.elements[: row * size] + element + chunk.elements[(row + 1) * size :]
+
+
+# -- whole sessions -------------------------------------------------------------------------
+
+
+def test_count_mode_counts_records_once() -> None:
+    result, outcome = run_locally(advertiser(Mode.COUNT), open_platform())
+    # Records 0..5 match (3 on two identifiers, counted once); 6 and 7 do not.
+    assert result.count == outcome.release.count == 6
+    assert result.noise_applied is False and result.epsilon_charged == 0.0
+    assert "no noise" in result.reported_as
+    assert outcome.matched_user_ids is None and result.matched_record_ids is None
+    assert outcome.record_count == 8 and outcome.identifier_count == 9
+    assert (result.epoch_id, outcome.epoch_id) == (7, 7)
+    assert result.session_id == outcome.session_id
+
+
+def test_audience_mode_maps_matches_to_users() -> None:
+    result, outcome = run_locally(advertiser(Mode.AUDIENCE), open_platform())
+    assert outcome.matched_user_ids is not None
+    # Platform rows 0,1,2,3,4,5,10 matched; users are row // 2.
+    assert outcome.matched_user_ids.tolist() == [0, 1, 2, 5]
+    assert result.count == outcome.release.count == 4
+
+
+def test_ids_mode_tells_the_advertiser_which_records_matched() -> None:
+    result, outcome = run_locally(advertiser(Mode.IDS), open_platform())
+    assert result.matched_record_ids is not None
+    assert result.matched_record_ids.tolist() == [0, 1, 2, 3, 4, 5]
+    assert result.count == outcome.release.count == 6
+    assert result.reported_as == "6 (exact: ids mode)"
+    assert outcome.matched_user_ids is None
+
+
+def test_p256_suite_runs_the_same_protocol() -> None:
+    inputs = platform_inputs(P256, PLATFORM_VALUES, [i // 2 for i in range(12)])
+    result, _ = run_locally(advertiser(Mode.IDS, P256), open_platform(inputs))
+    assert result.matched_record_ids is not None
+    assert result.matched_record_ids.tolist() == [0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_many_small_chunks_reassemble(mode: Mode) -> None:
+    # 100-byte chunks: 3 elements (2 with tags) per chunk, so every set spans several chunks.
+    chunk_counts: dict[str, int] = {}
+
+    def count(_: int, message: pb.ClientMessage | pb.ServerMessage) -> None:
+        name = message.WhichOneof("round") or ""
+        chunk_counts[name] = chunk_counts.get(name, 0) + 1
+
+    adv = advertiser(mode)
+    exchange(adv, open_platform(max_chunk_bytes=100), to_platform=count, to_advertiser=count)
+    assert adv.result is not None and adv.result.count == (4 if mode is Mode.AUDIENCE else 6)
+    assert chunk_counts["platform_set"] == 4
+    assert chunk_counts["advertiser_set"] == 5
+    assert chunk_counts["encrypted_platform_set"] == 4
+    assert chunk_counts.get("encrypted_advertiser_set", 0) == (3 if mode is Mode.IDS else 0)
+
+
+def test_empty_platform_set_matches_nothing() -> None:
+    empty = PlatformInputs(
+        1, X25519.generate_key(), np.empty((0, 32), np.uint8), np.empty(0, np.int64)
+    )
+    for mode in Mode:
+        result, _ = run_locally(advertiser(mode), open_platform(empty))
+        assert result.count == 0
+
+
+def test_empty_list_matches_nothing() -> None:
+    adv = AdvertiserRole(X25519, Mode.IDS, [], [], engine=ENGINE)
+    result, _ = run_locally(adv, open_platform())
+    assert result.count == 0
+    assert result.matched_record_ids is not None and result.matched_record_ids.size == 0
+
+
+def test_noisy_release_is_charged_against_the_budget() -> None:
+    policy = parse_policy("min_upload_records = 0\nmin_reported_count = 0\nepsilon_budget = 2")
+    result, outcome = run_locally(advertiser(Mode.COUNT), open_platform(policy=policy))
+    assert result.noise_applied and outcome.release.noise_applied
+    assert result.epsilon_charged == outcome.release.epsilon_charged == 0.5
+    assert result.epsilon_remaining == outcome.epsilon_remaining == 1.5
+    assert result.count == outcome.release.count and result.count is not None
+
+
+def test_below_threshold_is_reported_without_a_number() -> None:
+    policy = parse_policy("min_upload_records = 0\nepsilon_per_release = 0")
+    result, _ = run_locally(advertiser(Mode.COUNT), open_platform(policy=policy))
+    assert result.count is None
+    assert result.reported_as.startswith("fewer than 100")
+
+
+def test_policy_refusal_happens_before_any_platform_work() -> None:
+    policy = parse_policy("min_upload_records = 0")  # no ids grant for anyone
+    with pytest.raises(PolicyRefused, match="mode 'ids' is not allowed"):
+        run_locally(advertiser(Mode.IDS), open_platform(policy=policy))
+
+
+def test_records_sharing_an_identifier_are_one_customer() -> None:
+    values = ["user0@example.com", "user0@example.com", "user1@example.com", "zz@x.com"]
+    adv = AdvertiserRole(X25519, Mode.IDS, [email(v) for v in values], [10, 20, 20, 30])
+    assert (adv.record_count, adv.identifier_count) == (2, 3)
+    result, _ = run_locally(adv, open_platform())
+    assert result.count == 1
+    assert result.matched_record_ids is not None
+    assert result.matched_record_ids.tolist() == [10, 20]
+
+
+def test_advertiser_needs_one_record_id_per_identifier() -> None:
+    with pytest.raises(InvalidInput, match="2 identifiers but 1 record ids"):
+        AdvertiserRole(X25519, Mode.COUNT, [b"a", b"b"], [1])
+
+
+# -- out of order ---------------------------------------------------------------------------
+
+
+def test_session_must_start_with_open_session() -> None:
+    close = pb.ClientMessage(close=pb.Close(session_id=bytes(16)))
+    with pytest.raises(OutOfOrder, match="starts with open_session, got close"):
+        read_open_session(close)
+    with pytest.raises(OutOfOrder, match="got nothing"):
+        read_open_session(pb.ClientMessage())
+
+
+def _opened_platform(mode: Mode = Mode.COUNT) -> tuple[AdvertiserRole, PlatformRole]:
+    adv = advertiser(mode)
+    platform = open_platform()(read_open_session(adv.open_session()))
+    return adv, platform
+
+
+def test_platform_refuses_rounds_out_of_order() -> None:
+    _, platform = _opened_platform()
+    chunk = pb.EncryptedPlatformSetChunk(session_id=platform.session_id, count=0)
+    with pytest.raises(OutOfOrder, match="not allowed while waiting for start"):
+        platform.handle(pb.ClientMessage(encrypted_platform_set=chunk))
+    server = list(platform.start())
+    with pytest.raises(OutOfOrder, match="started already"):
+        platform.start()
+    with pytest.raises(OutOfOrder, match="encrypted_platform_set is not allowed while receiving"):
+        platform.handle(pb.ClientMessage(encrypted_platform_set=chunk))
+    with pytest.raises(OutOfOrder, match="close is not allowed"):
+        platform.handle(pb.ClientMessage(close=pb.Close(session_id=platform.session_id)))
+    with pytest.raises(OutOfOrder, match="open_session is not allowed"):
+        platform.handle(pb.ClientMessage(open_session=pb.OpenSession()))
+    with pytest.raises(OutOfOrder, match="an empty message"):
+        platform.handle(pb.ClientMessage())
+    assert server[0].WhichOneof("round") == "session_opened"
+
+
+def test_platform_refuses_anything_after_close() -> None:
+    adv = advertiser()
+    platform = exchange(adv)
+    assert platform.finished
+    with pytest.raises(OutOfOrder, match="not allowed while finished"):
+        platform.handle(pb.ClientMessage(close=pb.Close(session_id=platform.session_id)))
+
+
+def test_advertiser_refuses_rounds_out_of_order() -> None:
+    adv, platform = _opened_platform()
+    server = list(platform.start())
+    opened, v_chunk = server[0], server[1]
+    with pytest.raises(OutOfOrder, match="open"):
+        adv.open_session()
+    with pytest.raises(OutOfOrder, match="platform_set is not allowed while waiting for session"):
+        adv.handle(v_chunk)
+    list(adv.handle(opened))
+    with pytest.raises(OutOfOrder, match="session_opened is not allowed while receiving"):
+        adv.handle(opened)
+    result = pb.ServerMessage(result=pb.MatchResult(session_id=platform.session_id))
+    with pytest.raises(OutOfOrder, match="result is not allowed while receiving the platform"):
+        adv.handle(result)
+    list(adv.handle(v_chunk))
+    u_prime = pb.EncryptedAdvertiserSetChunk(session_id=platform.session_id)
+    with pytest.raises(OutOfOrder, match="encrypted_advertiser_set is not allowed"):
+        # Count mode: the platform never returns U'.
+        adv.handle(pb.ServerMessage(encrypted_advertiser_set=u_prime))
+
+
+def test_advertiser_refuses_anything_after_the_result() -> None:
+    adv = advertiser()
+    exchange(adv)
+    with pytest.raises(OutOfOrder, match="while finished"):
+        adv.handle(pb.ServerMessage(result=pb.MatchResult()))
+
+
+# -- another session's id -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("round_name", ["advertiser_set", "encrypted_platform_set", "close"])
+def test_platform_refuses_another_sessions_messages(round_name: str) -> None:
+    def other(message: pb.AdvertiserSetChunk | pb.EncryptedPlatformSetChunk | pb.Close) -> None:
+        message.session_id = bytes(16)
+
+    with pytest.raises(WrongSession, match="arrived in session"):
+        exchange(advertiser(), to_platform=on_round(round_name, other))
+
+
+@pytest.mark.parametrize("round_name", ["platform_set", "encrypted_advertiser_set", "result"])
+def test_advertiser_refuses_another_sessions_messages(round_name: str) -> None:
+    def other(message: pb.PlatformSetChunk | pb.MatchResult) -> None:
+        message.session_id = bytes(16)
+
+    with pytest.raises(WrongSession, match="arrived in session"):
+        exchange(advertiser(Mode.IDS), to_advertiser=on_round(round_name, other))
+
+
+# -- bad elements ---------------------------------------------------------------------------
+
+BAD_ELEMENTS = [
+    (TWIST, "not on the curve"),
+    (SMALL_ORDER, "small-order point"),
+    (NON_CANONICAL, "non-canonical"),
+]
+
+
+@pytest.mark.parametrize(("element", "reason"), BAD_ELEMENTS)
+@pytest.mark.parametrize("round_name", ["advertiser_set", "encrypted_platform_set"])
+def test_platform_refuses_invalid_elements(element: bytes, reason: str, round_name: str) -> None:
+    hook = on_round(round_name, lambda chunk: replace_row(chunk, 1, element))
+    with pytest.raises(InvalidElement, match=reason) as caught:
+        exchange(advertiser(), open_platform(max_chunk_bytes=100), to_platform=hook)
+    assert caught.value.row == 1
+
+
+def test_platform_numbers_bad_rows_within_the_whole_set() -> None:
+    # The second chunk of U holds rows 2 and 3 (100-byte chunks, 36 bytes per row).
+    hook = on_round("advertiser_set", lambda chunk: replace_row(chunk, 1, TWIST), which=1)
+    with pytest.raises(InvalidElement, match="advertiser set U: not on the curve") as caught:
+        exchange(advertiser(), open_platform(max_chunk_bytes=100), to_platform=hook)
+    assert caught.value.row == 3
+
+
+@pytest.mark.parametrize(("element", "reason"), BAD_ELEMENTS)
+@pytest.mark.parametrize("round_name", ["platform_set", "encrypted_advertiser_set"])
+def test_advertiser_refuses_invalid_elements(element: bytes, reason: str, round_name: str) -> None:
+    hook = on_round(round_name, lambda chunk: replace_row(chunk, 1, element))
+    with pytest.raises(InvalidElement, match=reason) as caught:
+        exchange(advertiser(Mode.IDS), to_advertiser=hook)
+    assert caught.value.row == 1
+
+
+def test_p256_off_curve_elements_are_refused() -> None:
+    off_curve = find_bad_element(P256, "not on the curve")
+    inputs = platform_inputs(P256, PLATFORM_VALUES, [0] * 12)
+    hook = on_round("advertiser_set", lambda chunk: replace_row(chunk, 0, off_curve))
+    with pytest.raises(InvalidElement, match="not on the curve"):
+        exchange(advertiser(Mode.COUNT, P256), open_platform(inputs), to_platform=hook)
+
+
+@pytest.mark.parametrize(
+    ("round_name", "to_platform"),
+    [
+        ("advertiser_set", True),
+        ("encrypted_platform_set", True),
+        ("platform_set", False),
+        ("encrypted_advertiser_set", False),
+    ],
+)
+def test_wrong_length_elements_are_refused(round_name: str, to_platform: bool) -> None:
+    def truncate(chunk: pb.PlatformSetChunk) -> None:
+        chunk.elements = chunk.elements[:-1]
+
+    hook = on_round(round_name, truncate)
+    with pytest.raises(InvalidElement, match="bytes, expected"):
+        if to_platform:
+            exchange(advertiser(Mode.IDS), to_platform=hook)
+        else:
+            exchange(advertiser(Mode.IDS), to_advertiser=hook)
+
+
+def _duplicate_row(chunk: pb.PlatformSetChunk) -> None:
+    size = 32
+    chunk.elements = chunk.elements[: 4 * size] + chunk.elements[:size] + chunk.elements[5 * size :]
+
+
+@pytest.mark.parametrize(
+    ("round_name", "to_platform", "what"),
+    [
+        ("advertiser_set", True, "advertiser set U"),
+        ("encrypted_platform_set", True, "encrypted platform set W"),
+        ("platform_set", False, "platform set V"),
+        ("encrypted_advertiser_set", False, "encrypted advertiser set U'"),
+    ],
+)
+def test_duplicated_elements_are_refused(round_name: str, to_platform: bool, what: str) -> None:
+    hook = on_round(round_name, _duplicate_row)
+    with pytest.raises(InvalidElement, match=f"{what}: duplicate of row 0") as caught:
+        if to_platform:
+            exchange(advertiser(Mode.IDS), to_platform=hook)
+        else:
+            exchange(advertiser(Mode.IDS), to_advertiser=hook)
+    assert caught.value.row == 4
+
+
+def test_duplicates_in_the_platform_inputs_are_refused_by_the_advertiser() -> None:
+    doubled = PlatformInputs(
+        1,
+        PLATFORM.epoch_key,
+        np.concatenate([PLATFORM.platform_set, PLATFORM.platform_set[:1]]),
+        np.concatenate([PLATFORM.user_ids, PLATFORM.user_ids[:1]]),
+    )
+    with pytest.raises(InvalidElement, match="platform set V: duplicate of row 0"):
+        run_locally(advertiser(), open_platform(doubled))
+
+
+# -- record tags and counts -----------------------------------------------------------------
+
+
+def test_record_tags_of_the_wrong_length_are_refused() -> None:
+    def cut(chunk: pb.AdvertiserSetChunk) -> None:
+        chunk.record_tags = chunk.record_tags[:-1]
+
+    with pytest.raises(InvalidMessage, match="bytes of record tags, expected 9 tags"):
+        exchange(advertiser(), to_platform=on_round("advertiser_set", cut))
+
+
+def test_record_tags_out_of_range_are_refused() -> None:
+    def big(chunk: pb.AdvertiserSetChunk) -> None:
+        chunk.record_tags = (1000).to_bytes(4, "little") + chunk.record_tags[4:]
+
+    with pytest.raises(InvalidMessage, match="record tag 1000 is out of range for 8 records"):
+        exchange(advertiser(), to_platform=on_round("advertiser_set", big))
+
+
+def test_announced_records_must_all_appear() -> None:
+    def same_tag(chunk: pb.AdvertiserSetChunk) -> None:
+        first = chunk.record_tags[:4]
+        chunk.record_tags = first * chunk.count
+
+    with pytest.raises(InvalidMessage, match="has no identifier, but 8 records were announced"):
+        exchange(advertiser(), to_platform=on_round("advertiser_set", same_tag))
+
+
+def test_ids_result_that_contradicts_u_prime_is_refused() -> None:
+    def inflate(result: pb.MatchResult) -> None:
+        result.count += 1
+
+    with pytest.raises(InvalidMessage, match="reports 7 matched records, U' shows 6"):
+        exchange(advertiser(Mode.IDS), to_advertiser=on_round("result", inflate))
+
+
+def test_result_for_another_mode_is_refused() -> None:
+    def other_mode(result: pb.MatchResult) -> None:
+        result.mode = pb.MATCH_MODE_AUDIENCE
+
+    with pytest.raises(InvalidMessage, match="a result for mode"):
+        exchange(advertiser(Mode.COUNT), to_advertiser=on_round("result", other_mode))
+
+
+# -- opening --------------------------------------------------------------------------------
+
+
+def _open(**fields: object) -> pb.ClientMessage:
+    base: dict[str, object] = {
+        "mode": pb.MATCH_MODE_COUNT,
+        "suite": "x25519-sha512-ell2-ro",
+        "normalization_version": NORMALIZATION_VERSION,
+        "protocol_version": PROTOCOL_VERSION,
+        "record_count": 10,
+        "identifier_count": 12,
+    }
+    base.update(fields)
+    return pb.ClientMessage(open_session=pb.OpenSession(**base))  # type: ignore[arg-type]
+
+
+def test_open_session_is_read_into_a_request() -> None:
+    assert read_open_session(_open()) == SessionRequest(Mode.COUNT, "x25519-sha512-ell2-ro", 10, 12)
+
+
+@pytest.mark.parametrize(
+    ("fields", "error", "match"),
+    [
+        ({"protocol_version": 2}, VersionMismatch, "protocol version 2"),
+        ({"normalization_version": 99}, VersionMismatch, "normalized with version 99"),
+        ({"suite": "ristretto255"}, UnknownSuite, "ristretto255"),
+        ({"mode": pb.MATCH_MODE_UNSPECIFIED}, InvalidMessage, "unset match mode"),
+        ({"identifier_count": 9}, InvalidMessage, "10 records cannot hold 9"),
+        ({"record_count": 0, "identifier_count": 3}, InvalidMessage, "0 records cannot hold 3"),
+    ],
+)
+def test_bad_open_session_is_refused(
+    fields: dict[str, object], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        read_open_session(_open(**fields))
+
+
+def test_too_many_identifiers_is_a_limit() -> None:
+    policy = parse_policy("min_upload_records = 0\nmax_upload_records = 10")
+    request = read_open_session(_open(identifier_count=31))
+    decision = check_session(policy, "acme", Mode.COUNT, 10, 0.0, 0, False)
+    with pytest.raises(LimitExceeded, match="31 identifiers, more than the maximum of 30"):
+        PlatformRole(request, decision, PLATFORM, engine=ENGINE)
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "match"),
+    [
+        (lambda o: setattr(o, "suite", "p256-sha256-sswu-ro"), VersionMismatch, "not the"),
+        (lambda o: setattr(o, "mode", pb.MATCH_MODE_IDS), VersionMismatch, "not the"),
+        (lambda o: setattr(o, "protocol_version", 9), VersionMismatch, "protocol 9"),
+        (lambda o: setattr(o, "normalization_version", 9), VersionMismatch, "normalization 9"),
+        (lambda o: setattr(o, "session_id", b"short"), InvalidMessage, "session id of 5 bytes"),
+        (lambda o: setattr(o, "max_chunk_bytes", 0), InvalidMessage, "chunk size of 0"),
+    ],
+)
+def test_advertiser_refuses_a_session_it_did_not_ask_for(
+    change: Callable[[pb.SessionOpened], None], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        exchange(advertiser(), to_advertiser=on_round("session_opened", change))
+
+
+def test_platform_inputs_must_fit_the_request() -> None:
+    request = read_open_session(_open())
+    decision = check_session(EXACT, "acme", Mode.COUNT, 10, 0.0, 0, False)
+    wrong_users = PlatformInputs(
+        1, PLATFORM.epoch_key, PLATFORM.platform_set, np.zeros(3, np.int64)
+    )
+    with pytest.raises(ValueError, match="one entry per row"):
+        PlatformRole(request, decision, wrong_users)
+    other = check_session(EXACT, "acme", Mode.AUDIENCE, 10, 0.0, 0, False)
+    with pytest.raises(ValueError, match="another request"):
+        PlatformRole(request, other, PLATFORM)

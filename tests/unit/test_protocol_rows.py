@@ -1,0 +1,101 @@
+"""Duplicate finding and row matching: exact, including when 64-bit keys collide."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cleanroom.protocol._rows import find_duplicate, first_occurrence, match_rows
+
+SIZE = 32
+
+
+def _random_rows(n: int) -> np.ndarray:
+    return np.frombuffer(os.urandom(n * SIZE), dtype=np.uint8).reshape(n, SIZE).copy()
+
+
+def _colliding_rows(n: int) -> np.ndarray:
+    """Distinct rows that all share their last 8 bytes: the key the fast path sorts on."""
+    rows = _random_rows(n)
+    rows[:, -8:] = 7
+    return rows
+
+
+def test_distinct_rows_have_no_duplicate() -> None:
+    rows = _random_rows(1000)
+    assert find_duplicate(rows) is None
+    assert np.array_equal(first_occurrence(rows), np.arange(1000))
+    assert find_duplicate(rows[:0]) is None
+    assert find_duplicate(rows[:1]) is None
+
+
+def test_earliest_repeat_is_named_with_its_original() -> None:
+    rows = _random_rows(100)
+    rows[70] = rows[3]
+    rows[40] = rows[10]
+    rows[90] = rows[10]
+    assert find_duplicate(rows) == (10, 40)
+    first = first_occurrence(rows)
+    assert (first[70], first[40], first[90], first[10]) == (3, 10, 10, 10)
+
+
+def test_key_collisions_are_not_duplicates() -> None:
+    rows = _colliding_rows(500)
+    assert find_duplicate(rows) is None
+    rows[499] = rows[17]
+    assert find_duplicate(rows) == (17, 499)
+
+
+def test_rows_differing_only_outside_the_key_are_told_apart() -> None:
+    rows = _random_rows(2)
+    rows[1] = rows[0]
+    rows[1, 0] ^= 1
+    assert find_duplicate(rows) is None
+    probe_index, table_index = match_rows(rows[1:], rows[:1])
+    assert probe_index.size == 0 and table_index.size == 0
+
+
+def test_match_rows_finds_exactly_the_common_rows() -> None:
+    table = _random_rows(300)
+    probe = np.concatenate([_random_rows(50), table[[5, 299, 0]], _random_rows(10)])
+    probe_index, table_index = match_rows(probe, table)
+    assert probe_index.tolist() == [50, 51, 52]
+    assert table_index.tolist() == [5, 299, 0]
+
+
+def test_match_rows_with_colliding_table_keys() -> None:
+    table = _colliding_rows(200)
+    probe = np.concatenate([table[[150, 3]], _colliding_rows(20)])
+    probe_index, table_index = match_rows(probe, table)
+    assert probe_index.tolist() == [0, 1]
+    assert table_index.tolist() == [150, 3]
+
+
+def test_match_rows_on_empty_sets() -> None:
+    rows = _random_rows(3)
+    for probe, table in [(rows[:0], rows), (rows, rows[:0]), (rows[:0], rows[:0])]:
+        probe_index, table_index = match_rows(probe, table)
+        assert probe_index.size == table_index.size == 0
+
+
+@settings(max_examples=100)
+@given(
+    st.lists(st.integers(0, 30), max_size=60),
+    st.lists(st.integers(0, 30), max_size=60, unique=True),
+    st.booleans(),
+)
+def test_match_rows_equals_set_membership(
+    probe_ids: list[int], table_ids: list[int], collide: bool
+) -> None:
+    palette = _colliding_rows(31) if collide else _random_rows(31)
+    probe = palette[probe_ids].reshape(-1, SIZE)
+    table = palette[table_ids].reshape(-1, SIZE)
+    probe_index, table_index = match_rows(probe, table)
+    expected = [i for i, p in enumerate(probe_ids) if p in table_ids]
+    assert probe_index.tolist() == expected
+    assert [table_ids[t] for t in table_index] == [probe_ids[i] for i in expected]
+    first = first_occurrence(probe)
+    assert first.tolist() == [probe_ids.index(p) for p in probe_ids]
