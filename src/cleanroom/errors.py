@@ -90,6 +90,10 @@ class InvalidElement(InvalidInput):
         where = f"element at row {row}: " if row is not None else "element: "
         super().__init__(where + reason)
 
+    def __reduce__(self) -> tuple[type[InvalidElement], tuple[str, int | None]]:
+        # Rebuild from the fields, not the message, so the row survives a trip between processes.
+        return (type(self), (self.reason, self.row))
+
 
 class InvalidIdentifier(InvalidInput):
     """An identifier could not be normalized.
@@ -103,6 +107,9 @@ class InvalidIdentifier(InvalidInput):
         self.kind = kind
         self.reason = reason
         super().__init__(f"invalid {kind}: {reason}")
+
+    def __reduce__(self) -> tuple[type[InvalidIdentifier], tuple[str, str]]:
+        return (type(self), (self.kind, self.reason))
 
 
 class InvalidKey(InvalidInput):
@@ -144,6 +151,9 @@ class AuditChainBroken(StoreError):
         self.entry = entry
         self.reason = reason
         super().__init__(f"audit log broken at entry {entry}: {reason}")
+
+    def __reduce__(self) -> tuple[type[AuditChainBroken], tuple[int, str]]:
+        return (type(self), (self.entry, self.reason))
 
 
 class InvalidMessage(InvalidInput):

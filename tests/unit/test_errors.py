@@ -31,3 +31,21 @@ def test_every_public_error_is_documented_in_the_tree() -> None:
     doc = errors.__doc__ or ""
     for name in errors.__all__:
         assert name in doc, f"{name} missing from the exception tree in errors.__doc__"
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        errors.InvalidElement("small-order point", row=3),
+        errors.InvalidIdentifier("phone", "not a valid number"),
+        errors.AuditChainBroken(7, "entry changed"),
+    ],
+)
+def test_errors_with_fields_survive_pickling(exc: Exception) -> None:
+    # The batch engine and the server move errors between processes.
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(exc))
+    assert type(copy) is type(exc)
+    assert str(copy) == str(exc)
+    assert vars(copy) == vars(exc)
