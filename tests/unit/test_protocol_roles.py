@@ -181,6 +181,32 @@ def test_audience_mode_maps_matches_to_users() -> None:
     assert result.count == outcome.release.count == 4
 
 
+def test_audience_mode_includes_every_owner_of_a_shared_identifier() -> None:
+    # Row 10 (user 5) is also held by users 40 and 41; row 11 (user 5) by user 42, unmatched.
+    shared = PlatformInputs(
+        PLATFORM.epoch_id,
+        PLATFORM.epoch_key,
+        PLATFORM.platform_set,
+        PLATFORM.user_ids,
+        other_owners=(np.array([10, 10, 11], np.int64), np.array([40, 41, 42], np.int64)),
+    )
+    _, outcome = run_locally(advertiser(Mode.AUDIENCE), open_platform(shared))
+    assert outcome.matched_user_ids is not None
+    assert outcome.matched_user_ids.tolist() == [0, 1, 2, 5, 40, 41]
+
+
+def test_other_owners_must_name_rows_of_the_platform_set() -> None:
+    bad = PlatformInputs(
+        PLATFORM.epoch_id,
+        PLATFORM.epoch_key,
+        PLATFORM.platform_set,
+        PLATFORM.user_ids,
+        other_owners=(np.array([12], np.int64), np.array([40], np.int64)),
+    )
+    with pytest.raises(ValueError, match="other_owners"):
+        run_locally(advertiser(Mode.AUDIENCE), open_platform(bad))
+
+
 def test_ids_mode_tells_the_advertiser_which_records_matched() -> None:
     result, outcome = run_locally(advertiser(Mode.IDS), open_platform())
     assert result.matched_record_ids is not None

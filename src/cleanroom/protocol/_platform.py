@@ -137,12 +137,25 @@ class PlatformInputs:
         platform_set: V, shape ``(N, element_size)``: the epoch's ``E_b(H(y))`` restricted to
             identifiers eligible now, in the epoch's shuffled order.
         user_ids: shape ``(N,)``: the platform user each row of V belongs to.
+        other_owners: rows of V held by more than one user (an email shared by two accounts):
+            ``(rows, users)``, two aligned int64 arrays naming each further owner. V itself
+            carries every element once, because the advertiser refuses a repeated element.
     """
 
     epoch_id: int
     epoch_key: SecretKey = field(repr=False)
     platform_set: NDArray[np.uint8] = field(repr=False)
     user_ids: NDArray[np.int64] = field(repr=False)
+    other_owners: tuple[NDArray[np.int64], NDArray[np.int64]] = field(
+        repr=False,
+        default_factory=lambda: (np.empty(0, np.int64), np.empty(0, np.int64)),
+    )
+
+    def owners_of(self, rows: NDArray[np.intp]) -> NDArray[np.int64]:
+        """The distinct users holding any of the given rows of V, ascending."""
+        owner_rows, owner_users = self.other_owners
+        further = owner_users[np.isin(owner_rows, rows)]
+        return np.unique(np.concatenate([self.user_ids[rows], further]))
 
 
 @dataclass(frozen=True, eq=False)
@@ -218,6 +231,11 @@ class PlatformRole:
             raise ValueError(f"the platform set must be uint8 of shape (N, {size})")
         if inputs.user_ids.shape != (len(inputs.platform_set),):
             raise ValueError("user_ids must have one entry per row of the platform set")
+        owner_rows, owner_users = inputs.other_owners
+        if owner_rows.shape != owner_users.shape or (
+            len(owner_rows) and not 0 <= owner_rows.min() <= owner_rows.max() < len(inputs.user_ids)
+        ):
+            raise ValueError("other_owners must be aligned (row, user) pairs naming rows of V")
         if inputs.epoch_key.suite_id != request.suite_id:
             raise ValueError("the epoch key belongs to another suite")
         most = MAX_IDENTIFIERS_PER_RECORD * decision.settings.max_upload_records
@@ -407,7 +425,7 @@ class PlatformRole:
         matched_users: NDArray[np.int64] | None = None
         if mode is Mode.AUDIENCE:
             # W is in V's order in audience mode, so a W row is a V row is a platform user.
-            matched_users = np.unique(self._inputs.user_ids[w_index])
+            matched_users = self._inputs.owners_of(w_index)
             release = release_count(len(matched_users), self._decision.settings)
         else:
             # Records, not identifiers: a record matching on email and phone counts once.
