@@ -1,0 +1,456 @@
+"""``cleanroom platform …``: the ad platform's data — database, imports, consent, epochs, audit.
+
+Commands::
+
+    cleanroom platform init --db PATH [--server-name NAME]...
+    cleanroom platform import --db PATH FILE.csv [--column FIELD=NAME] [--rejects OUT.csv] [--json]
+    cleanroom platform consent grant|revoke --db PATH --user ID [--type T]
+    cleanroom platform consent opt-out|clear-opt-out --db PATH --user ID --kind KIND
+    cleanroom platform consent import --db PATH FILE.csv [--column FIELD=NAME] [--json]
+    cleanroom platform user delete --db PATH --user ID
+    cleanroom platform epoch rotate|refresh --db PATH [--workers N] [--suite ID]
+    cleanroom platform status --db PATH [--json]
+    cleanroom platform audit verify|show --db PATH [--limit N] [--json]
+    cleanroom platform serve|issue-cert|audiences|sessions …   (see cli/platform_service.py)
+
+Everything here is presentation: the work is done by :mod:`cleanroom.store`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+from cleanroom.cli.platform_service import register_service_commands
+from cleanroom.crypto import DEFAULT_SUITE_ID, SUITE_IDS, BatchEngine
+from cleanroom.errors import ImportFailed
+from cleanroom.identifiers import KINDS
+from cleanroom.service import tls
+from cleanroom.store import audit, consent, epochs, importer, status, users
+from cleanroom.store.csvfile import RowRejection, parse_column_mapping
+from cleanroom.store.database import init_database, open_database
+from cleanroom.store.eligibility import NEVER_PERMITTED_SOURCES
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``platform`` command group."""
+    platform = subparsers.add_parser(
+        "platform", help="the ad platform's data: users, consent, key epochs, audit log"
+    )
+    commands = platform.add_subparsers(dest="platform_command", metavar="COMMAND", required=True)
+
+    init = _command(
+        commands, "init", "create the database, its private key directory and its TLS identity"
+    )
+    init.add_argument(
+        "--server-name",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another DNS name or IP address for the server certificate (repeatable; "
+        "localhost and 127.0.0.1 are always included)",
+    )
+    init.set_defaults(run=run_init)
+
+    imp = _command(commands, "import", "import the platform CSV (one row per identifier)")
+    imp.add_argument("file", type=Path, metavar="FILE.csv")
+    _add_column_option(imp, (*importer.REQUIRED_FIELDS, *importer.OPTIONAL_FIELDS))
+    imp.add_argument(
+        "--default-region",
+        default="US",
+        help="region of phone numbers written without a country code (default: US)",
+    )
+    imp.add_argument(
+        "--chunk-rows",
+        type=_positive_int,
+        default=importer.DEFAULT_CHUNK_ROWS,
+        help="rows per transaction (default: %(default)s)",
+    )
+    imp.add_argument("--rejects", type=Path, help="write every rejected row to this CSV file")
+    imp.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    imp.set_defaults(run=run_import)
+
+    _register_consent(commands)
+    register_service_commands(commands)
+
+    user = commands.add_parser("user", help="user management")
+    user_commands = user.add_subparsers(dest="user_command", metavar="COMMAND", required=True)
+    delete = _command(user_commands, "delete", "delete a user: erase identifiers, leave audiences")
+    delete.add_argument("--user", required=True, help="the user's id")
+    delete.set_defaults(run=run_user_delete)
+
+    epoch = commands.add_parser("epoch", help="key epochs and the precomputed set V")
+    epoch_commands = epoch.add_subparsers(dest="epoch_command", metavar="COMMAND", required=True)
+    rotate = _command(
+        epoch_commands, "rotate", "new key, V for every eligible identifier, atomic switch"
+    )
+    rotate.add_argument(
+        "--suite", default=DEFAULT_SUITE_ID, choices=SUITE_IDS, help="ciphersuite of the epoch"
+    )
+    _add_workers_option(rotate)
+    rotate.set_defaults(run=run_epoch_rotate)
+    refresh = _command(
+        epoch_commands, "refresh", "append identifiers that became eligible since the rotation"
+    )
+    _add_workers_option(refresh)
+    refresh.set_defaults(run=run_epoch_refresh)
+
+    stat = _command(commands, "status", "counts of users, identifiers, exclusions, epoch")
+    stat.add_argument("--json", action="store_true", help="print one JSON object")
+    stat.set_defaults(run=run_status)
+
+    log = commands.add_parser("audit", help="the hash-chained audit log")
+    log_commands = log.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
+    verify = _command(log_commands, "verify", "check the hash chain (exit 1 naming a break)")
+    verify.add_argument("--json", action="store_true", help="print one JSON object")
+    verify.set_defaults(run=run_audit_verify)
+    show = _command(log_commands, "show", "list entries")
+    show.add_argument("--limit", type=_positive_int, help="only the last N entries")
+    show.add_argument("--json", action="store_true", help="print one JSON object")
+    show.set_defaults(run=run_audit_show)
+
+
+def _register_consent(commands: Any) -> None:
+    group = commands.add_parser("consent", help="consent changes and opt-outs")
+    sub = group.add_subparsers(dest="consent_command", metavar="COMMAND", required=True)
+    for name, help_text in (
+        ("grant", "grant ads-matching consent on a user's identifiers"),
+        ("revoke", "revoke ads-matching consent (the user leaves stored audiences)"),
+    ):
+        command = _command(sub, name, help_text)
+        command.add_argument("--user", required=True, help="the user's id")
+        command.add_argument("--type", choices=KINDS, help="only identifiers of this type")
+        command.set_defaults(run=run_consent_change, granted=name == "grant")
+    for name, help_text in (
+        ("opt-out", "record an opt-out (the user leaves stored audiences)"),
+        ("clear-opt-out", "withdraw an opt-out"),
+    ):
+        command = _command(sub, name, help_text)
+        command.add_argument("--user", required=True, help="the user's id")
+        command.add_argument("--kind", required=True, choices=tuple(consent.OPT_OUTS))
+        command.set_defaults(run=run_opt_out, active=name == "opt-out")
+    bulk = _command(sub, "import", "apply a CSV of changes: user_id,purpose,value[,type][,at]")
+    bulk.add_argument("file", type=Path, metavar="FILE.csv")
+    _add_column_option(bulk, (*consent.CONSENT_FILE_REQUIRED, *consent.CONSENT_FILE_OPTIONAL))
+    bulk.add_argument("--rejects", type=Path, help="write every rejected row to this CSV file")
+    bulk.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    bulk.set_defaults(run=run_consent_import)
+
+
+def _command(commands: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, help=help_text, description=help_text
+    )
+    parser.add_argument("--db", required=True, type=Path, help="the platform database file")
+    return parser
+
+
+def _add_column_option(parser: argparse.ArgumentParser, fields: tuple[str, ...]) -> None:
+    parser.add_argument(
+        "--column",
+        action="append",
+        default=[],
+        metavar="FIELD=NAME",
+        help=f"read FIELD from column NAME (fields: {', '.join(fields)})",
+    )
+    parser.set_defaults(column_fields=fields)
+
+
+def _add_workers_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="processes for hash + encrypt (default: all CPUs; 1 runs in this process)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not positive")
+    return value
+
+
+def _progress(label: str, unit: str) -> tqdm[Any]:
+    # disable=None: the bar shows only when stderr is a terminal.
+    return tqdm(desc=label, unit=unit, unit_scale=True, disable=None, file=sys.stderr)
+
+
+def _print_json(data: object) -> None:
+    print(json.dumps(data, indent=2, sort_keys=False))
+
+
+@contextmanager
+def _rejects_writer(path: Path | None) -> Iterator[Callable[[RowRejection], object] | None]:
+    if path is None:
+        yield None
+        return
+    try:
+        stream: TextIO = path.open("w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise ImportFailed(f"cannot write rejects file {path}: {exc.strerror or exc}") from exc
+    with stream:
+        writer = csv.writer(stream)
+        writer.writerow(["row", "column", "reason", "detail"])
+        yield lambda r: writer.writerow([r.row, r.column or "", r.reason, r.detail])
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def run_init(args: argparse.Namespace) -> int:
+    """``platform init``."""
+    db, created = init_database(args.db)
+    with db:
+        if created:
+            print(f"created platform database {db.path}")
+        else:
+            print(f"platform database {db.path} already exists; nothing changed")
+        print(f"  keys:   {db.keys_dir} (mode 0700)")
+        print(f"  epochs: {db.epochs_dir} (mode 0700)")
+    tls_dir = tls.default_tls_dir(db.path)
+    names = list(dict.fromkeys([*tls.DEFAULT_SERVER_NAMES, *args.server_name]))
+    if (tls_dir / tls.CA_CERT_FILE).exists():
+        # Replacing the CA would invalidate every advertiser certificate: never on a re-run.
+        print(f"  tls:    {tls_dir} already holds a CA; unchanged")
+    else:
+        tls.create_platform_tls(tls_dir, server_names=names)
+        print(f"  tls:    {tls_dir} (CA and server certificate for {', '.join(names)})")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    """``platform import``."""
+    mapping = parse_column_mapping(args.column, args.column_fields)
+    with open_database(args.db) as db, _rejects_writer(args.rejects) as on_reject:
+        bar = _progress("import", "row")
+        with bar:
+            report = importer.import_platform_csv(
+                db,
+                args.file,
+                column_mapping=mapping,
+                default_region=args.default_region,
+                chunk_rows=args.chunk_rows,
+                progress=bar.update,
+                on_reject=on_reject,
+                on_start=lambda scan: bar.reset(total=max(scan.lines - 1, 0)),
+            )
+    if args.json:
+        data = report.as_dict()
+        data["examples"] = [vars(example) for example in report.examples]
+        _print_json(data)
+        return 0
+    print(f"imported {report.path}: {report.rows} rows")
+    print(
+        f"  identifiers added {report.added}, updated {report.updated}, "
+        f"unchanged {report.unchanged}; users added {report.users_added}"
+    )
+    _print_rejections(report.rejected, report.examples, importer.REJECTION_REASONS)
+    if report.never_permitted_with_consent:
+        print(
+            f"  {report.never_permitted_with_consent} rows from never-permitted sources "
+            f"({', '.join(sorted(NEVER_PERMITTED_SOURCES))}) claimed consent: stored, "
+            "never eligible"
+        )
+    if report.shared_identifiers:
+        print(
+            f"  {report.shared_identifiers} rows hold an identifier that more than one user "
+            "has (all kept):"
+        )
+        for row, kind, holders in report.shared_examples:
+            print(f"    row {row}: {kind} held by {holders} users")
+    return 0
+
+
+def _print_rejections(
+    rejected: dict[str, int], examples: list[RowRejection], reasons: dict[str, str]
+) -> None:
+    total = sum(rejected.values())
+    if not total:
+        print("  rejected 0 rows")
+        return
+    print(f"  rejected {total} rows:")
+    for reason, count in sorted(rejected.items()):
+        print(f"    {reason} ({reasons.get(reason, reason)}): {count}")
+        for example in examples:
+            if example.reason == reason:
+                column = f", column {example.column!r}" if example.column else ""
+                print(f"      row {example.row}{column}: {example.detail}")
+
+
+def run_consent_change(args: argparse.Namespace) -> int:
+    """``platform consent grant|revoke``."""
+    with open_database(args.db) as db:
+        if args.granted:
+            change = consent.grant(db, args.user, kind=args.type)
+        else:
+            change = consent.revoke(db, args.user, kind=args.type)
+    verb = "granted" if args.granted else "revoked"
+    scope = f" {args.type}" if args.type else ""
+    print(f"{verb} ads-matching consent on {change.identifiers}{scope} identifiers of {args.user}")
+    if change.never_permitted:
+        print(
+            f"  {change.never_permitted} of them come from never-permitted sources and stay "
+            "ineligible"
+        )
+    if change.audiences_left:
+        print(f"  removed from {change.audiences_left} stored audiences")
+    return 0
+
+
+def run_opt_out(args: argparse.Namespace) -> int:
+    """``platform consent opt-out|clear-opt-out``."""
+    with open_database(args.db) as db:
+        change = consent.set_opt_out(db, args.user, args.kind, args.active)
+    print(f"{'recorded' if args.active else 'cleared'} {args.kind} for {args.user}")
+    if change.audiences_left:
+        print(f"  removed from {change.audiences_left} stored audiences")
+    return 0
+
+
+def run_consent_import(args: argparse.Namespace) -> int:
+    """``platform consent import``."""
+    mapping = parse_column_mapping(args.column, args.column_fields)
+    with open_database(args.db) as db, _rejects_writer(args.rejects) as on_reject:
+        bar = _progress("consent", "row")
+        with bar:
+            report = consent.import_consent_csv(
+                db, args.file, column_mapping=mapping, progress=bar.update, on_reject=on_reject
+            )
+    if args.json:
+        data = report.as_dict()
+        data["examples"] = [vars(example) for example in report.examples]
+        _print_json(data)
+        return 0
+    print(f"applied {report.path}: {report.rows} rows")
+    print(
+        f"  identifier consents changed {report.identifiers_changed}, users' opt-outs changed "
+        f"{report.users_changed}, rows without effect {report.stale}"
+    )
+    reasons = {
+        "unknown_user": "no such user",
+        "unknown_purpose": "unknown purpose",
+        **importer.REJECTION_REASONS,
+    }
+    _print_rejections(report.rejected, report.examples, reasons)
+    return 0
+
+
+def run_user_delete(args: argparse.Namespace) -> int:
+    """``platform user delete``."""
+    with open_database(args.db) as db:
+        deletion = users.delete_user(db, args.user)
+    if deletion.already_deleted:
+        print(f"user {args.user} was already deleted; nothing changed")
+        return 0
+    print(
+        f"deleted user {args.user}: {deletion.identifiers_erased} identifiers erased, "
+        f"removed from {deletion.audiences_left} stored audiences"
+    )
+    return 0
+
+
+@contextmanager
+def _engine(workers: int | None) -> Iterator[BatchEngine | None]:
+    if workers is None:
+        yield None
+        return
+    engine = BatchEngine(workers=workers)
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+def run_epoch_rotate(args: argparse.Namespace) -> int:
+    """``platform epoch rotate``."""
+    with open_database(args.db) as db, _engine(args.workers) as engine:
+        previous = epochs.current_epoch(db)
+        bar = _progress("precompute", "id")
+        with bar:
+            epoch = epochs.rotate(
+                db,
+                suite_id=args.suite,
+                engine=engine,
+                progress=bar.update,
+                on_start=lambda n: bar.reset(total=n),
+            )
+    print(
+        f"epoch {epoch.epoch_id} is current: {epoch.size} eligible identifiers, "
+        f"suite {epoch.suite_id}"
+    )
+    if previous is not None:
+        print(f"  epoch {previous.epoch_id} retired; its key was destroyed")
+    return 0
+
+
+def run_epoch_refresh(args: argparse.Namespace) -> int:
+    """``platform epoch refresh``."""
+    with open_database(args.db) as db, _engine(args.workers) as engine:
+        bar = _progress("refresh", "id")
+        with bar:
+            epoch, added = epochs.refresh(
+                db, engine=engine, progress=bar.update, on_start=lambda n: bar.reset(total=n)
+            )
+    print(f"epoch {epoch.epoch_id}: {added} newly eligible identifiers added, size {epoch.size}")
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """``platform status``."""
+    with open_database(args.db) as db:
+        summary = status.platform_status(db)
+    data = summary.as_dict()
+    if args.json:
+        _print_json(data)
+        return 0
+    print(f"users:                {summary.users}")
+    print(f"identifiers:          {summary.identifiers}")
+    print(f"eligible identifiers: {summary.eligible_identifiers}")
+    print("excluded identifiers:")
+    for reason, count in summary.excluded.items():
+        print(f"  {reason:<22}{count}")
+    epoch = data["epoch"]
+    if epoch is None:
+        print("epoch:                none (run 'cleanroom platform epoch rotate')")
+    else:
+        print(f"epoch:                {epoch['id']} ({epoch['size']} identifiers, ", end="")
+        print(f"created {epoch['created_at']})")
+    return 0
+
+
+def run_audit_verify(args: argparse.Namespace) -> int:
+    """``platform audit verify``: exit 0 when intact; a break raises (exit 1, naming it)."""
+    with open_database(args.db) as db:
+        checked = audit.verify(db.conn)
+    if args.json:
+        _print_json({"intact": True, "entries": checked})
+    else:
+        print(f"audit log intact: {checked} entries")
+    return 0
+
+
+def run_audit_show(args: argparse.Namespace) -> int:
+    """``platform audit show``."""
+    with open_database(args.db) as db:
+        shown = list(audit.entries(db.conn, limit=args.limit))
+    if args.json:
+        _print_json({"entries": [vars(entry) for entry in shown]})
+        return 0
+    for entry in shown:
+        details = json.dumps(entry.details, sort_keys=True, ensure_ascii=False)
+        print(f"{entry.seq:>6}  {entry.at}  {entry.action:<16} {details}")
+    return 0

@@ -1,0 +1,117 @@
+"""Which identifiers may take part in matching: THE one definition (DESIGN §6).
+
+An identifier is eligible only if all hold:
+
+- its ``source`` is permitted for ads (an allow-list; ``two_factor``, ``recovery``, ``security``
+  and ``contact_upload`` are never permitted, whatever the consent flag says);
+- it has an active ads-matching consent (granted, not revoked, not expired, not in the future);
+- its user has no opt-out (``sale_opt_out``, ``targeted_ads_opt_out``) and is not deleted.
+
+The rules live in one SQL view, ``identifier_eligibility``, installed as a TEMP view on every
+connection by :func:`install_views` (so the rules are this module's, never a stale copy in an
+old database file). ``eligible_identifiers`` filters it. Status counts, epoch precompute and
+match-time filtering all read these views, and nothing else decides eligibility.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "EXCLUSION_REASONS",
+    "KNOWN_SOURCES",
+    "NEVER_PERMITTED_SOURCES",
+    "PERMITTED_SOURCES",
+    "eligible_identifier_ids",
+    "install_views",
+]
+
+#: Sources that collected an identifier for a purpose other than marketing. Their identifiers are
+#: never used for ads, even with a consent flag set: the FTC's 2022 Twitter order and 2019
+#: Facebook order forbid exactly that use of security-collected contact data, and
+#: ``contact_upload`` numbers come from other users' address books, so their owners never agreed.
+NEVER_PERMITTED_SOURCES: frozenset[str] = frozenset(
+    {"two_factor", "recovery", "security", "contact_upload"}
+)
+
+#: Sources where a user gives an identifier as their own, for an account or marketing.
+PERMITTED_SOURCES: frozenset[str] = frozenset(
+    {"signup", "profile", "checkout", "newsletter", "crm"}
+)
+
+#: Every source an import accepts; any other value is rejected per row.
+KNOWN_SOURCES: frozenset[str] = PERMITTED_SOURCES | NEVER_PERMITTED_SOURCES
+
+#: Why an identifier is not eligible, in the order they are tested (an identifier is counted
+#: under the first that applies).
+EXCLUSION_REASONS: tuple[str, ...] = (
+    "deleted",
+    "source_not_permitted",
+    "opted_out",
+    "revoked",
+    "no_consent",
+)
+
+
+def _sql_list(values: frozenset[str]) -> str:
+    # The values are this module's constants, never input, so inlining them is safe.
+    return ", ".join(f"'{v}'" for v in sorted(values))
+
+
+# The clock is read inside SQLite so that a query is one consistent statement.
+_NOW = "CAST(strftime('%s', 'now') AS INTEGER)"
+
+_VIEWS = f"""
+DROP VIEW IF EXISTS temp.eligible_identifiers;
+DROP VIEW IF EXISTS temp.identifier_eligibility;
+CREATE TEMP VIEW identifier_eligibility AS
+SELECT
+    i.id       AS identifier_id,
+    i.user_row AS user_row,
+    i.type     AS type,
+    i.value    AS value,
+    i.source   AS source,
+    CASE
+        WHEN u.deleted_at IS NOT NULL OR i.value IS NULL THEN 'deleted'
+        WHEN i.source NOT IN ({_sql_list(PERMITTED_SOURCES)}) THEN 'source_not_permitted'
+        WHEN u.sale_opt_out_at IS NOT NULL OR u.targeted_ads_opt_out_at IS NOT NULL
+            THEN 'opted_out'
+        WHEN i.consent = 'revoked' THEN 'revoked'
+        WHEN i.consent != 'granted'
+            OR (i.expires_at IS NOT NULL AND i.expires_at <= {_NOW})
+            OR (i.consent_at IS NOT NULL AND i.consent_at > {_NOW})
+            THEN 'no_consent'
+        ELSE NULL
+    END AS excluded_reason
+FROM identifiers AS i JOIN users AS u ON u.id = i.user_row;
+
+CREATE TEMP VIEW eligible_identifiers AS
+SELECT identifier_id, user_row, type, value
+FROM identifier_eligibility
+WHERE excluded_reason IS NULL;
+"""
+
+
+def install_views(conn: sqlite3.Connection) -> None:
+    """Create the ``identifier_eligibility`` and ``eligible_identifiers`` views on ``conn``.
+
+    TEMP views live with the connection, so installing them never writes to the database.
+    """
+    conn.executescript(_VIEWS)
+
+
+def eligible_identifier_ids(conn: sqlite3.Connection) -> NDArray[np.int64]:
+    """Ids of every identifier eligible now, ascending, as one array (no per-row objects kept).
+
+    Args:
+        conn: a connection with the views installed.
+
+    Returns:
+        A sorted ``int64`` array of ``identifiers.id``.
+    """
+    cursor = conn.execute("SELECT identifier_id FROM eligible_identifiers ORDER BY identifier_id")
+    ids = np.fromiter((row[0] for row in cursor), dtype=np.int64)
+    return ids

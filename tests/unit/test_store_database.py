@@ -1,0 +1,88 @@
+"""Creating and opening the platform database; refusing files that are not ours."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from cleanroom.errors import NotOurDatabase, StoreError
+from cleanroom.store import schema
+from cleanroom.store.database import init_database, open_database
+
+
+def test_init_creates_wal_database_and_private_directories(tmp_path: Path) -> None:
+    db, created = init_database(tmp_path / "platform.db")
+    with db:
+        assert created
+        assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.conn.execute("PRAGMA application_id").fetchone()[0] == schema.APPLICATION_ID
+        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+        for directory in (tmp_path / "keys", tmp_path / "epochs"):
+            assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+        assert len(db.instance_id) == 16
+
+
+def test_init_twice_changes_nothing(tmp_path: Path) -> None:
+    first, _ = init_database(tmp_path / "platform.db")
+    instance = first.instance_id
+    first.close()
+    (tmp_path / "keys").chmod(0o755)
+    again, created = init_database(tmp_path / "platform.db")
+    with again:
+        assert not created
+        assert again.instance_id == instance
+    assert stat.S_IMODE((tmp_path / "keys").stat().st_mode) == 0o700
+
+
+def test_init_in_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="does not exist"):
+        init_database(tmp_path / "nowhere" / "platform.db")
+
+
+def test_open_missing_database_says_how_to_create_one(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="platform init"):
+        open_database(tmp_path / "platform.db")
+    assert not (tmp_path / "platform.db").exists()
+
+
+def test_text_file_is_not_our_database(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("hello, this is not SQLite at all" * 100)
+    with pytest.raises(NotOurDatabase, match="not a SQLite database"):
+        open_database(path)
+    with pytest.raises(NotOurDatabase):
+        init_database(path)
+    assert path.read_text().startswith("hello")
+
+
+def test_other_applications_sqlite_is_not_ours(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE users (id INTEGER)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(NotOurDatabase, match="application_id"):
+        open_database(path)
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    init_database(tmp_path / "platform.db")[0].close()
+    conn = sqlite3.connect(tmp_path / "platform.db")
+    conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(NotOurDatabase, match="newer"):
+        open_database(tmp_path / "platform.db")
+
+
+def test_our_id_without_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "half.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA application_id = {schema.APPLICATION_ID}")
+    conn.execute("CREATE TABLE x (a)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(NotOurDatabase, match="no cleanroom schema"):
+        open_database(path)

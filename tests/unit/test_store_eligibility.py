@@ -1,0 +1,95 @@
+"""Eligibility (DESIGN §6): one view, every exclusion reason, never-permitted sources."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cleanroom.store import consent, eligibility
+from cleanroom.store.database import Database, init_database
+from cleanroom.store.importer import import_platform_csv
+from cleanroom.store.users import delete_user
+
+ROWS = """user_id,type,value,source,ads_matching_consent,consent_at,revoked_at,expires_at
+ok,email,ok@example.com,signup,true,,,
+twofa,phone,+14155552671,two_factor,true,,,
+recov,email,recov@example.com,recovery,true,,,
+secur,email,secur@example.com,security,yes,,,
+contacts,phone,+14155552672,contact_upload,1,,,
+nocon,email,nocon@example.com,signup,false,,,
+revoked,email,revoked@example.com,signup,true,2024-01-01,2024-02-01,
+expired,email,expired@example.com,signup,true,2020-01-01,,2021-01-01
+future,email,future@example.com,signup,true,2999-01-01,,
+optout,email,optout@example.com,profile,true,,,
+gone,email,gone@example.com,crm,true,,,
+"""
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database, _ = init_database(tmp_path / "platform.db")
+    path = tmp_path / "in.csv"
+    path.write_text(ROWS)
+    import_platform_csv(database, path)
+    consent.set_opt_out(database, "optout", "targeted_ads_opt_out", True)
+    delete_user(database, "gone")
+    with database:
+        yield database
+
+
+def _reasons(db: Database) -> dict[str, str | None]:
+    return dict(
+        db.conn.execute(
+            "SELECT u.external_id, e.excluded_reason FROM identifier_eligibility e "
+            "JOIN users u ON u.id = e.user_row"
+        ).fetchall()
+    )
+
+
+def test_each_rule_excludes_with_its_reason(db: Database) -> None:
+    assert _reasons(db) == {
+        "ok": None,
+        "twofa": "source_not_permitted",
+        "recov": "source_not_permitted",
+        "secur": "source_not_permitted",
+        "contacts": "source_not_permitted",
+        "nocon": "no_consent",
+        "revoked": "revoked",
+        "expired": "no_consent",
+        "future": "no_consent",
+        "optout": "opted_out",
+        "gone": "deleted",
+    }
+
+
+def test_eligible_ids_are_the_views_eligible_rows(db: Database) -> None:
+    ids = eligibility.eligible_identifier_ids(db.conn)
+    rows = db.conn.execute("SELECT identifier_id FROM eligible_identifiers").fetchall()
+    assert ids.tolist() == sorted(r[0] for r in rows)
+    assert len(ids) == 1
+
+
+def test_two_factor_with_consent_is_never_eligible_even_after_a_grant(db: Database) -> None:
+    change = consent.grant(db, "twofa")
+    assert change.identifiers == 1 and change.never_permitted == 1
+    assert _reasons(db)["twofa"] == "source_not_permitted"
+
+
+def test_source_lists_are_disjoint_and_cover_the_design() -> None:
+    assert {
+        "two_factor",
+        "recovery",
+        "security",
+        "contact_upload",
+    } == eligibility.NEVER_PERMITTED_SOURCES
+    assert not eligibility.NEVER_PERMITTED_SOURCES & eligibility.PERMITTED_SOURCES
+    assert eligibility.KNOWN_SOURCES == (
+        eligibility.NEVER_PERMITTED_SOURCES | eligibility.PERMITTED_SOURCES
+    )
+
+
+def test_views_are_per_connection_and_never_stored(db: Database) -> None:
+    stored = db.conn.execute("SELECT name FROM main.sqlite_schema WHERE type = 'view'").fetchall()
+    assert stored == []
