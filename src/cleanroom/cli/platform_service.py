@@ -1,0 +1,300 @@
+"""``cleanroom platform serve|issue-cert|audiences|sessions``: the platform's matching service.
+
+Commands::
+
+    cleanroom platform serve --db PATH --listen HOST:PORT [--policy FILE.toml] [--tls-dir DIR]
+                             [--insecure [--insecure-advertiser NAME]] [--workers N]
+                             [--max-sessions N] [--session-timeout S] [--grace S]
+    cleanroom platform issue-cert --db PATH --advertiser NAME --out DIR [--tls-dir DIR]
+                                  [--valid-days N] [--overwrite]
+    cleanroom platform audiences list --db PATH [--json]
+    cleanroom platform audiences show ID --db PATH [--json]
+    cleanroom platform sessions list --db PATH [--advertiser NAME] [--json]
+
+``serve`` uses the ``tls`` folder beside the database (made by ``platform init``) unless
+``--tls-dir`` says otherwise, and takes each advertiser's name from its client certificate.
+``--insecure`` serves plaintext, on a loopback address only; every caller is then the advertiser
+``--insecure-advertiser`` names (default ``insecure-local``), so a policy can still give it its
+own table. ``serve`` prints ``listening on HOST:PORT`` (the real port when 0 was asked for) and
+stops cleanly on SIGTERM or Ctrl-C: open sessions get ``--grace`` seconds, then are aborted.
+
+Everything here is presentation: the work is done by :mod:`cleanroom.service` and
+:mod:`cleanroom.store`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from cleanroom.crypto import BatchEngine
+from cleanroom.errors import InvalidInput
+from cleanroom.policy import load_policy
+from cleanroom.service import server as platform_server
+from cleanroom.service import tls
+from cleanroom.store import audit, sessions
+from cleanroom.store.database import open_database, transaction
+from cleanroom.store.fields import format_timestamp
+
+__all__ = ["register_service_commands"]
+
+
+def register_service_commands(commands: Any) -> None:
+    """Add ``serve``, ``issue-cert``, ``audiences`` and ``sessions`` to ``cleanroom platform``.
+
+    Args:
+        commands: the ``platform`` group's subparsers (from ``add_subparsers``).
+    """
+    serve = _command(commands, "serve", "serve the matching service (gRPC, mTLS)")
+    serve.add_argument(
+        "--listen", required=True, metavar="HOST:PORT", help="address to listen on (port 0: any)"
+    )
+    serve.add_argument("--policy", type=Path, metavar="FILE.toml", help="the policy (TOML)")
+    serve.add_argument(
+        "--tls-dir", type=Path, metavar="DIR", help="the TLS folder (default: 'tls' beside --db)"
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve plaintext without client certificates (loopback addresses only)",
+    )
+    serve.add_argument(
+        "--insecure-advertiser",
+        metavar="NAME",
+        help=f"with --insecure: the advertiser every caller is (default: "
+        f"{platform_server.INSECURE_ADVERTISER})",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="processes for the scalar multiplications (default: all CPUs; 1: in-process)",
+    )
+    serve.add_argument(
+        "--max-sessions",
+        type=_positive_int,
+        default=platform_server.DEFAULT_MAX_SESSIONS,
+        help="sessions served at once (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--session-timeout",
+        type=_positive_float,
+        default=platform_server.DEFAULT_SESSION_TIMEOUT,
+        metavar="SECONDS",
+        help="abort a session that lasts longer (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--grace",
+        type=_non_negative_float,
+        default=platform_server.DEFAULT_GRACE_SECONDS,
+        metavar="SECONDS",
+        help="on SIGTERM, time open sessions get to finish (default: %(default)s)",
+    )
+    serve.set_defaults(run=run_serve)
+
+    issue = _command(commands, "issue-cert", "issue an advertiser's client certificate")
+    issue.add_argument("--advertiser", required=True, help="the advertiser's name")
+    issue.add_argument(
+        "--out", required=True, type=Path, metavar="DIR", help="folder for ca.crt, client.*"
+    )
+    issue.add_argument(
+        "--tls-dir", type=Path, metavar="DIR", help="the TLS folder (default: 'tls' beside --db)"
+    )
+    issue.add_argument(
+        "--valid-days",
+        type=_positive_int,
+        default=tls.ADVERTISER_VALID_DAYS,
+        help="validity in days (default: %(default)s)",
+    )
+    issue.add_argument(
+        "--overwrite", action="store_true", help="replace a certificate already in --out"
+    )
+    issue.set_defaults(run=run_issue_cert)
+
+    audiences = commands.add_parser("audiences", help="audiences stored by audience-mode matches")
+    audience_commands = audiences.add_subparsers(
+        dest="audiences_command", metavar="COMMAND", required=True
+    )
+    listing = _command(audience_commands, "list", "list stored audiences")
+    listing.add_argument("--json", action="store_true", help="print one JSON object")
+    listing.set_defaults(run=run_audiences_list)
+    show = _command(audience_commands, "show", "show an audience's members (user ids)")
+    show.add_argument("audience_id", type=_positive_int, metavar="ID")
+    show.add_argument("--json", action="store_true", help="print one JSON object")
+    show.set_defaults(run=run_audiences_show)
+
+    ledger = commands.add_parser("sessions", help="the ledger of match sessions")
+    ledger_commands = ledger.add_subparsers(
+        dest="sessions_command", metavar="COMMAND", required=True
+    )
+    session_list = _command(ledger_commands, "list", "list match sessions, oldest first")
+    session_list.add_argument("--advertiser", help="only this advertiser's sessions")
+    session_list.add_argument("--json", action="store_true", help="print one JSON object")
+    session_list.set_defaults(run=run_sessions_list)
+
+
+def _command(commands: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, help=help_text, description=help_text
+    )
+    parser.add_argument("--db", required=True, type=Path, help="the platform database file")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not positive")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("0 is not positive")
+    return value
+
+
+def _print_json(data: object) -> None:
+    print(json.dumps(data, indent=2))
+
+
+@contextmanager
+def _engine(workers: int | None) -> Iterator[BatchEngine | None]:
+    if workers is None:
+        yield None  # the process-wide default engine
+        return
+    engine = BatchEngine(workers=workers)
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """``platform serve``."""
+    if args.insecure_advertiser is not None and not args.insecure:
+        raise InvalidInput("--insecure-advertiser applies only with --insecure")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    policy = load_policy(args.policy)
+    # Fail here, naming the file, rather than on the first call.
+    open_database(args.db).close()
+    insecure_advertiser = None
+    if args.insecure:
+        insecure_advertiser = args.insecure_advertiser or platform_server.INSECURE_ADVERTISER
+    with _engine(args.workers) as engine:
+        options = platform_server.ServerOptions(
+            db_path=args.db,
+            listen=args.listen,
+            policy=policy,
+            tls_dir=args.tls_dir or tls.default_tls_dir(args.db),
+            insecure_advertiser=insecure_advertiser,
+            max_sessions=args.max_sessions,
+            session_timeout=args.session_timeout,
+            engine=engine,
+        )
+        return platform_server.serve(options, grace=args.grace)
+
+
+def run_issue_cert(args: argparse.Namespace) -> int:
+    """``platform issue-cert``: the certificate, and an audit entry saying who got one."""
+    tls_dir = args.tls_dir or tls.default_tls_dir(args.db)
+    with open_database(args.db) as db:
+        out = tls.issue_advertiser_certificate(
+            tls_dir,
+            args.advertiser,
+            args.out,
+            valid_days=args.valid_days,
+            overwrite=args.overwrite,
+        )
+        with transaction(db.conn):
+            audit.append(
+                db.conn,
+                "tls.issue",
+                {"advertiser": args.advertiser, "valid_days": args.valid_days},
+            )
+    print(f"issued a certificate for advertiser {args.advertiser!r} in {out}")
+    print(f"  {tls.CA_CERT_FILE}, {tls.CLIENT_CERT_FILE}, {tls.CLIENT_KEY_FILE} (mode 0600)")
+    print(f"  valid for {args.valid_days} days; use it with: cleanroom match --tls-dir {out}")
+    return 0
+
+
+def run_audiences_list(args: argparse.Namespace) -> int:
+    """``platform audiences list``."""
+    with open_database(args.db) as db:
+        summaries = sessions.audience_summaries(db)
+    if args.json:
+        _print_json({"audiences": [summary.as_dict() for summary in summaries]})
+        return 0
+    if not summaries:
+        print("no audiences stored")
+        return 0
+    print(f"{'id':>6}  {'advertiser':<24} {'size':>10}  created")
+    for summary in summaries:
+        created = format_timestamp(summary.created_at)
+        print(f"{summary.id:>6}  {summary.advertiser:<24} {summary.size:>10}  {created}")
+    return 0
+
+
+def run_audiences_show(args: argparse.Namespace) -> int:
+    """``platform audiences show``."""
+    with open_database(args.db) as db:
+        found = sessions.audience_summary(db, args.audience_id)
+    if found is None:
+        raise InvalidInput(f"no audience with id {args.audience_id}")
+    summary, user_ids = found
+    if args.json:
+        _print_json({"id": summary.id, "user_ids": user_ids})
+        return 0
+    print(
+        f"audience {summary.id}: advertiser {summary.advertiser}, {summary.size} users, "
+        f"created {format_timestamp(summary.created_at)} (session {summary.session_id})"
+    )
+    for user_id in user_ids:
+        print(user_id)
+    return 0
+
+
+def run_sessions_list(args: argparse.Namespace) -> int:
+    """``platform sessions list``."""
+    with open_database(args.db) as db:
+        records = sessions.list_sessions(db, advertiser=args.advertiser)
+    if args.json:
+        _print_json({"sessions": [record.as_dict() for record in records]})
+        return 0
+    if not records:
+        print("no sessions")
+        return 0
+    for record in records:
+        outcome = record.reported_as if record.state == "completed" else record.reason
+        print(
+            f"{record.id:>6}  {format_timestamp(record.started_at)}  {record.advertiser:<20} "
+            f"{record.mode or '-':<9} {record.state:<10} eps {record.epsilon_charged:g}  "
+            f"{outcome or ''}"
+        )
+    return 0

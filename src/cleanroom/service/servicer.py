@@ -1,0 +1,143 @@
+"""The Matcher gRPC servicer: carries messages between the network and the platform's sessions.
+
+All meaning lives in :mod:`cleanroom.service.platform_sessions` and :mod:`cleanroom.protocol`;
+this adapter identifies the caller, relays messages, and turns errors into statuses in ONE place
+(:func:`abort_with_status`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import NoReturn
+
+import grpc
+
+from cleanroom.errors import CleanroomError, OutOfOrder
+from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
+from cleanroom.service._generated.cleanroom.v1 import matcher_pb2_grpc as pb_grpc
+from cleanroom.service.platform_sessions import MatchSession, PlatformSessions
+from cleanroom.service.status import ERROR_NAME_KEY, status_for
+
+__all__ = ["INTERNAL_ERROR_DETAILS", "MatcherServicer", "abort_with_status"]
+
+logger = logging.getLogger(__name__)
+
+INTERNAL_ERROR_DETAILS = "the platform failed to handle the call; its operator has the details"
+"""What a client is told of the platform's own failures (the log has the rest)."""
+
+Identify = Callable[[grpc.ServicerContext], str]
+
+
+def abort_with_status(context: grpc.ServicerContext, error: BaseException) -> NoReturn:
+    """End the call with the status for ``error``: the one place errors become statuses.
+
+    A :class:`~cleanroom.errors.CleanroomError` sends its message and its class name (trailing
+    metadata :data:`~cleanroom.service.status.ERROR_NAME_KEY`). The platform's own failures
+    (``INTERNAL``: its database, its files, a bug) are logged here and reach the client only as
+    :data:`INTERNAL_ERROR_DETAILS`, never with a traceback, a path or a key.
+    """
+    code = status_for(error)
+    if code is grpc.StatusCode.INTERNAL:
+        logger.error("call failed: %s", error, exc_info=error)
+        details = INTERNAL_ERROR_DETAILS
+    else:
+        details = str(error)
+    if isinstance(error, CleanroomError):
+        context.set_trailing_metadata(((ERROR_NAME_KEY, type(error).__name__),))
+    context.abort(code, details)
+
+
+class MatcherServicer(pb_grpc.MatcherServicer):  # type: ignore[misc, unused-ignore]
+    """The ``cleanroom.v1.Matcher`` service.
+
+    Args:
+        sessions: the platform's sessions (store, policy, engine).
+        identify: returns the caller's advertiser name from the call (its certificate).
+        session_timeout: seconds a session may last before it is aborted and cancelled.
+    """
+
+    def __init__(
+        self, sessions: PlatformSessions, identify: Identify, *, session_timeout: float
+    ) -> None:
+        self._sessions = sessions
+        self._identify = identify
+        self._session_timeout = session_timeout
+
+    def GetPolicy(self, request: pb.PolicyRequest, context: grpc.ServicerContext) -> pb.PolicyInfo:
+        """The policy for the calling advertiser."""
+        try:
+            return self._sessions.policy_info(self._identify(context))
+        except Exception as exc:
+            abort_with_status(context, exc)
+
+    def Match(
+        self, request_iterator: Iterator[pb.ClientMessage], context: grpc.ServicerContext
+    ) -> Iterator[pb.ServerMessage]:
+        """One matching session over a bidirectional stream."""
+        session: MatchSession | None = None
+        watch = _SessionWatch(context, self._session_timeout)
+        reason = "the stream ended before the session completed"
+        try:
+            advertiser = self._identify(context)
+            first = next(request_iterator, None)
+            if first is None:
+                raise OutOfOrder("the stream ended before open_session")
+            session = self._sessions.open(advertiser, first)
+            watch.attach(session)
+            yield from session.start()
+            for message in request_iterator:
+                yield from session.handle(message)
+                if session.finished:
+                    return
+            if session.completed:
+                return  # the result went out and was charged; only the Close is missing
+            raise OutOfOrder("the stream ended before the session completed")
+        except grpc.RpcError:
+            # The client cancelled, its deadline passed, or the server is stopping.
+            reason = "the call was cancelled before the session completed"
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            abort_with_status(context, exc)
+        finally:
+            # Also reached when gRPC drops this generator because the client went away.
+            watch.stop()
+            if session is not None:
+                session.close(reason)
+
+
+class _SessionWatch:
+    """Ends a call that lasts too long, and aborts its session if the call ends unfinished.
+
+    The clock starts with the call, so a client that connects and never opens a session does
+    not hold a server thread for longer than a session may last either.
+    """
+
+    def __init__(self, context: grpc.ServicerContext, timeout: float) -> None:
+        self._context = context
+        self._timeout = timeout
+        self._session: MatchSession | None = None
+        self._timer = threading.Timer(timeout, self._on_timeout)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def attach(self, session: MatchSession) -> None:
+        self._session = session
+        self._context.add_callback(self._on_call_done)
+
+    def stop(self) -> None:
+        self._timer.cancel()
+
+    def _on_timeout(self) -> None:
+        if self._session is not None:
+            self._session.abort(f"the session ran longer than {self._timeout:g} seconds")
+        self._context.cancel()
+
+    def _on_call_done(self) -> None:
+        # Runs on a gRPC thread: hand the database write to a thread of its own (not a daemon:
+        # the write must finish even if the process is exiting).
+        session = self._session
+        if session is not None and not session.completed:
+            reason = "the call ended before the session completed"
+            threading.Thread(target=session.abort, args=(reason,)).start()

@@ -1,0 +1,570 @@
+"""The platform's Matcher service on a real gRPC server (port 0, mTLS), driven by a minimal client.
+
+The platform is built with the real CLI (init, import of a generated CSV, epoch rotate,
+issue-cert); every session runs the real protocol roles over the network, and results are
+compared with the plaintext truth computed from the generated people. Refusals are checked for
+their status code, the error class in the trailing metadata, their ledger row and audit entry,
+and that they charged nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from cleanroom.cli import main
+from cleanroom.crypto import BatchEngine, get_suite
+from cleanroom.errors import InvalidInput
+from cleanroom.identifiers import hash_message, identifier_digest
+from cleanroom.policy import Mode, load_policy
+from cleanroom.protocol import AdvertiserResult, AdvertiserRole
+from cleanroom.service import tls
+from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
+from cleanroom.service._generated.cleanroom.v1 import matcher_pb2_grpc as pb_grpc
+from cleanroom.service.server import PlatformServer, ServerOptions
+from cleanroom.service.servicer import INTERNAL_ERROR_DETAILS
+from cleanroom.service.status import ERROR_NAME_KEY
+from cleanroom.store import audit, sessions
+from cleanroom.store.database import open_database
+from cleanroom.synthetic import Person, generate_people
+
+TIMEOUT = 60.0
+PLATFORM_PEOPLE = 1200
+ADVERTISERS = ("acme", "beta", "countonly", "thrifty", "oncedaily")
+
+POLICY = """
+epsilon_per_release = 0.0
+min_upload_records = 100
+min_reported_count = 10
+
+[advertisers.acme]
+modes_allowed = ["count", "audience", "ids"]
+
+[advertisers.countonly]
+modes_allowed = ["count"]
+
+[advertisers.thrifty]
+epsilon_per_release = 1.0
+epsilon_budget = 1.0
+min_reported_count = 0
+
+[advertisers.oncedaily]
+max_sessions_per_day = 1
+"""
+
+Identifier = tuple[str, str]
+
+
+@dataclass
+class World:
+    root: Path
+    db: Path
+    port: int
+    server: PlatformServer
+    eligible: dict[Identifier, str]  # eligible identifier -> platform user id
+    customers: list[Person]  # the advertiser's list, record id = position
+
+    def channel(self, advertiser: str) -> grpc.Channel:
+        credentials = tls.channel_credentials(self.root / advertiser)
+        return grpc.secure_channel(f"localhost:{self.port}", credentials)
+
+
+def _run_cli(*argv: str) -> None:
+    assert main(list(argv)) == 0, argv
+
+
+def _platform_csv(path: Path, people: list[Person]) -> dict[Identifier, str]:
+    """Write the platform CSV; return the eligible identifiers and their users."""
+    rows, eligible = [], {}
+    for i, person in enumerate(people):
+        rows.append(
+            f"{person.user_id},email,{person.email},signup,{'false' if i % 7 == 0 else 'true'}"
+        )
+        if i % 7:
+            eligible[("email", person.email)] = person.user_id
+        # Security-collected numbers never match, whatever their consent flag says.
+        source = "two_factor" if i % 5 == 0 else "profile"
+        rows.append(f"{person.user_id},phone,{person.phone},{source},true")
+        if source == "profile":
+            eligible[("phone", person.phone)] = person.user_id
+    path.write_text("user_id,type,value,source,ads_matching_consent\n" + "\n".join(rows) + "\n")
+    return eligible
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("platform")
+    db = root / "platform.db"
+    people = generate_people(PLATFORM_PEOPLE, seed=7)
+    outsiders = generate_people(300, seed=8)
+    eligible = _platform_csv(root / "users.csv", people)
+    (root / "policy.toml").write_text(POLICY)
+    _run_cli("platform", "init", "--db", str(db))
+    _run_cli("platform", "import", "--db", str(db), str(root / "users.csv"))
+    _run_cli("platform", "epoch", "rotate", "--db", str(db), "--workers", "1")
+    for name in ADVERTISERS:
+        _run_cli(
+            "platform",
+            "issue-cert",
+            "--db",
+            str(db),
+            "--advertiser",
+            name,
+            "--out",
+            str(root / name),
+        )
+    engine = BatchEngine(workers=1)
+    options = ServerOptions(
+        db_path=db,
+        listen="localhost:0",
+        policy=load_policy(root / "policy.toml"),
+        tls_dir=root / "tls",
+        engine=engine,
+    )
+    server = PlatformServer(options)
+    server.start()
+    customers = people[100:700] + outsiders
+    try:
+        yield World(root, db, server.port, server, eligible, customers)
+    finally:
+        server.stop(grace=0)
+        engine.close()
+
+
+# -- a minimal advertiser client -----------------------------------------------------------------
+
+
+def advertiser_role(
+    customers: list[Person], mode: Mode, suite_id: str = "x25519-sha512-ell2-ro"
+) -> AdvertiserRole:
+    messages, record_ids = [], []
+    for record, person in enumerate(customers):
+        for kind, value in (("email", person.email), ("phone", person.phone)):
+            messages.append(hash_message(kind, identifier_digest(kind, value)))
+            record_ids.append(record)
+    role = AdvertiserRole(
+        get_suite(suite_id), mode, messages, record_ids, engine=BatchEngine(workers=1)
+    )
+    role.encrypt_list()
+    return role
+
+
+class Stream:
+    """A Match call fed from a queue, so the test decides what goes out and when."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.outgoing: queue.Queue[pb.ClientMessage | None] = queue.Queue()
+        self.call = pb_grpc.MatcherStub(channel).Match(self._requests(), timeout=TIMEOUT)
+
+    def _requests(self) -> Iterator[pb.ClientMessage]:
+        while (message := self.outgoing.get()) is not None:
+            yield message
+
+    def send(self, *messages: pb.ClientMessage) -> None:
+        for message in messages:
+            self.outgoing.put(message)
+
+    def end(self) -> None:
+        self.outgoing.put(None)
+
+
+def run_session(channel: grpc.Channel, role: AdvertiserRole) -> AdvertiserResult:
+    stream = Stream(channel)
+    stream.send(role.open_session())
+    try:
+        for reply in stream.call:
+            stream.send(*role.handle(reply))
+    finally:
+        stream.end()
+    assert role.finished and role.result is not None
+    return role.result
+
+
+def refused(world: World, advertiser: str, role: AdvertiserRole) -> grpc.RpcError:
+    with world.channel(advertiser) as channel, pytest.raises(grpc.RpcError) as caught:
+        run_session(channel, role)
+    return caught.value
+
+
+def error_name(error: Any) -> str | None:
+    return dict(error.trailing_metadata() or ()).get(ERROR_NAME_KEY)
+
+
+# -- ground truth and store reads --------------------------------------------------------------
+
+
+def truth(world: World, customers: list[Person]) -> tuple[set[int], set[str]]:
+    """Matched record ids and matched platform users, from plaintext."""
+    records, users = set(), set()
+    for record, person in enumerate(customers):
+        for identifier in (("email", person.email), ("phone", person.phone)):
+            if identifier in world.eligible:
+                records.add(record)
+                users.add(world.eligible[identifier])
+    return records, users
+
+
+def ledger(world: World, advertiser: str) -> list[sessions.SessionRecord]:
+    with open_database(world.db) as db:
+        return sessions.list_sessions(db, advertiser=advertiser)
+
+
+def audit_entries(world: World) -> list[audit.AuditEntry]:
+    with open_database(world.db) as db:
+        return list(audit.entries(db.conn))
+
+
+def spent(world: World, advertiser: str) -> float:
+    with open_database(world.db) as db:
+        return sessions.spent_epsilon(db, advertiser, 1)
+
+
+def wait_for_state(world: World, advertiser: str, state: str) -> sessions.SessionRecord:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        last = ledger(world, advertiser)[-1]
+        if last.state == state:
+            return last
+        time.sleep(0.05)
+    raise AssertionError(f"the last session of {advertiser} is {last.state}, not {state}")
+
+
+def assert_refusal_recorded(world: World, advertiser: str, name: str) -> None:
+    last = ledger(world, advertiser)[-1]
+    assert last.state == "refused" and last.epsilon_charged == 0
+    assert last.reason is not None and last.reason.startswith(name)
+    entry = audit_entries(world)[-1]
+    assert entry.action == "match.refused"
+    assert entry.details["advertiser"] == advertiser and entry.details["error"] == name
+
+
+# -- sessions that complete ----------------------------------------------------------------------
+
+
+def test_count_mode_releases_the_true_count(world: World) -> None:
+    records, _ = truth(world, world.customers)
+    with world.channel("beta") as channel:
+        result = run_session(channel, advertiser_role(world.customers, Mode.COUNT))
+    assert result.count == len(records)
+    assert (result.epsilon_charged, result.noise_applied) == (0.0, False)
+    last = ledger(world, "beta")[-1]
+    assert (last.state, last.mode, last.result_count) == ("completed", "count", len(records))
+    assert last.session_id == result.session_id.hex()
+    entry = audit_entries(world)[-1]
+    assert entry.action == "match.completed" and entry.details["count"] == len(records)
+
+
+def test_audience_mode_stores_the_matched_users(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, users = truth(world, world.customers)
+    with world.channel("beta") as channel:
+        result = run_session(channel, advertiser_role(world.customers, Mode.AUDIENCE))
+    assert result.count == len(users)
+    audience_id = ledger(world, "beta")[-1].audience_id
+    assert audience_id is not None
+
+    capsys.readouterr()
+    assert main(["platform", "audiences", "list", "--db", str(world.db), "--json"]) == 0
+    listed = {a["id"]: a for a in json.loads(capsys.readouterr().out)["audiences"]}
+    assert listed[audience_id]["advertiser"] == "beta"
+    assert listed[audience_id]["size"] == len(users)
+    assert listed[audience_id]["created"].endswith("Z")
+    assert (
+        main(["platform", "audiences", "show", str(audience_id), "--db", str(world.db), "--json"])
+        == 0
+    )
+    shown = json.loads(capsys.readouterr().out)
+    assert shown == {"id": audience_id, "user_ids": sorted(users)}
+
+
+def test_ids_mode_with_a_grant_returns_the_matched_records(world: World) -> None:
+    records, _ = truth(world, world.customers)
+    with world.channel("acme") as channel:
+        result = run_session(channel, advertiser_role(world.customers, Mode.IDS))
+    assert result.matched_record_ids is not None
+    assert set(result.matched_record_ids.tolist()) == records
+    assert result.count == len(records) and result.epsilon_charged == 0
+    assert ledger(world, "acme")[-1].state == "completed"
+
+
+def test_get_policy_tells_the_advertiser_its_settings_and_n(world: World) -> None:
+    with world.channel("acme") as channel:
+        info = pb_grpc.MatcherStub(channel).GetPolicy(
+            pb.PolicyRequest(protocol_version=1), timeout=TIMEOUT
+        )
+    assert info.platform_set_size == len(world.eligible)
+    assert list(info.suites) == ["x25519-sha512-ell2-ro"]
+    assert pb.MATCH_MODE_IDS in info.modes_allowed
+    assert (info.min_upload_records, info.epsilon_per_release, info.epoch_id) == (100, 0.0, 1)
+
+
+# -- refusals --------------------------------------------------------------------------------------
+
+
+def test_ids_mode_without_a_grant_is_refused(world: World) -> None:
+    error = refused(world, "beta", advertiser_role(world.customers[:200], Mode.IDS))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "mode 'ids' is not allowed" in (error.details() or "")
+    assert error_name(error) == "PolicyRefused"
+    assert_refusal_recorded(world, "beta", "PolicyRefused")
+
+
+def test_a_mode_the_policy_does_not_allow_is_refused(world: World) -> None:
+    error = refused(world, "countonly", advertiser_role(world.customers[:200], Mode.AUDIENCE))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_name(error) == "PolicyRefused"
+    assert_refusal_recorded(world, "countonly", "PolicyRefused")
+
+
+def test_a_list_below_the_minimum_is_refused(world: World) -> None:
+    error = refused(world, "beta", advertiser_role(world.customers[:50], Mode.COUNT))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "fewer than the minimum of 100" in (error.details() or "")
+    assert_refusal_recorded(world, "beta", "PolicyRefused")
+
+
+def test_another_suite_than_the_epochs_is_refused(world: World) -> None:
+    role = advertiser_role(world.customers[:5], Mode.COUNT, suite_id="p256-sha256-sswu-ro")
+    error = refused(world, "beta", role)
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_name(error) == "VersionMismatch"
+    assert_refusal_recorded(world, "beta", "VersionMismatch")
+
+
+def test_an_exhausted_budget_is_refused_and_charges_nothing(world: World) -> None:
+    with world.channel("thrifty") as channel:
+        first = run_session(channel, advertiser_role(world.customers, Mode.COUNT))
+    assert (first.epsilon_charged, first.epsilon_remaining, first.noise_applied) == (1.0, 0.0, True)
+    assert spent(world, "thrifty") == 1.0
+    error = refused(world, "thrifty", advertiser_role(world.customers, Mode.COUNT))
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_name(error) == "BudgetExhausted"
+    assert_refusal_recorded(world, "thrifty", "BudgetExhausted")
+    assert spent(world, "thrifty") == 1.0
+
+
+def test_the_daily_session_limit_is_enforced(world: World) -> None:
+    with world.channel("oncedaily") as channel:
+        run_session(channel, advertiser_role(world.customers[:200], Mode.COUNT))
+    error = refused(world, "oncedaily", advertiser_role(world.customers[:200], Mode.COUNT))
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_name(error) == "LimitExceeded"
+    assert_refusal_recorded(world, "oncedaily", "LimitExceeded")
+
+
+def test_bad_elements_are_invalid_argument_and_abort_the_session(world: World) -> None:
+    role = advertiser_role(world.customers[:200], Mode.COUNT)
+    opening = role.open_session()
+    with world.channel("beta") as channel:
+        stream = Stream(channel)
+        stream.send(opening)
+        opened = next(stream.call).session_opened
+        garbage = np.full((opening.open_session.identifier_count, 32), 0xFF, dtype=np.uint8)
+        tags = (
+            np.arange(opening.open_session.identifier_count, dtype="<u4")
+            % opening.open_session.record_count
+        )
+        stream.send(
+            pb.ClientMessage(
+                advertiser_set=pb.AdvertiserSetChunk(
+                    session_id=opened.session_id,
+                    offset=0,
+                    count=len(garbage),
+                    elements=garbage.tobytes(),
+                    record_tags=tags.tobytes(),
+                )
+            )
+        )
+        with pytest.raises(grpc.RpcError) as caught:
+            for _ in stream.call:
+                pass
+        stream.end()
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_name(caught.value) == "InvalidElement"
+    assert "row 0" in (caught.value.details() or "")
+    last = wait_for_state(world, "beta", "aborted")
+    assert last.epsilon_charged == 0 and last.audience_id is None
+    assert audit_entries(world)[-1].action == "match.aborted"
+
+
+# -- concurrency and clients that go away ----------------------------------------------------------
+
+
+def test_one_open_session_per_advertiser_others_proceed_and_a_vanished_client_aborts(
+    world: World,
+) -> None:
+    _, users = truth(world, world.customers)
+    audiences_before = {a.id for a in _audiences(world)}
+    stalled_role = advertiser_role(world.customers, Mode.AUDIENCE)
+    with world.channel("acme") as channel:
+        stalled = Stream(channel)
+        stalled.send(stalled_role.open_session())
+        replies = iter(stalled.call)
+        # Take V and send U, but never W: the session stays open half-way.
+        stalled.send(*stalled_role.handle(next(replies)))
+        assert ledger(world, "acme")[-1].state == "open"
+
+        error = refused(world, "acme", advertiser_role(world.customers[:200], Mode.COUNT))
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "already has a session open" in (error.details() or "")
+        assert error_name(error) == "PolicyRefused"
+
+        # Another advertiser is served meanwhile, on its own thread.
+        results: list[AdvertiserResult] = []
+        other = threading.Thread(
+            target=lambda: results.append(
+                run_session(world.channel("beta"), advertiser_role(world.customers, Mode.AUDIENCE))
+            )
+        )
+        other.start()
+        other.join(TIMEOUT)
+        assert results and results[0].count == len(users)
+
+        stalled.call.cancel()  # the client goes away half-way
+        stalled.end()
+    record = [r for r in ledger(world, "acme") if r.mode == "audience"][-1]
+    deadline = time.monotonic() + 15
+    while record.state == "open" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        record = [r for r in ledger(world, "acme") if r.mode == "audience"][-1]
+    assert record.state == "aborted" and record.epsilon_charged == 0
+    assert record.audience_id is None
+    aborted = [e for e in audit_entries(world) if e.action == "match.aborted"]
+    assert aborted[-1].details["ledger_id"] == record.id
+    # Only beta's completed session added an audience.
+    new = [a for a in _audiences(world) if a.id not in audiences_before]
+    assert [a.advertiser for a in new] == ["beta"]
+    # And acme may open a session again.
+    with world.channel("acme") as channel:
+        assert run_session(channel, advertiser_role(world.customers, Mode.COUNT)).count is not None
+
+
+def _audiences(world: World) -> list[sessions.AudienceSummary]:
+    with open_database(world.db) as db:
+        return sessions.audience_summaries(db)
+
+
+# -- health, reflection, transport -----------------------------------------------------------------
+
+
+def test_health_check_reports_serving(world: World) -> None:
+    with world.channel("beta") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "cleanroom.v1.Matcher"):
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=TIMEOUT)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_reflection_lists_the_matcher_service(world: World) -> None:
+    with world.channel("beta") as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        (reply,) = list(stub.ServerReflectionInfo(iter([request]), timeout=TIMEOUT))
+    names = {service.name for service in reply.list_services_response.service}
+    assert {"cleanroom.v1.Matcher", "grpc.health.v1.Health"} <= names
+
+
+def test_plaintext_is_refused_off_loopback(world: World) -> None:
+    options = ServerOptions(
+        db_path=world.db,
+        listen="0.0.0.0:0",
+        policy=load_policy(None),
+        insecure_advertiser="insecure-local",
+    )
+    with pytest.raises(InvalidInput, match="loopback"):
+        PlatformServer(options)
+
+
+def test_plaintext_on_loopback_names_the_fixed_advertiser(world: World) -> None:
+    options = ServerOptions(
+        db_path=world.db,
+        listen="127.0.0.1:0",
+        policy=load_policy(world.root / "policy.toml"),
+        insecure_advertiser="insecure-local",
+        engine=BatchEngine(workers=1),
+    )
+    with (
+        PlatformServer(options) as server,
+        grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        records, _ = truth(world, world.customers)
+        assert run_session(channel, advertiser_role(world.customers, Mode.COUNT)).count == len(
+            records
+        )
+    assert ledger(world, "insecure-local")[-1].state == "completed"
+
+
+def test_a_message_over_the_size_limit_is_refused_and_aborts_the_session(world: World) -> None:
+    role = advertiser_role(world.customers[:200], Mode.COUNT)
+    with world.channel("beta") as channel:
+        stream = Stream(channel)
+        stream.send(role.open_session())
+        opened = next(stream.call).session_opened
+        huge = pb.AdvertiserSetChunk(session_id=opened.session_id, elements=bytes(5_000_000))
+        stream.send(pb.ClientMessage(advertiser_set=huge))
+        with pytest.raises(grpc.RpcError) as caught:
+            for _ in stream.call:
+                pass
+        stream.end()
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert wait_for_state(world, "beta", "aborted").epsilon_charged == 0
+
+
+def test_a_session_past_its_time_limit_is_aborted(world: World) -> None:
+    options = ServerOptions(
+        db_path=world.db,
+        listen="127.0.0.1:0",
+        policy=load_policy(world.root / "policy.toml"),
+        insecure_advertiser="slowpoke",
+        session_timeout=1.0,
+        engine=BatchEngine(workers=1),
+    )
+    role = advertiser_role(world.customers[:200], Mode.COUNT)
+    with (
+        PlatformServer(options) as server,
+        grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        stream = Stream(channel)
+        stream.send(role.open_session())
+        with pytest.raises(grpc.RpcError) as caught:
+            for _ in stream.call:
+                pass  # take V, then send nothing
+        stream.end()
+    assert caught.value.code() == grpc.StatusCode.CANCELLED
+    record = wait_for_state(world, "slowpoke", "aborted")
+    assert "longer than 1 seconds" in (record.reason or "")
+
+
+def test_the_platforms_own_failures_are_internal_without_detail(tmp_path: Path) -> None:
+    # A platform without a key epoch: its store fails, and the client learns nothing of why.
+    assert main(["platform", "init", "--db", str(tmp_path / "empty.db")]) == 0
+    options = ServerOptions(
+        db_path=tmp_path / "empty.db",
+        listen="127.0.0.1:0",
+        policy=load_policy(None),
+        insecure_advertiser="insecure-local",
+    )
+    with (
+        PlatformServer(options) as server,
+        grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+        pytest.raises(grpc.RpcError) as caught,
+    ):
+        pb_grpc.MatcherStub(channel).GetPolicy(
+            pb.PolicyRequest(protocol_version=1), timeout=TIMEOUT
+        )
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert caught.value.details() == INTERNAL_ERROR_DETAILS
+    assert error_name(caught.value) == "StoreError"
