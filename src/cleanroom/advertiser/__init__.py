@@ -1,0 +1,52 @@
+"""The advertiser's side of a match: its customer list, made ready for the protocol.
+
+::
+
+    customers = read_customer_list(path, column_mapping={"email": "Email"})   # before any network
+    prepared = prepare_list(customers, default_region="US", prehashed={"email"})
+    role = AdvertiserRole(suite, mode, prepared.messages, prepared.record_ids)
+    ...                                    # cleanroom.service.client runs the session
+    write_matched_rows(path, out, result.matched_record_ids)                  # ids mode
+
+Rows without marketing consent are dropped while reading, before any identifier of theirs is
+normalized or hashed; every other row that cannot be sent is reported with its line, column and
+reason (:class:`ListProblem`).
+"""
+
+from __future__ import annotations
+
+from cleanroom.advertiser._consent import CONSENT_NO, CONSENT_YES, parse_marketing_consent
+from cleanroom.advertiser._listfile import (
+    CONSENT_FIELD,
+    FIELDS,
+    RECORD_ID_FIELD,
+    CustomerList,
+    check_output_path,
+    parse_column_mapping,
+    read_customer_list,
+    write_matched_rows,
+)
+from cleanroom.advertiser._prepare import PreparedList, prepare_list
+from cleanroom.advertiser._problems import REASONS, ListProblem
+from cleanroom.advertiser._report import EXAMPLES_PER_REASON, MatchReport, summarize_problems
+
+__all__ = [
+    "CONSENT_FIELD",
+    "CONSENT_NO",
+    "CONSENT_YES",
+    "EXAMPLES_PER_REASON",
+    "FIELDS",
+    "REASONS",
+    "RECORD_ID_FIELD",
+    "CustomerList",
+    "ListProblem",
+    "MatchReport",
+    "PreparedList",
+    "check_output_path",
+    "parse_column_mapping",
+    "parse_marketing_consent",
+    "prepare_list",
+    "read_customer_list",
+    "summarize_problems",
+    "write_matched_rows",
+]

@@ -1,0 +1,359 @@
+"""Reading the advertiser's customer list, and writing back the rows that matched (DESIGN §10).
+
+The list is a CSV file with one row per customer; by default its columns are
+``record_id,email,phone,maid,marketing_consent`` (names compared case-insensitively, mappable
+with ``FIELD=NAME``). ``marketing_consent`` is required and at least one identifier column must
+be present; ``record_id`` is optional and, when present, must be unique. The whole file is read
+and checked before any connection is made, so a file that cannot be used fails at once.
+
+Rows without marketing consent are counted and dropped here, before any of their identifiers
+is even looked at.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import os
+import secrets
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, TextIO
+
+from cleanroom.advertiser._consent import parse_marketing_consent
+from cleanroom.advertiser._problems import ListProblem
+from cleanroom.errors import ImportFailed
+from cleanroom.identifiers import KINDS
+
+if TYPE_CHECKING:
+    from _csv import Reader
+
+__all__ = [
+    "CONSENT_FIELD",
+    "FIELDS",
+    "RECORD_ID_FIELD",
+    "CustomerList",
+    "check_output_path",
+    "parse_column_mapping",
+    "read_customer_list",
+    "write_matched_rows",
+]
+
+RECORD_ID_FIELD: Final = "record_id"
+CONSENT_FIELD: Final = "marketing_consent"
+FIELDS: Final = (RECORD_ID_FIELD, *KINDS, CONSENT_FIELD)
+"""Every field a column can be mapped to, in the default column order."""
+
+_PROGRESS_EVERY = 10_000
+
+
+@dataclass(frozen=True, eq=False)
+class CustomerList:
+    """The consenting, well-formed records of a list, with what was dropped and why.
+
+    Attributes:
+        path: the file.
+        header: the header row as read.
+        columns: field -> column name as in the header, for every field present.
+        records_read: data rows in the file (blank lines are not rows).
+        without_consent: rows dropped because they carry no marketing consent.
+        problems: rows dropped as unusable (malformed, unreadable consent, record id), in file
+            order.
+        rows: for each kept record, its position among the file's data rows (0-based); this is
+            the record's id in the session and what :func:`write_matched_rows` takes.
+        lines: for each kept record, its line number in the file.
+        identifiers: kind -> the cell of that column for each kept record (``rows`` order), for
+            each identifier column present.
+    """
+
+    path: Path
+    header: tuple[str, ...]
+    columns: Mapping[str, str]
+    records_read: int
+    without_consent: int
+    problems: tuple[ListProblem, ...]
+    rows: list[int] = field(repr=False)
+    lines: list[int] = field(repr=False)
+    identifiers: Mapping[str, list[str]] = field(repr=False)
+
+
+def parse_column_mapping(specs: Sequence[str]) -> dict[str, str]:
+    """Parse ``FIELD=NAME`` options mapping a field to a differently named column.
+
+    Args:
+        specs: the option values, e.g. ``["email=Email", "marketing_consent=opt_in"]``.
+
+    Returns:
+        Field -> column name.
+
+    Raises:
+        ImportFailed: a spec is not ``FIELD=NAME``, names an unknown field, or maps a field
+            twice.
+    """
+    mapping: dict[str, str] = {}
+    for spec in specs:
+        name, sep, column = spec.partition("=")
+        name, column = name.strip(), column.strip()
+        if not sep or not name or not column:
+            raise ImportFailed(f"column mapping {spec!r} is not FIELD=NAME")
+        if name not in FIELDS:
+            raise ImportFailed(
+                f"column mapping {spec!r}: unknown field {name!r} (fields: {', '.join(FIELDS)})"
+            )
+        if name in mapping:
+            raise ImportFailed(f"column mapping: field {name!r} is mapped twice")
+        mapping[name] = column
+    return mapping
+
+
+def read_customer_list(
+    path: Path,
+    *,
+    column_mapping: Mapping[str, str] | None = None,
+    prehashed: Collection[str] = (),
+    progress: Callable[[int], object] | None = None,
+) -> CustomerList:
+    """Read and check the whole list; keep the consenting, well-formed records.
+
+    Args:
+        path: the CSV file (UTF-8, an optional byte-order mark is skipped).
+        column_mapping: field -> column name, where the column is not named like the field.
+        prehashed: identifier kinds whose column holds SHA-256 digests; each must be present.
+        progress: called with the number of rows just read, for a progress bar.
+
+    Returns:
+        The kept records, the count of rows without consent, and the rows dropped as unusable.
+
+    Raises:
+        ImportFailed: the file is missing or unreadable, not UTF-8, not CSV, empty, has a
+            duplicate column name, has no marketing-consent column, no identifier column, or no
+            column that was mapped or marked pre-hashed.
+    """
+    path = Path(path)
+    mapping = dict(column_mapping or {})
+    with _open_rows(path) as reader:
+        try:
+            header = next(reader, None)
+            if not header or not any(name.strip() for name in header):
+                raise ImportFailed(f"{path} is empty: expected a header row")
+            indexes = _map_columns(path, header, mapping, prehashed)
+            return _read_records(path, reader, tuple(header), indexes, progress)
+        except UnicodeDecodeError as exc:
+            raise ImportFailed(_not_utf8_message(path)) from exc
+        except csv.Error as exc:
+            raise ImportFailed(
+                f"{path}: not readable as CSV near line {reader.line_num}: {exc}"
+            ) from exc
+
+
+def _read_records(
+    path: Path,
+    reader: Reader,
+    header: tuple[str, ...],
+    indexes: Mapping[str, int],
+    progress: Callable[[int], object] | None,
+) -> CustomerList:
+    width = len(header)
+    consent_at = indexes[CONSENT_FIELD]
+    record_id_at = indexes.get(RECORD_ID_FIELD)
+    kind_at = {kind: indexes[kind] for kind in KINDS if kind in indexes}
+    identifiers: dict[str, list[str]] = {kind: [] for kind in kind_at}
+    names = {name: header[at].strip() for name, at in indexes.items()}
+    rows: list[int] = []
+    lines: list[int] = []
+    problems: list[ListProblem] = []
+    first_line_of_id: dict[str, int] = {}
+    without_consent = 0
+    records = 0
+    for ordinal, line, cells in _data_rows(reader):
+        records += 1
+        if progress is not None and records % _PROGRESS_EVERY == 0:
+            progress(_PROGRESS_EVERY)
+        if len(cells) != width:
+            detail = f"{len(cells)} fields, the header has {width}"
+            problems.append(ListProblem(line, None, "malformed_row", detail))
+            continue
+        consent = parse_marketing_consent(cells[consent_at])
+        if consent is None:
+            detail = "expected yes/no, true/false or 1/0"
+            problems.append(ListProblem(line, names[CONSENT_FIELD], "bad_consent", detail))
+            continue
+        if not consent:
+            # Dropped before anything else is read from the row (DESIGN §10).
+            without_consent += 1
+            continue
+        if record_id_at is not None:
+            record_id = cells[record_id_at].strip()
+            column = names[RECORD_ID_FIELD]
+            if not record_id:
+                problems.append(ListProblem(line, column, "missing_record_id", "empty"))
+                continue
+            earlier = first_line_of_id.setdefault(record_id, line)
+            if earlier != line:
+                detail = f"the same id as row {earlier}"
+                problems.append(ListProblem(line, column, "duplicate_record_id", detail))
+                continue
+        rows.append(ordinal)
+        lines.append(line)
+        for kind, at in kind_at.items():
+            identifiers[kind].append(cells[at])
+    if progress is not None:
+        progress(records % _PROGRESS_EVERY)
+    return CustomerList(
+        path=path,
+        header=header,
+        columns=names,
+        records_read=records,
+        without_consent=without_consent,
+        problems=tuple(problems),
+        rows=rows,
+        lines=lines,
+        identifiers=identifiers,
+    )
+
+
+def check_output_path(out: Path, list_path: Path) -> None:
+    """Check, before any work, that the matched rows can be written to ``out``.
+
+    Raises:
+        ImportFailed: ``out`` is the input file, a directory, or in a folder that does not
+            exist.
+    """
+    if out.exists() and out.is_dir():
+        raise ImportFailed(f"output {out} is a directory; give a file name")
+    if out.exists() and list_path.exists() and out.resolve() == list_path.resolve():
+        raise ImportFailed(f"output {out} is the input list; give another file name")
+    if not out.parent.is_dir():
+        raise ImportFailed(f"cannot write {out}: folder {out.parent} does not exist")
+
+
+def write_matched_rows(list_path: Path, out: Path, matched_rows: Collection[int]) -> int:
+    """Write the header and the matched rows of the list, unchanged and in input order.
+
+    The file is written under a temporary name and renamed into place, so ``out`` is never
+    left half written.
+
+    Args:
+        list_path: the list that was read (re-read here, so it must be unchanged).
+        out: the CSV file to write.
+        matched_rows: positions among the data rows (:attr:`CustomerList.rows` values).
+
+    Returns:
+        The number of rows written (without the header).
+
+    Raises:
+        ImportFailed: the list cannot be re-read or ``out`` cannot be written.
+    """
+    wanted = set(matched_rows)
+    temporary = out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")
+    written = 0
+    try:
+        with (
+            _open_rows(list_path) as reader,
+            temporary.open("w", encoding="utf-8", newline="") as f,
+        ):
+            writer = csv.writer(f, lineterminator="\n")
+            header = next(reader, None)
+            if header is None:
+                raise ImportFailed(f"{list_path} became empty while matching")
+            writer.writerow(header)
+            for ordinal, _, cells in _data_rows(reader):
+                if ordinal in wanted:
+                    writer.writerow(cells)
+                    written += 1
+        os.replace(temporary, out)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        temporary.unlink(missing_ok=True)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ImportFailed(f"cannot write the matched rows to {out}: {reason}") from exc
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return written
+
+
+def _data_rows(reader: Reader) -> Iterator[tuple[int, int, list[str]]]:
+    """Yield (position among data rows, line number, cells); blank lines are not rows."""
+    ordinal = 0
+    for cells in reader:
+        if not cells:
+            continue
+        yield ordinal, reader.line_num, cells
+        ordinal += 1
+
+
+@contextmanager
+def _open_rows(path: Path) -> Iterator[Reader]:
+    try:
+        # Opened here, not in a with-statement around the yield, so only a failure to open
+        # becomes "cannot read"; errors in the caller's block keep their own type.
+        stream: TextIO = path.open(encoding="utf-8-sig", newline="")
+    except FileNotFoundError:
+        raise ImportFailed(f"the list {path} does not exist") from None
+    except OSError as exc:
+        raise ImportFailed(f"cannot read the list {path}: {exc.strerror or exc}") from exc
+    with stream:
+        yield csv.reader(stream)
+
+
+def _map_columns(
+    path: Path, header: Sequence[str], mapping: Mapping[str, str], prehashed: Collection[str]
+) -> dict[str, int]:
+    position: dict[str, int] = {}
+    for at, name in enumerate(header):
+        key = name.strip().lower()
+        if key in position:
+            raise ImportFailed(f"{path}: column {name.strip()!r} appears twice in the header")
+        position[key] = at
+    shown = ", ".join(repr(name) for name in header)
+    indexes: dict[str, int] = {}
+    for name in FIELDS:
+        column = mapping.get(name, name)
+        found = position.get(column.strip().lower())
+        if found is not None:
+            indexes[name] = found
+        elif name in mapping:
+            raise ImportFailed(
+                f"{path}: no column {column!r} (mapped for {name!r}); the header has {shown}"
+            )
+    if CONSENT_FIELD not in indexes:
+        raise ImportFailed(
+            f"{path}: no marketing consent column {CONSENT_FIELD!r}; the header has {shown}. "
+            f"Rows are sent only with consent: map the column with "
+            f"--column {CONSENT_FIELD}=NAME"
+        )
+    if not any(kind in indexes for kind in KINDS):
+        raise ImportFailed(
+            f"{path}: no identifier column ({', '.join(KINDS)}); the header has {shown} "
+            "(map other names with --column FIELD=NAME)"
+        )
+    for kind in prehashed:
+        if kind not in indexes:
+            raise ImportFailed(
+                f"{path}: {kind} is marked pre-hashed but the list has no {kind} column"
+            )
+    return indexes
+
+
+def _not_utf8_message(path: Path) -> str:
+    """Say where the first byte that is not UTF-8 is (only computed when there is one)."""
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    line, offset = 1, 0
+    try:
+        with path.open("rb") as stream:
+            while block := stream.read(1 << 20):
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError as exc:
+                    line += block.count(b"\n", 0, exc.start)
+                    return (
+                        f"{path} is not UTF-8 text: invalid byte at line {line} (byte offset "
+                        f"{offset + exc.start}); re-save it as UTF-8"
+                    )
+                line += block.count(b"\n")
+                offset += len(block)
+    except OSError:
+        pass
+    return f"{path} is not UTF-8 text; re-save it as UTF-8"

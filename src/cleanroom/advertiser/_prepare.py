@@ -1,0 +1,96 @@
+"""Normalizing the kept records and building what the advertiser's protocol role takes."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from cleanroom.advertiser._listfile import CustomerList
+from cleanroom.advertiser._problems import ListProblem, invalid_reason
+from cleanroom.identifiers import normalize_batch
+
+__all__ = ["PreparedList", "prepare_list"]
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedList:
+    """The hash-to-curve messages of a list, each with the record it came from.
+
+    Attributes:
+        messages: one per valid identifier, grouped by kind (``AdvertiserRole``'s input).
+        record_ids: for each message, its record's position among the file's data rows.
+        records_sent: records with at least one valid identifier.
+        problems: every problem found, in file order: the reading problems, each invalid
+            identifier (its record may still be sent), and each record left with no identifier.
+        rows_rejected: records not sent for a reason other than consent.
+    """
+
+    messages: list[bytes] = field(repr=False)
+    record_ids: NDArray[np.int64] = field(repr=False)
+    records_sent: int
+    problems: tuple[ListProblem, ...]
+    rows_rejected: int
+
+
+def prepare_list(
+    customers: CustomerList, *, default_region: str, prehashed: Collection[str] = ()
+) -> PreparedList:
+    """Normalize each identifier column of the kept records and build the messages.
+
+    An empty cell means the record has no identifier of that kind; it is not a problem.
+
+    Args:
+        customers: the list as read.
+        default_region: region of phone numbers written without a country code.
+        prehashed: kinds whose column holds SHA-256 digests of normalized values.
+
+    Returns:
+        The messages with their record ids, and what was rejected.
+
+    Raises:
+        InvalidInput: ``default_region`` is not a known region.
+    """
+    kept = len(customers.rows)
+    rows = np.asarray(customers.rows, dtype=np.int64)
+    given = np.zeros(kept, dtype=bool)
+    valid = np.zeros(kept, dtype=bool)
+    messages: list[bytes] = []
+    record_ids: list[NDArray[np.int64]] = []
+    problems = list(customers.problems)
+    for kind, cells in customers.identifiers.items():
+        present = [i for i, cell in enumerate(cells) if cell.strip()]
+        given[present] = True
+        batch = normalize_batch(
+            kind,
+            [cells[i] for i in present],
+            default_region=default_region,
+            prehashed=kind in prehashed,
+        )
+        accepted = np.asarray([present[i] for i in batch.indices], dtype=np.intp)
+        valid[accepted] = True
+        messages.extend(batch.messages())
+        record_ids.append(rows[accepted])
+        column = customers.columns[kind]
+        problems.extend(
+            ListProblem(customers.lines[present[r.index]], column, invalid_reason(kind), r.reason)
+            for r in batch.rejected
+        )
+    for i in np.flatnonzero(~valid):
+        reason, detail = (
+            ("no_valid_identifier", "every identifier given is invalid")
+            if given[i]
+            else ("no_identifier", "every identifier column is empty")
+        )
+        problems.append(ListProblem(customers.lines[i], None, reason, detail))
+    problems.sort(key=lambda problem: problem.row)  # stable: a row's problems keep their order
+    sent = int(valid.sum())
+    return PreparedList(
+        messages=messages,
+        record_ids=(np.concatenate(record_ids) if record_ids else np.empty(0, dtype=np.int64)),
+        records_sent=sent,
+        problems=tuple(problems),
+        rows_rejected=len(customers.problems) + kept - sent,
+    )

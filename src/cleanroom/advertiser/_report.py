@@ -1,0 +1,165 @@
+"""The report of one match, for people (text) and for programs (one JSON object)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from cleanroom.advertiser._problems import REASONS, ListProblem
+from cleanroom.policy import Mode
+
+__all__ = ["EXAMPLES_PER_REASON", "MatchReport", "summarize_problems"]
+
+EXAMPLES_PER_REASON: Final = 3
+"""How many example rows the report shows per rejection reason."""
+
+
+def summarize_problems(
+    problems: Sequence[ListProblem], examples_per_reason: int = EXAMPLES_PER_REASON
+) -> tuple[dict[str, int], list[ListProblem]]:
+    """Count problems by reason and keep the first few of each as examples.
+
+    Args:
+        problems: the problems, in file order.
+        examples_per_reason: how many examples to keep per reason.
+
+    Returns:
+        Reason -> count (reasons sorted), and the examples in file order.
+    """
+    counts = Counter(problem.reason for problem in problems)
+    shown: Counter[str] = Counter()
+    examples: list[ListProblem] = []
+    for problem in problems:
+        if shown[problem.reason] < examples_per_reason:
+            shown[problem.reason] += 1
+            examples.append(problem)
+    return dict(sorted(counts.items())), examples
+
+
+@dataclass(frozen=True)
+class MatchReport:
+    """What one ``cleanroom match`` run read, sent and learned.
+
+    Attributes:
+        mode: the session's mode.
+        server: the platform's address.
+        input: the list file.
+        suite_id: the session's ciphersuite.
+        epoch_id: the platform's key epoch.
+        platform_set_size: N, the platform's eligible identifiers.
+        records_read: data rows in the list.
+        without_consent: rows dropped for lack of marketing consent.
+        rows_rejected: rows not sent for another reason.
+        problems: every problem found (see :class:`ListProblem`).
+        sent: records sent (each with at least one valid identifier).
+        identifiers_sent: distinct identifiers sent (n, the size of U).
+        customers: distinct customers sent (records sharing an identifier count once).
+        count: the released count, ``None`` when below the reporting threshold.
+        reported_as: the count as reported to people.
+        noise_applied: whether the count is noised.
+        epsilon_spent: privacy loss charged for this session.
+        epsilon_remaining: the advertiser's budget left in the key epoch.
+        matched_rows: ids mode: rows of the list that matched; else ``None``.
+        out: ids mode: the file the matched rows were written to, if any.
+        phases: phase name -> seconds, in the order they ran.
+    """
+
+    mode: Mode
+    server: str
+    input: Path
+    suite_id: str
+    epoch_id: int
+    platform_set_size: int
+    records_read: int
+    without_consent: int
+    rows_rejected: int
+    problems: Sequence[ListProblem] = field(repr=False)
+    sent: int
+    identifiers_sent: int
+    customers: int
+    count: int | None
+    reported_as: str
+    noise_applied: bool
+    epsilon_spent: float
+    epsilon_remaining: float
+    matched_rows: int | None
+    out: Path | None
+    phases: Mapping[str, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the report as the ``--json`` object (the schema is documented in the CLI)."""
+        by_reason, examples = summarize_problems(self.problems)
+        return {
+            "mode": str(self.mode),
+            "count": self.count,
+            "reported_as": self.reported_as,
+            "noise_applied": self.noise_applied,
+            "epsilon_spent": self.epsilon_spent,
+            "epsilon_remaining": self.epsilon_remaining,
+            "records_read": self.records_read,
+            "without_consent": self.without_consent,
+            "rejected": {
+                "rows": self.rows_rejected,
+                "by_reason": by_reason,
+                "examples": [
+                    {"row": p.row, "column": p.column, "reason": p.reason, "detail": p.detail}
+                    for p in examples
+                ],
+            },
+            "sent": self.sent,
+            "identifiers_sent": self.identifiers_sent,
+            "customers": self.customers,
+            "matched_rows": self.matched_rows,
+            "out": None if self.out is None else str(self.out),
+            "server": self.server,
+            "input": str(self.input),
+            "suite": self.suite_id,
+            "epoch_id": self.epoch_id,
+            "platform_set_size": self.platform_set_size,
+            "phases": {name: round(seconds, 3) for name, seconds in self.phases.items()},
+        }
+
+    def lines(self) -> list[str]:
+        """Return the report as lines of text for a person."""
+        by_reason, examples = summarize_problems(self.problems)
+        out = [
+            f"matched {self.input} against {self.server} in {self.mode} mode "
+            f"(suite {self.suite_id}, key epoch {self.epoch_id})",
+            f"  records read:        {self.records_read}",
+            f"  without consent:     {self.without_consent} (dropped before hashing)",
+            f"  rejected:            {self.rows_rejected} records not sent",
+        ]
+        for reason, count in by_reason.items():
+            out.append(f"    {reason} ({REASONS.get(reason, reason)}): {count}")
+            for example in examples:
+                if example.reason == reason:
+                    column = f", column {example.column!r}" if example.column else ""
+                    out.append(f"      row {example.row}{column}: {example.detail}")
+        out += [
+            f"  sent:                {self.sent} records ({self.customers} customers, "
+            f"{self.identifiers_sent} distinct identifiers)",
+            f"  platform set:        {self.platform_set_size} identifiers",
+            f"  result:              {self._result_text()}",
+            f"  epsilon spent:       {self.epsilon_spent:g}"
+            + ("" if self.noise_applied else " (no noise: test deployment)"),
+            f"  epsilon remaining:   {self.epsilon_remaining:g}",
+        ]
+        if self.matched_rows is not None:
+            where = f"written to {self.out}" if self.out else "not written (no --out)"
+            out.append(f"  matched rows:        {self.matched_rows}, {where}")
+        out.append(
+            "  time:                "
+            + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.phases.items())
+        )
+        return out
+
+    def _result_text(self) -> str:
+        what = {
+            Mode.COUNT: "matched customers",
+            Mode.AUDIENCE: "matched platform users",
+            Mode.IDS: "matched customers (exact)",
+        }[self.mode]
+        return f"{what}: {self.reported_as}"

@@ -1,0 +1,352 @@
+"""``cleanroom match``: the advertiser matches its customer list against the platform's users.
+
+::
+
+    cleanroom match --server HOST:PORT --input FILE.csv --mode count|audience|ids
+                    --tls-dir DIR | --insecure
+                    [--column FIELD=NAME] [--prehashed KIND] [--default-region CC]
+                    [--out matched.csv] [--suite ID] [--timeout S] [--workers N] [--json]
+
+Order of work: the list is read and checked whole (no network yet), the platform's policy is
+fetched (its ``default_region`` normalizes phone numbers unless ``--default-region`` is given),
+the list is normalized and checked against the policy, hashed and encrypted, and only then is
+the session opened. Rows without marketing consent are dropped while reading.
+
+``--json`` prints one object on stdout::
+
+    {"mode": "count", "count": 1234 | null, "reported_as": "1234" | "fewer than 100",
+     "noise_applied": true, "epsilon_spent": 0.5, "epsilon_remaining": 7.5,
+     "records_read": 10000, "without_consent": 800,
+     "rejected": {"rows": 37, "by_reason": {"invalid_email": 20, ...},
+                  "examples": [{"row": 12, "column": "email", "reason": "invalid_email",
+                                "detail": "missing '@' ..."}, ...]},
+     "sent": 9163, "identifiers_sent": 18000, "customers": 9160,
+     "matched_rows": null | 812, "out": null | "matched.csv",
+     "server": "...", "input": "...", "suite": "...", "epoch_id": 3,
+     "platform_set_size": 1000000,
+     "phases": {"read_list": 0.4, "get_policy": 0.01, "normalize": 1.2,
+                "hash_encrypt_list": 3.1, "match": 9.8, "write_out": 0.1}}
+
+``records_read = without_consent + rejected.rows + sent``. ``rejected.by_reason`` counts every
+problem found: an ``invalid_<kind>`` value does not stop its record from being sent if another
+identifier of the record is valid.
+
+Exit codes: 0 done; 2 bad input (file, columns, address, options); 1 the platform refused or
+failed the session (its message is printed), or cannot be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc  # type: ignore[import-untyped, unused-ignore]
+from tqdm import tqdm
+
+from cleanroom.advertiser import (
+    FIELDS,
+    MatchReport,
+    check_output_path,
+    parse_column_mapping,
+    prepare_list,
+    read_customer_list,
+    write_matched_rows,
+)
+from cleanroom.cli import EXIT_FAILURE, EXIT_OK
+from cleanroom.crypto import SUITE_IDS, BatchEngine, get_suite
+from cleanroom.crypto.suites import Suite
+from cleanroom.errors import (
+    CleanroomError,
+    InvalidInput,
+    LimitExceeded,
+    PermissionDenied,
+    PlatformUnreachable,
+    PolicyRefused,
+    ProtocolError,
+    Unauthenticated,
+    VersionMismatch,
+)
+from cleanroom.identifiers import KINDS
+from cleanroom.policy import Mode
+from cleanroom.protocol import AdvertiserRole, check_policy_info
+from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
+from cleanroom.service.client import DEFAULT_MATCH_TIMEOUT, PlatformClient, parse_server_address
+
+__all__ = ["register", "run_match"]
+
+# What the platform sends back when it will not run the session as asked (DESIGN §9).
+_REFUSALS = (
+    InvalidInput,
+    LimitExceeded,
+    PermissionDenied,
+    PolicyRefused,
+    ProtocolError,
+    Unauthenticated,
+)
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``match`` command."""
+    description = (
+        "Match a customer list (CSV: record_id,email,phone,maid,marketing_consent) against "
+        "the platform's consented users by private set intersection."
+    )
+    parser = subparsers.add_parser(
+        "match", help="match a customer list against the platform", description=description
+    )
+    parser.add_argument("--server", required=True, metavar="HOST:PORT", help="the platform")
+    parser.add_argument("--input", required=True, type=Path, metavar="FILE.csv")
+    parser.add_argument(
+        "--mode",
+        required=True,
+        choices=[mode.value for mode in Mode],
+        help="count: matched customers; audience: store matched users as an audience; "
+        "ids: which of your records matched (the platform must allow it)",
+    )
+    parser.add_argument(
+        "--tls-dir", type=Path, metavar="DIR", help="ca.crt, client.crt, client.key"
+    )
+    parser.add_argument(
+        "--insecure", action="store_true", help="plaintext, only to a loopback address"
+    )
+    parser.add_argument(
+        "--out", type=Path, metavar="FILE.csv", help="ids mode: write the matched rows here"
+    )
+    parser.add_argument(
+        "--column",
+        action="append",
+        default=[],
+        metavar="FIELD=NAME",
+        help=f"read FIELD from column NAME (fields: {', '.join(FIELDS)})",
+    )
+    parser.add_argument(
+        "--prehashed",
+        action="append",
+        default=[],
+        choices=KINDS,
+        metavar="KIND",
+        help="the KIND column holds SHA-256 (hex or base64) of normalized values; repeatable",
+    )
+    parser.add_argument(
+        "--default-region",
+        metavar="CC",
+        help="region of phone numbers without a country code (default: the platform's)",
+    )
+    parser.add_argument(
+        "--suite", choices=SUITE_IDS, help="ciphersuite (default: the platform's preferred)"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=DEFAULT_MATCH_TIMEOUT,
+        metavar="S",
+        help="deadline of the session in seconds (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="processes for hashing and encryption (default: all CPUs; 1: this process)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    parser.set_defaults(run=run_match)
+
+
+def run_match(args: argparse.Namespace) -> int:
+    """``cleanroom match``: run one session and print its report."""
+    mode = Mode(args.mode)
+    address = parse_server_address(args.server)
+    if args.insecure and args.tls_dir is not None:
+        raise InvalidInput("give either --tls-dir or --insecure, not both")
+    if args.out is not None:
+        if mode is not Mode.IDS:
+            raise InvalidInput(
+                f"--out writes the matched rows, which only ids mode reveals, not {mode} mode"
+            )
+        check_output_path(args.out, args.input)
+    mapping = parse_column_mapping(args.column)
+    prehashed = frozenset(args.prehashed)
+    phases: dict[str, float] = {}
+
+    with _Progress() as progress, _engine(args.workers) as engine:
+        with _timed(phases, "read_list"):
+            customers = read_customer_list(
+                args.input,
+                column_mapping=mapping,
+                prehashed=prehashed,
+                progress=progress("read list", None, "row"),
+            )
+        in_session = False
+        try:
+            with PlatformClient(
+                address, tls_dir=args.tls_dir, insecure=args.insecure, match_timeout=args.timeout
+            ) as client:
+                with _timed(phases, "get_policy"):
+                    info = client.get_policy()
+                suite = _choose_suite(info, args.suite)
+                region = args.default_region or info.default_region or "US"
+                with _timed(phases, "normalize"):
+                    prepared = prepare_list(customers, default_region=region, prehashed=prehashed)
+                # Records sent bound the customers from above: a refusal now saves the hashing.
+                check_policy_info(
+                    info, mode=mode, suite_id=suite.suite_id, record_count=prepared.records_sent
+                )
+                role = AdvertiserRole(
+                    suite,
+                    mode,
+                    prepared.messages,
+                    prepared.record_ids,
+                    engine=engine,
+                    progress=progress,
+                )
+                with _timed(phases, "hash_encrypt_list"):
+                    role.encrypt_list()
+                check_policy_info(
+                    info, mode=mode, suite_id=suite.suite_id, record_count=role.record_count
+                )
+                in_session = True
+                with _timed(phases, "match"):
+                    result = client.match(role)
+        except CleanroomError as exc:
+            if isinstance(exc.__cause__, grpc.RpcError) and not isinstance(
+                exc, PlatformUnreachable
+            ):
+                # The platform's own refusal or failure, not bad input on this side: exit 1.
+                print(f"error: {_from_platform(exc)}", file=sys.stderr)
+                return EXIT_FAILURE
+            if in_session and isinstance(exc, InvalidInput):
+                # Bad data from the platform is not this user's bad input (exit 2).
+                print(f"error: the platform sent invalid data: {exc}", file=sys.stderr)
+                return EXIT_FAILURE
+            raise
+
+    matched_rows = None
+    if result.matched_record_ids is not None:
+        matched_rows = len(result.matched_record_ids)
+        if args.out is not None:
+            with _timed(phases, "write_out"):
+                write_matched_rows(args.input, args.out, result.matched_record_ids.tolist())
+    report = MatchReport(
+        mode=mode,
+        server=str(address),
+        input=args.input,
+        suite_id=suite.suite_id,
+        epoch_id=result.epoch_id,
+        platform_set_size=info.platform_set_size,
+        records_read=customers.records_read,
+        without_consent=customers.without_consent,
+        rows_rejected=prepared.rows_rejected,
+        problems=prepared.problems,
+        sent=prepared.records_sent,
+        identifiers_sent=role.identifier_count,
+        customers=role.record_count,
+        count=result.count,
+        reported_as=result.reported_as,
+        noise_applied=result.noise_applied,
+        epsilon_spent=result.epsilon_charged,
+        epsilon_remaining=result.epsilon_remaining,
+        matched_rows=matched_rows,
+        out=args.out if matched_rows is not None else None,
+        phases=phases,
+    )
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print("\n".join(report.lines()))
+    return EXIT_OK
+
+
+def _from_platform(error: CleanroomError) -> str:
+    """Say whether the platform refused (the caller may act on it) or failed on its side."""
+    text = str(error)
+    if text.startswith("the platform"):
+        return text
+    refused = isinstance(error, _REFUSALS)
+    return f"the platform {'refused' if refused else 'failed'}: {text}"
+
+
+def _choose_suite(info: pb.PolicyInfo, requested: str | None) -> Suite:
+    """The requested suite, else the first the platform offers that this build implements."""
+    if requested is not None:
+        return get_suite(requested)
+    for suite_id in info.suites:
+        if suite_id in SUITE_IDS:
+            return get_suite(suite_id)
+    offered = ", ".join(info.suites) or "none"
+    raise VersionMismatch(
+        f"the platform offers no suite this client implements (offered: {offered}; "
+        f"implemented: {', '.join(SUITE_IDS)})"
+    )
+
+
+class _Progress:
+    """One tqdm bar per phase on stderr, shown only on a terminal (``disable=None``)."""
+
+    def __init__(self) -> None:
+        self._bars: list[tqdm[Any]] = []
+
+    def __call__(self, phase: str, total: int | None, unit: str = "id") -> Callable[[int], object]:
+        bar: tqdm[Any] = tqdm(
+            total=total, desc=phase, unit=unit, unit_scale=True, disable=None, file=sys.stderr
+        )
+        self._bars.append(bar)
+
+        def update(done: int) -> None:
+            bar.update(done)
+            if total is not None and bar.n >= total:
+                bar.close()
+
+        return update
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for bar in self._bars:
+            bar.close()
+
+
+@contextmanager
+def _timed(phases: dict[str, float], name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases[name] = time.perf_counter() - started
+
+
+@contextmanager
+def _engine(workers: int | None) -> Iterator[BatchEngine | None]:
+    if workers is None:
+        yield None  # the process-wide default engine
+        return
+    engine = BatchEngine(workers=workers)
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not positive")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not positive")
+    return value

@@ -1,0 +1,272 @@
+"""The advertiser's gRPC client: carries :class:`~cleanroom.protocol.AdvertiserRole`'s messages.
+
+All protocol logic lives in the role; this module opens the channel (mTLS, or plaintext on
+loopback only), asks for the policy, and relays the Match stream::
+
+    address = parse_server_address("platform.example:50051")
+    with PlatformClient(address, tls_dir=Path("acme-tls")) as client:
+        info = client.get_policy()
+        ...                                         # check_policy_info, hash the list
+        result = client.match(role)
+
+Outgoing messages go through a queue read by gRPC's own sending thread, so U and W go out
+while V is still arriving: the platform sends all of V before it reads anything, and a client
+that stopped reading to send would deadlock against it. A failed call becomes the
+:class:`~cleanroom.errors.CleanroomError` the platform raised (status code plus the class name
+in the ``cleanroom-error`` trailer), raised ``from`` the ``grpc.RpcError``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import queue
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+# Typed by types-grpcio when it is installed; the ignore keeps mypy quiet when it is not.
+import grpc  # type: ignore[import-untyped, unused-ignore]
+
+from cleanroom.errors import (
+    CleanroomError,
+    InvalidInput,
+    PlatformUnreachable,
+    ProtocolError,
+)
+from cleanroom.protocol import PROTOCOL_VERSION, AdvertiserResult, AdvertiserRole
+from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
+from cleanroom.service.status import ERROR_NAME_KEY, error_from_status
+from cleanroom.service.tls import channel_credentials, is_loopback
+
+__all__ = [
+    "DEFAULT_MATCH_TIMEOUT",
+    "POLICY_TIMEOUT",
+    "PlatformClient",
+    "ServerAddress",
+    "parse_server_address",
+]
+
+DEFAULT_MATCH_TIMEOUT: Final = 3600.0
+"""Seconds a whole Match session may take by default (a list of millions takes minutes)."""
+
+POLICY_TIMEOUT: Final = 30.0
+"""Seconds GetPolicy may take: it only reads a few rows on the platform."""
+
+_SERVICE = pb.DESCRIPTOR.services_by_name["Matcher"]
+# Built from the proto's descriptor, so the method paths are defined once, in the .proto.
+_GET_POLICY_PATH: Final = f"/{_SERVICE.full_name}/{_SERVICE.methods_by_name['GetPolicy'].name}"
+_MATCH_PATH: Final = f"/{_SERVICE.full_name}/{_SERVICE.methods_by_name['Match'].name}"
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    """A platform's address.
+
+    Attributes:
+        host: a DNS name or an IP address (IPv6 without brackets).
+        port: the TCP port.
+    """
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_server_address(text: str) -> ServerAddress:
+    """Read ``HOST:PORT`` (``[IPv6]:PORT`` for IPv6).
+
+    Args:
+        text: the address as given on the command line.
+
+    Returns:
+        The address.
+
+    Raises:
+        InvalidInput: no port, a port that is not 1..65535, or an empty or malformed host.
+    """
+    spec = text.strip()
+    hint = "expected HOST:PORT, e.g. platform.example.com:50051 or [::1]:50051"
+    if "://" in spec:
+        raise InvalidInput(f"bad server address {text!r}: give HOST:PORT without a scheme")
+    host, sep, port_text = spec.rpartition(":")
+    if not sep or not host or not port_text:
+        raise InvalidInput(f"bad server address {text!r}: {hint}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise InvalidInput(f"bad server address {text!r}: {host!r} is not IPv6") from None
+    elif ":" in host or "[" in host or "]" in host:
+        raise InvalidInput(f"bad server address {text!r}: put an IPv6 address in brackets")
+    if not host or any(c.isspace() or c in "/@?#" for c in host):
+        raise InvalidInput(f"bad server address {text!r}: {hint}")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise InvalidInput(f"bad server address {text!r}: port must be a number in 1..65535")
+    return ServerAddress(host, int(port_text))
+
+
+class PlatformClient:
+    """A connection to the platform's Matcher service.
+
+    Args:
+        address: the platform's address.
+        tls_dir: the advertiser's TLS folder (``ca.crt``, ``client.crt``, ``client.key``);
+            required unless ``insecure``.
+        insecure: plaintext, allowed only to a loopback address (tests, a local platform).
+        match_timeout: deadline of a whole Match session, in seconds.
+
+    Raises:
+        InvalidInput: ``insecure`` to a non-loopback address, or neither TLS nor ``insecure``.
+        TlsConfigError: the TLS folder cannot be used (the message names the file).
+    """
+
+    def __init__(
+        self,
+        address: ServerAddress,
+        *,
+        tls_dir: Path | None = None,
+        insecure: bool = False,
+        match_timeout: float = DEFAULT_MATCH_TIMEOUT,
+    ) -> None:
+        if match_timeout <= 0:
+            raise InvalidInput(f"the timeout must be positive, not {match_timeout:g}")
+        self.address = address
+        self._tls_dir = tls_dir
+        self._match_timeout = match_timeout
+        target = str(address)
+        if insecure:
+            if not is_loopback(address.host):
+                raise InvalidInput(
+                    f"--insecure (plaintext) is allowed only to a loopback address, not "
+                    f"{address.host}; use --tls-dir with the certificate the platform issued"
+                )
+            self._channel: grpc.Channel = grpc.insecure_channel(target)
+        elif tls_dir is None:
+            raise InvalidInput(
+                "a TLS folder is required (--tls-dir, from `cleanroom platform issue-cert`); "
+                "plaintext (--insecure) is allowed only on loopback"
+            )
+        else:
+            self._channel = grpc.secure_channel(target, channel_credentials(tls_dir))
+        self._get_policy: grpc.UnaryUnaryMultiCallable[pb.PolicyRequest, pb.PolicyInfo] = (
+            self._channel.unary_unary(
+                _GET_POLICY_PATH,
+                request_serializer=pb.PolicyRequest.SerializeToString,
+                response_deserializer=pb.PolicyInfo.FromString,
+            )
+        )
+        self._match: grpc.StreamStreamMultiCallable[pb.ClientMessage, pb.ServerMessage] = (
+            self._channel.stream_stream(
+                _MATCH_PATH,
+                request_serializer=pb.ClientMessage.SerializeToString,
+                response_deserializer=pb.ServerMessage.FromString,
+            )
+        )
+
+    def __enter__(self) -> PlatformClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+    def get_policy(self) -> pb.PolicyInfo:
+        """Ask for the policy that applies to this advertiser, and the current key epoch.
+
+        Returns:
+            The platform's answer (check it with :func:`cleanroom.protocol.check_policy_info`).
+
+        Raises:
+            PlatformUnreachable: the platform cannot be reached or did not answer in time.
+            CleanroomError: the platform refused the call (the error it raised).
+        """
+        request = pb.PolicyRequest(protocol_version=PROTOCOL_VERSION)
+        try:
+            return self._get_policy(request, timeout=POLICY_TIMEOUT)
+        except grpc.RpcError as exc:
+            raise self._error(exc, POLICY_TIMEOUT, session=False) from exc
+
+    def match(self, role: AdvertiserRole) -> AdvertiserResult:
+        """Run one session: relay messages between ``role`` and the platform until the result.
+
+        Call ``role.encrypt_list()`` first, so no session stays open while the list is hashed.
+
+        Args:
+            role: a fresh advertiser role.
+
+        Returns:
+            The role's result.
+
+        Raises:
+            PlatformUnreachable: the platform cannot be reached or the session ran past its
+                deadline.
+            CleanroomError: the platform refused or failed the session (the error it raised),
+                or the role refused what the platform sent (the call is then cancelled).
+        """
+        outgoing: queue.SimpleQueue[Iterator[pb.ClientMessage] | None] = queue.SimpleQueue()
+        # gRPC reads this generator from its own thread; the role's reply iterators only slice
+        # arrays it has finished computing, so reading them there is safe.
+        outgoing.put(iter([role.open_session()]))
+        call = self._match(_drain(outgoing), timeout=self._match_timeout)
+        try:
+            for message in call:
+                outgoing.put(role.handle(message))
+                if role.finished:
+                    outgoing.put(None)  # after the Close: the stream's half-close
+        except grpc.RpcError as exc:
+            raise self._error(exc, self._match_timeout, session=True) from exc
+        except BaseException:
+            call.cancel()  # tell the platform at once instead of letting it wait
+            raise
+        finally:
+            outgoing.put(None)  # in every case, so gRPC's sending thread can end
+        if role.result is None:
+            raise ProtocolError("the platform ended the session without sending a result")
+        return role.result
+
+    def _error(self, exc: grpc.RpcError, timeout: float, *, session: bool) -> CleanroomError:
+        if not isinstance(exc, grpc.Call):
+            return PlatformUnreachable(f"the call to the platform at {self.address} failed: {exc}")
+        code, details = exc.code(), exc.details() or ""
+        if code == grpc.StatusCode.UNAVAILABLE:
+            check = (
+                f"and that it accepts the certificate in {self._tls_dir}"
+                if self._tls_dir is not None
+                else "and that it serves plaintext (it was started with --insecure)"
+            )
+            return PlatformUnreachable(
+                f"cannot reach the platform at {self.address} ({details}); check that the "
+                f"server is running and listening there, {check}"
+            )
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return PlatformUnreachable(
+                f"the platform at {self.address} did not answer within {timeout:g} s"
+                + ("; a large list may need a longer --timeout" if session else "")
+            )
+        error_name = None
+        for key, value in exc.trailing_metadata() or ():
+            if key == ERROR_NAME_KEY:
+                error_name = value if isinstance(value, str) else value.decode(errors="replace")
+        return error_from_status(code, details, error_name)
+
+
+def _drain(
+    outgoing: queue.SimpleQueue[Iterator[pb.ClientMessage] | None],
+) -> Iterator[pb.ClientMessage]:
+    """Yield every message put on ``outgoing`` until ``None`` (the end of the stream)."""
+    while (batch := outgoing.get()) is not None:
+        yield from batch

@@ -1,0 +1,215 @@
+"""Reading the advertiser list: columns, consent, row problems, and writing matched rows back."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from cleanroom.advertiser import (
+    check_output_path,
+    parse_column_mapping,
+    read_customer_list,
+    write_matched_rows,
+)
+from cleanroom.errors import ImportFailed
+
+HEADER = "record_id,email,phone,maid,marketing_consent\n"
+
+
+def _write(tmp_path: Path, text: str | bytes, name: str = "list.csv") -> Path:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_reads_consenting_rows_and_drops_the_rest(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        HEADER
+        + "r1,a@example.com,,,yes\n"
+        + "r2,b@example.com,,,no\n"
+        + "r3,,(415) 555-2671,,\n"
+        + "r4,d@example.com,+14155552672,,TRUE\n",
+    )
+    customers = read_customer_list(path)
+    assert customers.records_read == 4
+    assert customers.without_consent == 2
+    assert customers.problems == ()
+    assert customers.rows == [0, 3]
+    assert customers.lines == [2, 5]
+    assert customers.identifiers == {
+        "email": ["a@example.com", "d@example.com"],
+        "phone": ["", "+14155552672"],
+        "maid": ["", ""],
+    }
+
+
+def test_identifier_columns_are_optional_but_one_is_needed(tmp_path: Path) -> None:
+    customers = read_customer_list(_write(tmp_path, "phone,marketing_consent\n4155552671,1\n"))
+    assert set(customers.identifiers) == {"phone"}
+    assert customers.rows == [0]
+    with pytest.raises(ImportFailed, match="no identifier column"):
+        read_customer_list(_write(tmp_path, "record_id,marketing_consent\n1,yes\n"))
+
+
+def test_header_names_are_matched_case_insensitively_and_mappable(tmp_path: Path) -> None:
+    path = _write(tmp_path, " Email ,Opt In\nA@example.com,yes\n")
+    customers = read_customer_list(path, column_mapping={"marketing_consent": "opt in"})
+    assert customers.columns == {"email": "Email", "marketing_consent": "Opt In"}
+    assert customers.identifiers["email"] == ["A@example.com"]
+
+
+def test_no_consent_column_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ImportFailed, match="no marketing consent column 'marketing_consent'"):
+        read_customer_list(_write(tmp_path, "record_id,email\n1,a@example.com\n"))
+
+
+def test_a_mapped_column_that_is_missing_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, HEADER)
+    with pytest.raises(ImportFailed, match=r"no column 'Tel' \(mapped for 'phone'\)"):
+        read_customer_list(path, column_mapping={"phone": "Tel"})
+
+
+def test_a_prehashed_kind_without_its_column_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, "email,marketing_consent\n")
+    with pytest.raises(ImportFailed, match="phone is marked pre-hashed but the list has no phone"):
+        read_customer_list(path, prehashed={"phone"})
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ImportFailed, match="does not exist"):
+        read_customer_list(tmp_path / "absent.csv")
+
+
+def test_a_directory_is_unreadable(tmp_path: Path) -> None:
+    with pytest.raises(ImportFailed, match="cannot read the list"):
+        read_customer_list(tmp_path)
+
+
+def test_not_utf8_names_the_line(tmp_path: Path) -> None:
+    text = (HEADER + "r1,a@example.com,,,yes\n").encode() + b"r2,caf\xe9@example.com,,,yes\n"
+    with pytest.raises(ImportFailed, match="not UTF-8 text: invalid byte at line 3"):
+        read_customer_list(_write(tmp_path, text))
+
+
+def test_empty_file_and_blank_header(tmp_path: Path) -> None:
+    with pytest.raises(ImportFailed, match="is empty"):
+        read_customer_list(_write(tmp_path, ""))
+    with pytest.raises(ImportFailed, match="is empty"):
+        read_customer_list(_write(tmp_path, ",,\n1,2,3\n"))
+
+
+def test_duplicate_column_name(tmp_path: Path) -> None:
+    with pytest.raises(ImportFailed, match="column 'Email' appears twice"):
+        read_customer_list(_write(tmp_path, "email,Email,marketing_consent\n"))
+
+
+def test_a_field_too_large_is_not_csv(tmp_path: Path) -> None:
+    # Typically an unbalanced quote that swallows the rest of the file.
+    with pytest.raises(ImportFailed, match="not readable as CSV near line 2"):
+        read_customer_list(_write(tmp_path, HEADER + "r1," + "x" * 200_000 + ",,,yes\n"))
+
+
+def test_row_problems_are_reported_with_line_and_column(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        HEADER
+        + "r1,a@example.com,,,yes\n"  # line 2: kept
+        + "r2,b@example.com,,yes\n"  # line 3: four fields
+        + "r3,c@example.com,,,maybe\n"  # line 4: unreadable consent
+        + ",d@example.com,,,yes\n"  # line 5: no record id
+        + "r1,e@example.com,,,yes\n"  # line 6: same id as line 2
+        + "r1,f@example.com,,,no\n",  # line 7: no consent: its id is never looked at
+    )
+    customers = read_customer_list(path)
+    assert customers.records_read == 6
+    assert customers.without_consent == 1
+    assert customers.rows == [0]
+    assert [(p.row, p.column, p.reason) for p in customers.problems] == [
+        (3, None, "malformed_row"),
+        (4, "marketing_consent", "bad_consent"),
+        (5, "record_id", "missing_record_id"),
+        (6, "record_id", "duplicate_record_id"),
+    ]
+    assert customers.problems[0].detail == "4 fields, the header has 5"
+    assert customers.problems[3].detail == "the same id as row 2"
+
+
+def test_without_record_id_column_rows_are_numbered_by_position(tmp_path: Path) -> None:
+    path = _write(tmp_path, "email,marketing_consent\na@example.com,no\n\nb@example.com,yes\n")
+    customers = read_customer_list(path)
+    # The blank line is not a row; the second data row is on line 4.
+    assert customers.records_read == 2
+    assert customers.rows == [1]
+    assert customers.lines == [4]
+
+
+def test_byte_order_mark_and_quoted_fields(tmp_path: Path) -> None:
+    text = "\ufeff" + HEADER + 'r1,"a@example.com",,,"yes"\n"r,2","b@example.com",,,yes\n'
+    customers = read_customer_list(_write(tmp_path, text))
+    assert customers.header[0] == "record_id"
+    assert customers.rows == [0, 1]
+
+
+def test_progress_counts_every_row(tmp_path: Path) -> None:
+    rows = "".join(f"r{i},a{i}@example.com,,,yes\n" for i in range(25_001))
+    done: list[int] = []
+    read_customer_list(_write(tmp_path, HEADER + rows), progress=done.append)
+    assert sum(done) == 25_001
+
+
+def test_column_mapping_parsing() -> None:
+    assert parse_column_mapping(["email=E-mail", " phone = Tel "]) == {
+        "email": "E-mail",
+        "phone": "Tel",
+    }
+    with pytest.raises(ImportFailed, match="is not FIELD=NAME"):
+        parse_column_mapping(["email"])
+    with pytest.raises(ImportFailed, match="unknown field 'fax'"):
+        parse_column_mapping(["fax=Fax"])
+    with pytest.raises(ImportFailed, match="mapped twice"):
+        parse_column_mapping(["email=A", "email=B"])
+
+
+def test_matched_rows_are_written_unmodified_in_input_order(tmp_path: Path) -> None:
+    text = (
+        "Id,Email,Note,marketing_consent\n"
+        "1,a@example.com,plain,yes\n"
+        '2,b@example.com,"comma, and ""quotes""",yes\n'
+        "\n"
+        '3,c@example.com,"two\nlines",no\n'
+        "4,d@example.com,,yes\n"
+    )
+    path = _write(tmp_path, text)
+    out = tmp_path / "matched.csv"
+    assert write_matched_rows(path, out, [3, 1]) == 2
+    with out.open(encoding="utf-8", newline="") as f:
+        written = list(csv.reader(f))
+    assert written == [
+        ["Id", "Email", "Note", "marketing_consent"],
+        ["2", "b@example.com", 'comma, and "quotes"', "yes"],
+        ["4", "d@example.com", "", "yes"],
+    ]
+    assert not list(tmp_path.glob(".matched.csv.*"))  # no temporary left behind
+
+
+def test_write_to_an_unwritable_place_leaves_nothing(tmp_path: Path) -> None:
+    path = _write(tmp_path, HEADER + "r1,a@example.com,,,yes\n")
+    with pytest.raises(ImportFailed, match="cannot write the matched rows"):
+        write_matched_rows(path, tmp_path / "missing" / "out.csv", [0])
+
+
+def test_output_path_checks(tmp_path: Path) -> None:
+    path = _write(tmp_path, HEADER)
+    check_output_path(tmp_path / "new.csv", path)
+    with pytest.raises(ImportFailed, match="is the input list"):
+        check_output_path(path, path)
+    with pytest.raises(ImportFailed, match="is a directory"):
+        check_output_path(tmp_path, path)
+    with pytest.raises(ImportFailed, match="does not exist"):
+        check_output_path(tmp_path / "no" / "out.csv", path)

@@ -1,0 +1,106 @@
+"""The match report: summary by reason, the JSON object, the text for people."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cleanroom.advertiser import MatchReport, summarize_problems
+from cleanroom.advertiser._problems import ListProblem
+from cleanroom.policy import Mode
+
+
+def _problems() -> list[ListProblem]:
+    return [ListProblem(2 + i, "email", "invalid_email", "missing '@'") for i in range(5)] + [
+        ListProblem(40, None, "no_identifier", "every identifier column is empty")
+    ]
+
+
+def _report(**changes: object) -> MatchReport:
+    values: dict[str, object] = {
+        "mode": Mode.COUNT,
+        "server": "localhost:50051",
+        "input": Path("customers.csv"),
+        "suite_id": "x25519-sha512-ell2-ro",
+        "epoch_id": 3,
+        "platform_set_size": 5000,
+        "records_read": 1000,
+        "without_consent": 100,
+        "rows_rejected": 1,
+        "problems": _problems(),
+        "sent": 899,
+        "identifiers_sent": 1700,
+        "customers": 890,
+        "count": None,
+        "reported_as": "fewer than 100",
+        "noise_applied": True,
+        "epsilon_spent": 0.5,
+        "epsilon_remaining": 7.5,
+        "matched_rows": None,
+        "out": None,
+        "phases": {"read_list": 0.01234, "match": 1.5},
+    }
+    values.update(changes)
+    return MatchReport(**values)  # type: ignore[arg-type]
+
+
+def test_summary_counts_every_problem_and_keeps_a_few_examples() -> None:
+    by_reason, examples = summarize_problems(_problems(), examples_per_reason=2)
+    assert by_reason == {"invalid_email": 5, "no_identifier": 1}
+    assert [(e.row, e.reason) for e in examples] == [
+        (2, "invalid_email"),
+        (3, "invalid_email"),
+        (40, "no_identifier"),
+    ]
+
+
+def test_json_object_has_the_documented_fields() -> None:
+    data = json.loads(json.dumps(_report().as_dict()))
+    assert data["mode"] == "count"
+    assert data["count"] is None
+    assert data["reported_as"] == "fewer than 100"
+    assert (data["epsilon_spent"], data["epsilon_remaining"]) == (0.5, 7.5)
+    assert data["records_read"] == 1000 and data["without_consent"] == 100
+    assert data["sent"] == 899
+    assert data["rejected"]["rows"] == 1
+    assert data["rejected"]["by_reason"] == {"invalid_email": 5, "no_identifier": 1}
+    assert len(data["rejected"]["examples"]) == 4  # 3 emails + 1
+    assert data["rejected"]["examples"][0] == {
+        "row": 2,
+        "column": "email",
+        "reason": "invalid_email",
+        "detail": "missing '@'",
+    }
+    assert data["phases"] == {"read_list": 0.012, "match": 1.5}
+    assert data["matched_rows"] is None and data["out"] is None
+
+
+def test_text_report_for_a_count_below_the_threshold() -> None:
+    text = "\n".join(_report().lines())
+    assert "records read:        1000" in text
+    assert "without consent:     100 (dropped before hashing)" in text
+    assert "invalid_email (invalid email): 5" in text
+    assert "row 2, column 'email': missing '@'" in text
+    assert "row 5, column" not in text  # only three examples per reason
+    assert "row 40: every identifier column is empty" in text
+    assert "result:              matched customers: fewer than 100" in text
+    assert "epsilon spent:       0.5\n" in text
+    assert "epsilon remaining:   7.5" in text
+    assert "read_list 0.01 s, match 1.50 s" in text
+
+
+def test_text_report_in_ids_mode_says_where_the_rows_went() -> None:
+    report = _report(
+        mode=Mode.IDS,
+        count=120,
+        reported_as="120 (exact: ids mode)",
+        noise_applied=False,
+        epsilon_spent=0.0,
+        matched_rows=121,
+        out=Path("matched.csv"),
+    )
+    text = "\n".join(report.lines())
+    assert "matched customers (exact): 120 (exact: ids mode)" in text
+    assert "matched rows:        121, written to matched.csv" in text
+    assert "(no noise: test deployment)" in text
+    assert report.as_dict()["out"] == "matched.csv"
