@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import platform
 import re
 import shlex
 import sys
@@ -20,7 +19,8 @@ RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
 
 def machine() -> dict[str, object]:
     """Describe the machine the numbers came from."""
-    cpu = platform.processor() or "unknown"
+    # Not the stdlib's ``platform`` module: benchmarks/platform.py shadows it for scripts here.
+    cpu = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -31,8 +31,8 @@ def machine() -> dict[str, object]:
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "os": platform.platform(),
+        "python": ".".join(str(part) for part in sys.version_info[:3]),
+        "os": f"{os.uname().sysname} {os.uname().release} {os.uname().machine}",
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
 

@@ -18,21 +18,28 @@ Writes benchmarks/results/core.json and the "core" section of benchmarks/RESULTS
 
 from __future__ import annotations
 
-import argparse
-import json
-import random
 import sys
-import time
-from collections.abc import Callable
-from typing import Any
+from pathlib import Path
 
-import numpy as np
-from _report import RESULTS_DIR, command_line, machine, write_section
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+# benchmarks/platform.py (named by the issue) would shadow the stdlib's ``platform`` for every
+# library imported from this directory: look here last, after the standard library.
+_HERE = str(Path(__file__).resolve().parent)
+sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != _HERE] + [_HERE]
 
-from cleanroom.crypto import BatchEngine, default_engine, get_suite
-from cleanroom.identifiers import normalize_batch
-from cleanroom.synthetic import generate_people, messy_email, messy_phone
+import argparse  # noqa: E402
+import json  # noqa: E402
+import random  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+from _report import RESULTS_DIR, command_line, machine, write_section  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey  # noqa: E402
+
+from cleanroom.crypto import BatchEngine, default_engine, get_suite  # noqa: E402
+from cleanroom.identifiers import normalize_batch  # noqa: E402
+from cleanroom.synthetic import generate_people, messy_email, messy_phone  # noqa: E402
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
