@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck proto-check pytest proto bench-core bench clean
+.PHONY: demo test lint typecheck proto-check pytest proto bench-core bench-platform bench-match clean
 
 demo: $(STAMP)
 	$(BIN)/cleanroom demo
@@ -30,6 +30,12 @@ pytest: $(STAMP)
 
 bench-core: $(STAMP)
 	$(BIN)/python benchmarks/core.py
+
+bench-platform: $(STAMP)
+	$(BIN)/python benchmarks/platform.py --rows 1000000 --repeat 2 --write-results
+
+bench-match: $(STAMP)
+	$(BIN)/python benchmarks/match.py --repeat 3 --write-results
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

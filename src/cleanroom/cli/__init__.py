@@ -25,7 +25,7 @@ EXIT_USAGE = 2
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the top-level parser with every command group registered."""
-    from cleanroom.cli import demo
+    from cleanroom.cli import demo, match, platform
 
     parser = argparse.ArgumentParser(
         prog="cleanroom",
@@ -34,15 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cleanroom {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     demo.register(subparsers)
-    for optional in ("platform", "match"):
-        # Command groups land issue by issue; each registers itself when present.
-        try:
-            module = __import__(f"cleanroom.cli.{optional}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"cleanroom.cli.{optional}":
-                raise
-            continue
-        module.register(subparsers)
+    platform.register(subparsers)
+    match.register(subparsers)
     return parser
 
 
