@@ -59,6 +59,7 @@ from cleanroom.advertiser import (
     write_matched_rows,
 )
 from cleanroom.cli import EXIT_FAILURE, EXIT_OK
+from cleanroom.cli._args import positive_float, positive_int
 from cleanroom.crypto import SUITE_IDS, BatchEngine, get_suite
 from cleanroom.crypto.suites import Suite
 from cleanroom.errors import (
@@ -143,14 +144,14 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=positive_float,
         default=DEFAULT_MATCH_TIMEOUT,
         metavar="S",
         help="deadline of the session in seconds (default: %(default)g)",
     )
     parser.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         help="processes for hashing and encryption (default: all CPUs; 1: this process)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
@@ -330,23 +331,3 @@ def _engine(workers: int | None) -> Iterator[BatchEngine | None]:
         yield engine
     finally:
         engine.close()
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not positive")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} is not positive")
-    return value

@@ -29,6 +29,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
+from cleanroom.cli._args import db_command, positive_int
 from cleanroom.cli.platform_service import register_service_commands
 from cleanroom.crypto import DEFAULT_SUITE_ID, SUITE_IDS, BatchEngine
 from cleanroom.errors import ImportFailed
@@ -49,7 +50,7 @@ def register(subparsers: Any) -> None:
     )
     commands = platform.add_subparsers(dest="platform_command", metavar="COMMAND", required=True)
 
-    init = _command(
+    init = db_command(
         commands, "init", "create the database, its private key directory and its TLS identity"
     )
     init.add_argument(
@@ -62,7 +63,7 @@ def register(subparsers: Any) -> None:
     )
     init.set_defaults(run=run_init)
 
-    imp = _command(commands, "import", "import the platform CSV (one row per identifier)")
+    imp = db_command(commands, "import", "import the platform CSV (one row per identifier)")
     imp.add_argument("file", type=Path, metavar="FILE.csv")
     _add_column_option(imp, (*importer.REQUIRED_FIELDS, *importer.OPTIONAL_FIELDS))
     imp.add_argument(
@@ -72,7 +73,7 @@ def register(subparsers: Any) -> None:
     )
     imp.add_argument(
         "--chunk-rows",
-        type=_positive_int,
+        type=positive_int,
         default=importer.DEFAULT_CHUNK_ROWS,
         help="rows per transaction (default: %(default)s)",
     )
@@ -85,13 +86,15 @@ def register(subparsers: Any) -> None:
 
     user = commands.add_parser("user", help="user management")
     user_commands = user.add_subparsers(dest="user_command", metavar="COMMAND", required=True)
-    delete = _command(user_commands, "delete", "delete a user: erase identifiers, leave audiences")
+    delete = db_command(
+        user_commands, "delete", "delete a user: erase identifiers, leave audiences"
+    )
     delete.add_argument("--user", required=True, help="the user's id")
     delete.set_defaults(run=run_user_delete)
 
     epoch = commands.add_parser("epoch", help="key epochs and the precomputed set V")
     epoch_commands = epoch.add_subparsers(dest="epoch_command", metavar="COMMAND", required=True)
-    rotate = _command(
+    rotate = db_command(
         epoch_commands, "rotate", "new key, V for every eligible identifier, atomic switch"
     )
     rotate.add_argument(
@@ -99,23 +102,23 @@ def register(subparsers: Any) -> None:
     )
     _add_workers_option(rotate)
     rotate.set_defaults(run=run_epoch_rotate)
-    refresh = _command(
+    refresh = db_command(
         epoch_commands, "refresh", "append identifiers that became eligible since the rotation"
     )
     _add_workers_option(refresh)
     refresh.set_defaults(run=run_epoch_refresh)
 
-    stat = _command(commands, "status", "counts of users, identifiers, exclusions, epoch")
+    stat = db_command(commands, "status", "counts of users, identifiers, exclusions, epoch")
     stat.add_argument("--json", action="store_true", help="print one JSON object")
     stat.set_defaults(run=run_status)
 
     log = commands.add_parser("audit", help="the hash-chained audit log")
     log_commands = log.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
-    verify = _command(log_commands, "verify", "check the hash chain (exit 1 naming a break)")
+    verify = db_command(log_commands, "verify", "check the hash chain (exit 1 naming a break)")
     verify.add_argument("--json", action="store_true", help="print one JSON object")
     verify.set_defaults(run=run_audit_verify)
-    show = _command(log_commands, "show", "list entries")
-    show.add_argument("--limit", type=_positive_int, help="only the last N entries")
+    show = db_command(log_commands, "show", "list entries")
+    show.add_argument("--limit", type=positive_int, help="only the last N entries")
     show.add_argument("--json", action="store_true", help="print one JSON object")
     show.set_defaults(run=run_audit_show)
 
@@ -127,7 +130,7 @@ def _register_consent(commands: Any) -> None:
         ("grant", "grant ads-matching consent on a user's identifiers"),
         ("revoke", "revoke ads-matching consent (the user leaves stored audiences)"),
     ):
-        command = _command(sub, name, help_text)
+        command = db_command(sub, name, help_text)
         command.add_argument("--user", required=True, help="the user's id")
         command.add_argument("--type", choices=KINDS, help="only identifiers of this type")
         command.set_defaults(run=run_consent_change, granted=name == "grant")
@@ -135,24 +138,16 @@ def _register_consent(commands: Any) -> None:
         ("opt-out", "record an opt-out (the user leaves stored audiences)"),
         ("clear-opt-out", "withdraw an opt-out"),
     ):
-        command = _command(sub, name, help_text)
+        command = db_command(sub, name, help_text)
         command.add_argument("--user", required=True, help="the user's id")
         command.add_argument("--kind", required=True, choices=tuple(consent.OPT_OUTS))
         command.set_defaults(run=run_opt_out, active=name == "opt-out")
-    bulk = _command(sub, "import", "apply a CSV of changes: user_id,purpose,value[,type][,at]")
+    bulk = db_command(sub, "import", "apply a CSV of changes: user_id,purpose,value[,type][,at]")
     bulk.add_argument("file", type=Path, metavar="FILE.csv")
     _add_column_option(bulk, (*consent.CONSENT_FILE_REQUIRED, *consent.CONSENT_FILE_OPTIONAL))
     bulk.add_argument("--rejects", type=Path, help="write every rejected row to this CSV file")
     bulk.add_argument("--json", action="store_true", help="print the report as one JSON object")
     bulk.set_defaults(run=run_consent_import)
-
-
-def _command(commands: Any, name: str, help_text: str) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = commands.add_parser(
-        name, help=help_text, description=help_text
-    )
-    parser.add_argument("--db", required=True, type=Path, help="the platform database file")
-    return parser
 
 
 def _add_column_option(parser: argparse.ArgumentParser, fields: tuple[str, ...]) -> None:
@@ -169,19 +164,9 @@ def _add_column_option(parser: argparse.ArgumentParser, fields: tuple[str, ...])
 def _add_workers_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         help="processes for hash + encrypt (default: all CPUs; 1 runs in this process)",
     )
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not positive")
-    return value
 
 
 def _progress(label: str, unit: str) -> tqdm[Any]:

@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cleanroom.cli._args import db_command, non_negative_float, positive_float, positive_int
 from cleanroom.crypto import BatchEngine
 from cleanroom.errors import InvalidInput
 from cleanroom.policy import load_policy
@@ -51,7 +52,7 @@ def register_service_commands(commands: Any) -> None:
     Args:
         commands: the ``platform`` group's subparsers (from ``add_subparsers``).
     """
-    serve = _command(commands, "serve", "serve the matching service (gRPC, mTLS)")
+    serve = db_command(commands, "serve", "serve the matching service (gRPC, mTLS)")
     serve.add_argument(
         "--listen", required=True, metavar="HOST:PORT", help="address to listen on (port 0: any)"
     )
@@ -72,32 +73,32 @@ def register_service_commands(commands: Any) -> None:
     )
     serve.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         help="processes for the scalar multiplications (default: all CPUs; 1: in-process)",
     )
     serve.add_argument(
         "--max-sessions",
-        type=_positive_int,
+        type=positive_int,
         default=platform_server.DEFAULT_MAX_SESSIONS,
         help="sessions served at once (default: %(default)s)",
     )
     serve.add_argument(
         "--session-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=platform_server.DEFAULT_SESSION_TIMEOUT,
         metavar="SECONDS",
         help="abort a session that lasts longer (default: %(default)s)",
     )
     serve.add_argument(
         "--grace",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=platform_server.DEFAULT_GRACE_SECONDS,
         metavar="SECONDS",
         help="on SIGTERM, time open sessions get to finish (default: %(default)s)",
     )
     serve.set_defaults(run=run_serve)
 
-    issue = _command(commands, "issue-cert", "issue an advertiser's client certificate")
+    issue = db_command(commands, "issue-cert", "issue an advertiser's client certificate")
     issue.add_argument("--advertiser", required=True, help="the advertiser's name")
     issue.add_argument(
         "--out", required=True, type=Path, metavar="DIR", help="folder for ca.crt, client.*"
@@ -107,7 +108,7 @@ def register_service_commands(commands: Any) -> None:
     )
     issue.add_argument(
         "--valid-days",
-        type=_positive_int,
+        type=positive_int,
         default=tls.ADVERTISER_VALID_DAYS,
         help="validity in days (default: %(default)s)",
     )
@@ -120,11 +121,11 @@ def register_service_commands(commands: Any) -> None:
     audience_commands = audiences.add_subparsers(
         dest="audiences_command", metavar="COMMAND", required=True
     )
-    listing = _command(audience_commands, "list", "list stored audiences")
+    listing = db_command(audience_commands, "list", "list stored audiences")
     listing.add_argument("--json", action="store_true", help="print one JSON object")
     listing.set_defaults(run=run_audiences_list)
-    show = _command(audience_commands, "show", "show an audience's members (user ids)")
-    show.add_argument("audience_id", type=_positive_int, metavar="ID")
+    show = db_command(audience_commands, "show", "show an audience's members (user ids)")
+    show.add_argument("audience_id", type=positive_int, metavar="ID")
     show.add_argument("--json", action="store_true", help="print one JSON object")
     show.set_defaults(run=run_audiences_show)
 
@@ -132,45 +133,10 @@ def register_service_commands(commands: Any) -> None:
     ledger_commands = ledger.add_subparsers(
         dest="sessions_command", metavar="COMMAND", required=True
     )
-    session_list = _command(ledger_commands, "list", "list match sessions, oldest first")
+    session_list = db_command(ledger_commands, "list", "list match sessions, oldest first")
     session_list.add_argument("--advertiser", help="only this advertiser's sessions")
     session_list.add_argument("--json", action="store_true", help="print one JSON object")
     session_list.set_defaults(run=run_sessions_list)
-
-
-def _command(commands: Any, name: str, help_text: str) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = commands.add_parser(
-        name, help=help_text, description=help_text
-    )
-    parser.add_argument("--db", required=True, type=Path, help="the platform database file")
-    return parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not positive")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("0 is not positive")
-    return value
 
 
 def _print_json(data: object) -> None:

@@ -1,0 +1,27 @@
+"""Argument types shared by the command groups: clear refusals of bad numbers."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from cleanroom.cli._args import non_negative_float, positive_float, positive_int
+
+
+def test_positive_int() -> None:
+    assert positive_int("3") == 3
+    for bad, reason in (("0", "not positive"), ("-2", "not positive"), ("x", "whole number")):
+        with pytest.raises(argparse.ArgumentTypeError, match=reason):
+            positive_int(bad)
+
+
+def test_floats_refuse_nan_and_out_of_range() -> None:
+    assert positive_float("0.5") == 0.5
+    assert non_negative_float("0") == 0
+    for bad in ("0", "-1", "nan"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            positive_float(bad)
+    for bad in ("-0.1", "nan", "abc"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            non_negative_float(bad)
