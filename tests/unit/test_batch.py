@@ -197,3 +197,17 @@ def test_other_worker_errors_reach_the_caller_and_the_pool_survives(
     hashed = X25519.hash_to_curve_many([b"fine"] * (3 * CHUNK), X25519.dst, engine=pooled)
     assert len(hashed) == 3 * CHUNK
     assert pooled.worker_pids == pids or not pids
+
+
+def test_validate_across_the_pool_names_the_first_bad_row_of_the_whole_array() -> None:
+    suite = get_suite("x25519-sha512-ell2-ro")
+    elements = suite.hash_to_curve_many([b"m%d" % i for i in range(50)], suite.dst)
+    with BatchEngine(workers=2, chunk_size=8) as engine:
+        engine.validate(suite, elements)  # all good: no error
+        bad = elements.copy()
+        bad[37] = 0  # u = 0 is of small order
+        bad[45, 31] |= 0x80  # non-canonical, but later
+        with pytest.raises(InvalidElement) as caught:
+            engine.validate(suite, bad)
+    assert caught.value.row == 37
+    assert "small-order" in caught.value.reason

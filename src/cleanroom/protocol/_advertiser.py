@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from cleanroom.crypto import BatchEngine
+from cleanroom.crypto import BatchEngine, default_engine
 from cleanroom.crypto.suites import Suite
 from cleanroom.errors import (
     InvalidElement,
@@ -348,7 +348,8 @@ class AdvertiserRole:
         check_session_id(self._session_id, chunk.session_id)
         offset, rows = self._u_prime.accept(chunk.offset, chunk.count, chunk.elements)
         try:
-            self._suite.validate(rows)
+            # On the batch engine: off the thread that carries the connection.
+            (self._engine or default_engine()).validate(self._suite, rows)
         except InvalidElement as exc:
             raise shift_element_error(exc, offset, "encrypted advertiser set U'") from exc
         if not self._u_prime.complete:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from cleanroom.crypto import BatchEngine, get_suite
+from cleanroom.crypto import BatchEngine, default_engine, get_suite
 from cleanroom.crypto.keys import SecretKey
 from cleanroom.errors import (
     InvalidElement,
@@ -405,7 +405,8 @@ class PlatformRole:
         check_session_id(self.session_id, chunk.session_id)
         offset, rows = self._w.accept(chunk.offset, chunk.count, chunk.elements)
         try:
-            self._suite.validate(rows)
+            # On the batch engine: off the thread that carries the connection.
+            (self._engine or default_engine()).validate(self._suite, rows)
         except InvalidElement as exc:
             raise shift_element_error(exc, offset, "encrypted platform set W") from exc
         if not self._w.complete:
