@@ -400,6 +400,90 @@ def test_bad_elements_are_invalid_argument_and_abort_the_session(world: World) -
     assert audit_entries(world)[-1].action == "match.aborted"
 
 
+def _twist_point() -> bytes:
+    suite = get_suite("x25519-sha512-ell2-ro")
+    u = 2
+    while suite.element_problem(u.to_bytes(32, "little")) != "not on the curve (twist point)":
+        u += 1
+    return u.to_bytes(32, "little")
+
+
+def _corrupt(kind: str, elements: np.ndarray[Any, np.dtype[np.uint8]]) -> bytes:
+    """The advertiser's set U with one defect of the given kind."""
+    bad = elements.copy()
+    if kind == "twist":
+        bad[3] = np.frombuffer(_twist_point(), dtype=np.uint8)
+    elif kind == "small-order":
+        bad[3] = 0  # u = 0
+    elif kind == "duplicate":
+        bad[3] = bad[1]
+    elif kind == "wrong-length":
+        return bad.tobytes()[:-1]
+    return bad.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected_error", "expected_detail"),
+    [
+        ("twist", "InvalidElement", "twist"),
+        ("small-order", "InvalidElement", "small-order"),
+        ("duplicate", "InvalidElement", "duplicate"),
+        ("wrong-length", "InvalidElement", "bytes"),
+    ],
+)
+def test_each_kind_of_bad_element_is_invalid_argument_naming_it(
+    world: World, kind: str, expected_error: str, expected_detail: str
+) -> None:
+    suite = get_suite("x25519-sha512-ell2-ro")
+    role = advertiser_role(world.customers[:200], Mode.COUNT)
+    opening = role.open_session()
+    count = opening.open_session.identifier_count
+    valid = suite.hash_to_curve_many([b"u%d" % i for i in range(count)], suite.dst)
+    tags = np.arange(count, dtype="<u4") % opening.open_session.record_count
+    with world.channel("beta") as channel:
+        stream = Stream(channel)
+        stream.send(opening)
+        opened = next(stream.call).session_opened
+        chunk = pb.AdvertiserSetChunk(
+            session_id=opened.session_id,
+            offset=0,
+            count=count,
+            elements=_corrupt(kind, valid),
+            record_tags=tags.tobytes(),
+        )
+        stream.send(pb.ClientMessage(advertiser_set=chunk))
+        with pytest.raises(grpc.RpcError) as caught:
+            for _ in stream.call:
+                pass
+        stream.end()
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_name(caught.value) == expected_error
+    assert expected_detail in (caught.value.details() or "")
+    last = wait_for_state(world, "beta", "aborted")
+    assert last.epsilon_charged == 0 and last.audience_id is None
+
+
+def test_a_round_out_of_order_is_failed_precondition(world: World) -> None:
+    role = advertiser_role(world.customers[:200], Mode.COUNT)
+    opening = role.open_session()
+    with world.channel("beta") as channel:
+        stream = Stream(channel)
+        stream.send(opening)
+        opened = next(stream.call).session_opened
+        # W before U: the platform must refuse the round, not guess.
+        early = pb.EncryptedPlatformSetChunk(
+            session_id=opened.session_id, offset=0, count=0, elements=b""
+        )
+        stream.send(pb.ClientMessage(encrypted_platform_set=early))
+        with pytest.raises(grpc.RpcError) as caught:
+            for _ in stream.call:
+                pass
+        stream.end()
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_name(caught.value) == "OutOfOrder"
+    assert wait_for_state(world, "beta", "aborted").epsilon_charged == 0
+
+
 # -- concurrency and clients that go away ----------------------------------------------------------
 
 
