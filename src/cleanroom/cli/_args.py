@@ -1,12 +1,24 @@
-"""Argument types and parser helpers shared by the command groups."""
+"""Helpers shared by the command groups: argument types, the --db subcommand, output, engines."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["db_command", "non_negative_float", "positive_float", "positive_int"]
+from cleanroom.crypto import BatchEngine
+
+__all__ = [
+    "batch_engine",
+    "db_command",
+    "non_negative_float",
+    "positive_float",
+    "positive_int",
+    "print_json",
+]
 
 
 def db_command(commands: Any, name: str, help_text: str) -> argparse.ArgumentParser:
@@ -50,3 +62,21 @@ def non_negative_float(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"{text} is negative")
     return value
+
+
+def print_json(data: object) -> None:
+    """Print ``data`` as one indented JSON object on stdout."""
+    print(json.dumps(data, indent=2))
+
+
+@contextmanager
+def batch_engine(workers: int | None) -> Iterator[BatchEngine | None]:
+    """An engine with ``--workers`` processes, closed afterwards; ``None``: the default engine."""
+    if workers is None:
+        yield None  # the process-wide default engine
+        return
+    engine = BatchEngine(workers=workers)
+    try:
+        yield engine
+    finally:
+        engine.close()

@@ -59,8 +59,8 @@ from cleanroom.advertiser import (
     write_matched_rows,
 )
 from cleanroom.cli import EXIT_FAILURE, EXIT_OK
-from cleanroom.cli._args import positive_float, positive_int
-from cleanroom.crypto import SUITE_IDS, BatchEngine, get_suite
+from cleanroom.cli._args import batch_engine, positive_float, positive_int
+from cleanroom.crypto import SUITE_IDS, get_suite
 from cleanroom.crypto.suites import Suite
 from cleanroom.errors import (
     CleanroomError,
@@ -174,7 +174,7 @@ def run_match(args: argparse.Namespace) -> int:
     prehashed = frozenset(args.prehashed)
     phases: dict[str, float] = {}
 
-    with _Progress() as progress, _engine(args.workers) as engine:
+    with _Progress() as progress, batch_engine(args.workers) as engine:
         with _timed(phases, "read_list"):
             customers = read_customer_list(
                 args.input,
@@ -319,15 +319,3 @@ def _timed(phases: dict[str, float], name: str) -> Iterator[None]:
         yield
     finally:
         phases[name] = time.perf_counter() - started
-
-
-@contextmanager
-def _engine(workers: int | None) -> Iterator[BatchEngine | None]:
-    if workers is None:
-        yield None  # the process-wide default engine
-        return
-    engine = BatchEngine(workers=workers)
-    try:
-        yield engine
-    finally:
-        engine.close()

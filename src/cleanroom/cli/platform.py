@@ -29,9 +29,9 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from cleanroom.cli._args import db_command, positive_int
+from cleanroom.cli._args import batch_engine, db_command, positive_int, print_json
 from cleanroom.cli.platform_service import register_service_commands
-from cleanroom.crypto import DEFAULT_SUITE_ID, SUITE_IDS, BatchEngine
+from cleanroom.crypto import DEFAULT_SUITE_ID, SUITE_IDS
 from cleanroom.errors import ImportFailed
 from cleanroom.identifiers import KINDS
 from cleanroom.service import tls
@@ -174,10 +174,6 @@ def _progress(label: str, unit: str) -> tqdm[Any]:
     return tqdm(desc=label, unit=unit, unit_scale=True, disable=None, file=sys.stderr)
 
 
-def _print_json(data: object) -> None:
-    print(json.dumps(data, indent=2, sort_keys=False))
-
-
 @contextmanager
 def _rejects_writer(path: Path | None) -> Iterator[Callable[[RowRejection], object] | None]:
     if path is None:
@@ -236,7 +232,7 @@ def run_import(args: argparse.Namespace) -> int:
     if args.json:
         data = report.as_dict()
         data["examples"] = [vars(example) for example in report.examples]
-        _print_json(data)
+        print_json(data)
         return 0
     print(f"imported {report.path}: {report.rows} rows")
     print(
@@ -318,7 +314,7 @@ def run_consent_import(args: argparse.Namespace) -> int:
     if args.json:
         data = report.as_dict()
         data["examples"] = [vars(example) for example in report.examples]
-        _print_json(data)
+        print_json(data)
         return 0
     print(f"applied {report.path}: {report.rows} rows")
     print(
@@ -348,21 +344,9 @@ def run_user_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-@contextmanager
-def _engine(workers: int | None) -> Iterator[BatchEngine | None]:
-    if workers is None:
-        yield None
-        return
-    engine = BatchEngine(workers=workers)
-    try:
-        yield engine
-    finally:
-        engine.close()
-
-
 def run_epoch_rotate(args: argparse.Namespace) -> int:
     """``platform epoch rotate``."""
-    with open_database(args.db) as db, _engine(args.workers) as engine:
+    with open_database(args.db) as db, batch_engine(args.workers) as engine:
         previous = epochs.current_epoch(db)
         bar = _progress("precompute", "id")
         with bar:
@@ -384,7 +368,7 @@ def run_epoch_rotate(args: argparse.Namespace) -> int:
 
 def run_epoch_refresh(args: argparse.Namespace) -> int:
     """``platform epoch refresh``."""
-    with open_database(args.db) as db, _engine(args.workers) as engine:
+    with open_database(args.db) as db, batch_engine(args.workers) as engine:
         bar = _progress("refresh", "id")
         with bar:
             epoch, added = epochs.refresh(
@@ -400,7 +384,7 @@ def run_status(args: argparse.Namespace) -> int:
         summary = status.platform_status(db)
     data = summary.as_dict()
     if args.json:
-        _print_json(data)
+        print_json(data)
         return 0
     print(f"users:                {summary.users}")
     print(f"identifiers:          {summary.identifiers}")
@@ -422,7 +406,7 @@ def run_audit_verify(args: argparse.Namespace) -> int:
     with open_database(args.db) as db:
         checked = audit.verify(db.conn)
     if args.json:
-        _print_json({"intact": True, "entries": checked})
+        print_json({"intact": True, "entries": checked})
     else:
         print(f"audit log intact: {checked} entries")
     return 0
@@ -433,7 +417,7 @@ def run_audit_show(args: argparse.Namespace) -> int:
     with open_database(args.db) as db:
         shown = list(audit.entries(db.conn, limit=args.limit))
     if args.json:
-        _print_json({"entries": [vars(entry) for entry in shown]})
+        print_json({"entries": [vars(entry) for entry in shown]})
         return 0
     for entry in shown:
         details = json.dumps(entry.details, sort_keys=True, ensure_ascii=False)

@@ -25,16 +25,19 @@ Everything here is presentation: the work is done by :mod:`cleanroom.service` an
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cleanroom.cli._args import db_command, non_negative_float, positive_float, positive_int
-from cleanroom.crypto import BatchEngine
+from cleanroom.cli._args import (
+    batch_engine,
+    db_command,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    print_json,
+)
 from cleanroom.errors import InvalidInput
 from cleanroom.policy import load_policy
 from cleanroom.service import server as platform_server
@@ -139,22 +142,6 @@ def register_service_commands(commands: Any) -> None:
     session_list.set_defaults(run=run_sessions_list)
 
 
-def _print_json(data: object) -> None:
-    print(json.dumps(data, indent=2))
-
-
-@contextmanager
-def _engine(workers: int | None) -> Iterator[BatchEngine | None]:
-    if workers is None:
-        yield None  # the process-wide default engine
-        return
-    engine = BatchEngine(workers=workers)
-    try:
-        yield engine
-    finally:
-        engine.close()
-
-
 # -- commands ---------------------------------------------------------------------------------
 
 
@@ -173,7 +160,7 @@ def run_serve(args: argparse.Namespace) -> int:
     insecure_advertiser = None
     if args.insecure:
         insecure_advertiser = args.insecure_advertiser or platform_server.INSECURE_ADVERTISER
-    with _engine(args.workers) as engine:
+    with batch_engine(args.workers) as engine:
         options = platform_server.ServerOptions(
             db_path=args.db,
             listen=args.listen,
@@ -215,7 +202,7 @@ def run_audiences_list(args: argparse.Namespace) -> int:
     with open_database(args.db) as db:
         summaries = sessions.audience_summaries(db)
     if args.json:
-        _print_json({"audiences": [summary.as_dict() for summary in summaries]})
+        print_json({"audiences": [summary.as_dict() for summary in summaries]})
         return 0
     if not summaries:
         print("no audiences stored")
@@ -235,7 +222,7 @@ def run_audiences_show(args: argparse.Namespace) -> int:
         raise InvalidInput(f"no audience with id {args.audience_id}")
     summary, user_ids = found
     if args.json:
-        _print_json({"id": summary.id, "user_ids": user_ids})
+        print_json({"id": summary.id, "user_ids": user_ids})
         return 0
     print(
         f"audience {summary.id}: advertiser {summary.advertiser}, {summary.size} users, "
@@ -251,7 +238,7 @@ def run_sessions_list(args: argparse.Namespace) -> int:
     with open_database(args.db) as db:
         records = sessions.list_sessions(db, advertiser=args.advertiser)
     if args.json:
-        _print_json({"sessions": [record.as_dict() for record in records]})
+        print_json({"sessions": [record.as_dict() for record in records]})
         return 0
     if not records:
         print("no sessions")
