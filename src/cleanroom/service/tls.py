@@ -48,6 +48,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from cleanroom._files import fsync_path, private_directory
 from cleanroom.errors import InvalidInput, TlsConfigError, Unauthenticated
 
 __all__ = [
@@ -100,7 +101,6 @@ _DNS_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _CLOCK_SKEW = datetime.timedelta(minutes=5)
 _PRIVATE_FILE_MODE: Final = 0o600
 _PUBLIC_FILE_MODE: Final = 0o644
-_PRIVATE_DIR_MODE: Final = 0o700
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,7 @@ def create_platform_tls(
                     f"{existing} already exists; the platform already has a CA. Replacing it "
                     "invalidates every advertiser certificate: ask for overwrite explicitly"
                 )
-    _private_directory(tls_dir)
+    private_directory(tls_dir, TlsConfigError, parents=True)
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_name)])
@@ -325,7 +325,7 @@ def issue_advertiser_certificate(
         valid_days=valid_days,
     )
     if not out_dir.exists():
-        _private_directory(out_dir)
+        private_directory(out_dir, TlsConfigError, parents=True)
     _write_file(key_path, _private_pem(client_key), _PRIVATE_FILE_MODE)
     _write_file(cert_path, _certificate_pem(cert), _PUBLIC_FILE_MODE)
     _write_file(out_dir / CA_CERT_FILE, _certificate_pem(ca_cert), _PUBLIC_FILE_MODE)
@@ -705,24 +705,6 @@ def _certificate_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def _private_directory(directory: Path) -> None:
-    """Create ``directory`` (and missing parents, with default modes) with mode 0700, or tighten
-    an existing one of ours to 0700."""
-    try:
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        directory.mkdir(mode=_PRIVATE_DIR_MODE, exist_ok=True)
-        info = directory.stat()
-    except OSError as exc:
-        raise TlsConfigError(f"cannot create {directory}: {exc.strerror or exc}") from exc
-    if not stat.S_ISDIR(info.st_mode):
-        raise TlsConfigError(f"{directory} exists and is not a directory")
-    if info.st_uid != os.geteuid():
-        raise TlsConfigError(f"{directory} belongs to another user; refusing to keep keys there")
-    if stat.S_IMODE(info.st_mode) != _PRIVATE_DIR_MODE:
-        # mkdir's mode is filtered by the umask; chmod sets it exactly.
-        directory.chmod(_PRIVATE_DIR_MODE)
-
-
 def _write_file(path: Path, data: bytes, mode: int) -> None:
     """Write ``data`` to ``path`` atomically with exactly ``mode``: never a partial file.
 
@@ -741,16 +723,7 @@ def _write_file(path: Path, data: bytes, mode: int) -> None:
         finally:
             os.close(fd)
         os.replace(temporary, path)
-        _fsync_directory(path.parent)
+        fsync_path(path.parent)
     except OSError as exc:
         temporary.unlink(missing_ok=True)
         raise TlsConfigError(f"cannot write TLS file {path}: {exc.strerror or exc}") from exc
-
-
-def _fsync_directory(directory: Path) -> None:
-    # A rename is durable only once the directory entry itself is on disk.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -12,15 +12,14 @@ databases in one directory never take each other's keys or files.
 
 from __future__ import annotations
 
-import os
 import secrets
 import sqlite3
-import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cleanroom._files import private_directory
 from cleanroom.errors import NotOurDatabase, StoreError
 from cleanroom.store import eligibility, schema
 
@@ -132,7 +131,7 @@ def init_database(path: Path) -> tuple[Database, bool]:
             )
         db = _wrap(path, conn)
     for directory in (db.keys_dir, db.epochs_dir):
-        _private_directory(directory)
+        private_directory(directory, StoreError)
     return db, not existed
 
 
@@ -194,19 +193,3 @@ def _wrap(path: Path, conn: sqlite3.Connection) -> Database:
         raise NotOurDatabase(f"{path} has no instance id; it was not created by cleanroom")
     eligibility.install_views(conn)
     return Database(path=path.absolute(), conn=conn, instance_id=str(row[0]))
-
-
-def _private_directory(directory: Path) -> None:
-    """Create ``directory`` with mode 0700, or tighten an existing one we own to 0700."""
-    try:
-        directory.mkdir(mode=0o700, exist_ok=True)
-        info = directory.stat()
-    except OSError as exc:
-        raise StoreError(f"cannot create {directory}: {exc.strerror}") from exc
-    if not stat.S_ISDIR(info.st_mode):
-        raise StoreError(f"{directory} exists and is not a directory")
-    if info.st_uid != os.geteuid():
-        raise StoreError(f"{directory} belongs to another user; refusing to keep keys there")
-    if stat.S_IMODE(info.st_mode) != 0o700:
-        # mkdir's mode is filtered by the umask; chmod sets it exactly.
-        directory.chmod(0o700)

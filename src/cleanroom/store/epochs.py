@@ -34,6 +34,7 @@ from typing import overload
 import numpy as np
 from numpy.typing import NDArray
 
+from cleanroom._files import fsync_path
 from cleanroom.crypto import DEFAULT_SUITE_ID, BatchEngine, get_suite
 from cleanroom.crypto.keys import SecretKey
 from cleanroom.crypto.suites import Suite
@@ -538,11 +539,11 @@ def _write_epoch_files(
         _save(temporary[1], ids)
         _save(temporary[2], users)
         for path in temporary:
-            _fsync(path)
+            fsync_path(path)
         for source, target in zip(temporary, final, strict=True):
             os.replace(source, target)
             written.append(target)
-        _fsync(db.epochs_dir)
+        fsync_path(db.epochs_dir)
     except BaseException:
         _discard(db, written)
         raise
@@ -604,11 +605,3 @@ def _save(path: Path, array: NDArray[np.generic]) -> None:
     # Through a file object: np.save given a path would append ".npy" to the temporary name.
     with path.open("wb") as stream:
         np.save(stream, array)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

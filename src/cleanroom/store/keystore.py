@@ -13,6 +13,7 @@ import os
 import stat
 from pathlib import Path
 
+from cleanroom._files import fsync_path
 from cleanroom.errors import StoreError
 
 __all__ = ["check_private_directory", "destroy_key", "read_key", "write_key"]
@@ -60,7 +61,7 @@ def write_key(path: Path, key_bytes: bytes) -> None:
         finally:
             os.close(fd)
         os.replace(temporary, path)
-        _fsync_directory(path.parent)
+        fsync_path(path.parent)
     except OSError as exc:
         raise StoreError(f"cannot write key file {path}: {exc.strerror or exc}") from exc
 
@@ -107,14 +108,5 @@ def destroy_key(path: Path) -> bool:
     finally:
         os.close(fd)
     path.unlink(missing_ok=True)
-    _fsync_directory(path.parent)
+    fsync_path(path.parent)
     return True
-
-
-def _fsync_directory(directory: Path) -> None:
-    # A rename or unlink is durable only once the directory entry itself is on disk.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
