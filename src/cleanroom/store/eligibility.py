@@ -15,6 +15,7 @@ match-time filtering all read these views, and nothing else decides eligibility.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import numpy as np
@@ -112,6 +113,14 @@ def eligible_identifier_ids(conn: sqlite3.Connection) -> NDArray[np.int64]:
     Returns:
         A sorted ``int64`` array of ``identifiers.id``.
     """
-    cursor = conn.execute("SELECT identifier_id FROM eligible_identifiers ORDER BY identifier_id")
-    ids = np.fromiter((row[0] for row in cursor), dtype=np.int64)
+    # One JSON array built by SQLite and parsed by json.loads, both in C: a cursor step and a
+    # Python int per row cost a third more at 10^6 rows (a match session waits for this).
+    (packed,) = conn.execute(
+        "SELECT json_group_array(identifier_id) FROM "
+        "(SELECT identifier_id FROM eligible_identifiers ORDER BY identifier_id)"
+    ).fetchone()
+    ids = np.array(json.loads(packed), dtype=np.int64)
+    if np.any(ids[1:] < ids[:-1]):
+        # SQLite aggregates in the subquery's order but does not promise to: never rely on it.
+        ids.sort()
     return ids
