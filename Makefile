@@ -3,8 +3,11 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
+OM_VENV  := .venv-openmined
+OM_STAMP := $(OM_VENV)/.installed
 
-.PHONY: demo test lint typecheck proto-check pytest proto bench-core bench-platform bench-match clean
+.PHONY: demo test lint typecheck proto-check pytest proto bench bench-core bench-platform bench-match clean
 
 demo: $(STAMP)
 	$(BIN)/cleanroom demo
@@ -28,6 +31,10 @@ proto-check: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -q
 
+# End to end against OpenMined PSI (issue 5): about 25 minutes, most of it OpenMined at 10^6.
+bench: $(BENCH_STAMP) $(OM_STAMP)
+	$(BIN)/python benchmarks/e2e.py --sizes 10000,100000,1000000 --unbalanced 1000000:100000 --write-results
+
 bench-core: $(STAMP)
 	$(BIN)/python benchmarks/core.py
 
@@ -40,6 +47,17 @@ bench-match: $(STAMP)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# Plotting for the benchmarks (the `bench` extra), pinned like everything else.
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+# OpenMined PSI 2.0.6 needs protobuf 6 (ours is pinned to 7), so it gets a venv of its own.
+$(OM_STAMP): benchmarks/openmined-constraints.txt
+	$(PYTHON) -m venv $(OM_VENV)
+	$(OM_VENV)/bin/python -m pip install --quiet -c benchmarks/openmined-constraints.txt openmined-psi
+	touch $(OM_STAMP)
+
 # Reinstall when the project's dependencies or pins change.
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -47,4 +65,4 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(OM_VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -50,30 +50,32 @@ import sys
 from pathlib import Path
 
 # benchmarks/platform.py is named like the stdlib's ``platform`` module, and a script's directory
-# comes first on sys.path: drop it, so that ``import platform`` (in libraries) gets the stdlib's.
+# comes first on sys.path: look here last, after the standard library, so that ``import platform``
+# (in libraries) gets the stdlib's and ``import _harness`` still finds ours.
 _HERE = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE] + [str(_HERE)]
 
 import argparse  # noqa: E402
-import ctypes  # noqa: E402
-import importlib.util  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 import random  # noqa: E402
-import resource  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from dataclasses import asdict, dataclass  # noqa: E402
-from types import ModuleType  # noqa: E402
+from dataclasses import asdict  # noqa: E402
 from typing import Any  # noqa: E402
+
+import _report  # noqa: E402
+from _harness import (  # noqa: E402
+    Server,
+    become_subreaper,
+    cleanroom_executable,
+    own_tree_cpu_s,
+    run_measured,
+)
 
 ADVERTISER = "bench"
 ELEMENT_SIZE = 32  # the default suite, x25519-sha512-ell2-ro
 RECORD_TAG_SIZE = 4
-_PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
 
 POLICY = f"""
 epsilon_per_release = 0.0
@@ -129,170 +131,7 @@ def advertiser_messages(n: int, big_n: int, overlap: float) -> list[bytes]:
     ]
 
 
-# -- measuring subprocesses -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Measured:
-    """One subprocess run: wall from spawn to exit, CPU of its whole process tree, peak RSS."""
-
-    wall_s: float
-    cpu_s: float
-    max_rss_mb: float
-
-
-def become_subreaper() -> None:
-    """Adopt orphaned descendants (Linux), so their CPU time reaches this process's rusage.
-
-    A batch engine's pool workers are children of a forkserver that its parent never reaps;
-    without this, the CPU time of a CLI's workers would be lost when it exits.
-    """
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
-
-
-def _children(pid: int) -> list[int]:
-    """Live children of ``pid``, whichever of its threads started them."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
-def _descendants(pid: int) -> list[int]:
-    found, queue = [], [pid]
-    while queue:
-        children = _children(queue.pop())
-        found += children
-        queue += children
-    return found
-
-
-def reap_orphans(keep: set[int], timeout: float = 30.0) -> None:
-    """Wait for every child of this process but ``keep`` (adopted orphans included) to end."""
-    deadline = time.monotonic() + timeout
-    while True:
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                break
-        if not set(_children(os.getpid())) - keep:
-            return
-        if time.monotonic() > deadline:
-            raise SystemExit("orphaned worker processes did not exit")
-        time.sleep(0.02)
-
-
-def _children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def run_measured(argv: list[str], keep: set[int]) -> tuple[Measured, str]:
-    """Run a command to its end (and its orphaned workers); wall, tree CPU, peak RSS, stdout.
-
-    Args:
-        argv: the command.
-        keep: children of this process that are not part of the run (the server).
-    """
-    cpu_before = _children_cpu_s()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        process = subprocess.Popen(argv, stdout=out, stderr=err)
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - start
-        reap_orphans(keep)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(), err.read().decode()
-    if process.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed ({process.returncode}):\n{stderr}")
-    # ru_maxrss of a reaped child is the largest of it and its own reaped descendants (the
-    # workers, adopted here, are not among those: their peak is reported separately if needed).
-    return Measured(wall, _children_cpu_s() - cpu_before, usage.ru_maxrss / 1024), stdout
-
-
-def _cleanroom() -> str:
-    return str(Path(sys.executable).with_name("cleanroom"))
-
-
-def _status_kb(pid: int, field: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _cpu_s(pid: int) -> float:
-    """utime + stime of one live process (not of its children), from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class Server:
-    """``cleanroom platform serve`` as a subprocess, stopped with SIGINT."""
-
-    def __init__(self, db: Path, policy: Path, log: Path) -> None:
-        self._log = log.open("w")
-        self.process = subprocess.Popen(
-            [
-                *(_cleanroom(), "platform", "serve", "--db", str(db)),
-                *("--listen", "127.0.0.1:0", "--policy", str(policy), "--grace", "0"),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline().strip()
-        if not line.startswith("listening on "):
-            raise SystemExit(f"the server did not start: {line!r} (see {log})")
-        self.address = line.removeprefix("listening on ")
-
-    def main_cpu_s(self) -> float:
-        """CPU time of the server's own process (gRPC threads, orchestration; not the pool)."""
-        return _cpu_s(self.process.pid)
-
-    def tree_cpu_s(self) -> float:
-        """CPU time of the server and its live descendants (its pool's forkserver and workers)."""
-        return sum(_cpu_s(pid) for pid in [self.process.pid, *_descendants(self.process.pid)])
-
-    def peak_rss_mb(self) -> dict[str, float]:
-        """VmHWM of the server process and the largest of its descendants (the pool workers)."""
-        workers = [_status_kb(pid, "VmHWM") for pid in _descendants(self.process.pid)]
-        return {
-            "server_mb": _status_kb(self.process.pid, "VmHWM") / 1024,
-            "largest_worker_mb": max(workers, default=0) / 1024,
-        }
-
-    def stop(self) -> Measured:
-        self.process.send_signal(signal.SIGINT)
-        _, _, usage = os.wait4(self.process.pid, 0)
-        self._log.close()
-        return Measured(0.0, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
-
-
 # -- baselines (each in a fresh interpreter) ------------------------------------------------------
-
-
-def _own_tree_cpu_s() -> float:
-    """CPU time of this process and its live descendants (the pool's workers)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime + sum(_cpu_s(p) for p in _descendants(os.getpid()))
 
 
 def crypto_baseline_child(db: Path, n: int, big_n: int, overlap: float) -> None:
@@ -314,7 +153,7 @@ def crypto_baseline_child(db: Path, n: int, big_n: int, overlap: float) -> None:
     runs = []
     for _ in ("cold", "warm"):
         phases: dict[str, float] = {}
-        cpu = _own_tree_cpu_s()
+        cpu = own_tree_cpu_s()
         start = time.perf_counter()
         advertiser_key = suite.generate_key()
         u = suite.hash_and_encrypt(advertiser_key, messages, suite.dst, engine=engine)
@@ -333,7 +172,7 @@ def crypto_baseline_child(db: Path, n: int, big_n: int, overlap: float) -> None:
         runs.append(
             {
                 "total_s": total,
-                "cpu_s": _own_tree_cpu_s() - cpu,
+                "cpu_s": own_tree_cpu_s() - cpu,
                 "phases": phases,
                 "count": count,
             }
@@ -373,7 +212,7 @@ def local_protocol_child(db: Path, n: int, big_n: int, overlap: float) -> None:
 
     runs = []
     for _ in ("cold", "warm"):
-        cpu = _own_tree_cpu_s()
+        cpu = own_tree_cpu_s()
         start = time.perf_counter()
         role = AdvertiserRole(suite, Mode.COUNT, messages, range(len(messages)), engine=engine)
         role.encrypt_list()
@@ -383,7 +222,7 @@ def local_protocol_child(db: Path, n: int, big_n: int, overlap: float) -> None:
         runs.append(
             {
                 "total_s": total,
-                "cpu_s": _own_tree_cpu_s() - cpu,
+                "cpu_s": own_tree_cpu_s() - cpu,
                 "phases": {"hash_encrypt_list": listed, "session": total - listed},
                 "count": result.count,
             }
@@ -416,7 +255,7 @@ class Bench:
 
     def setup(self) -> dict[str, float]:
         """Platform database, precomputed epoch, certificate, policy, list; setup wall times."""
-        args, work, cli = self.args, self.work, _cleanroom()
+        args, work, cli = self.args, self.work, cleanroom_executable()
         write_platform_csv(work / "users.csv", args.N)
         emails = advertiser_emails(args.n, args.N, args.overlap)
         write_advertiser_csv(work / "customers.csv", emails)
@@ -456,7 +295,7 @@ class Bench:
         """``cleanroom match`` as a subprocess against the server; its measurements."""
         assert self.server is not None
         work = self.work
-        argv = [_cleanroom(), "match", "--server", self.server.address]
+        argv = [cleanroom_executable(), "match", "--server", self.server.address]
         argv += ["--tls-dir", str(work / ADVERTISER), "--input", str(work / "customers.csv")]
         argv += ["--mode", mode, "--json"]
         if mode == "ids":
@@ -664,16 +503,6 @@ def render(result: dict[str, Any], info: dict[str, object], command: str) -> str
     return "\n".join(lines) + "\n"
 
 
-def _load_report() -> ModuleType:
-    # benchmarks/_report.py, loaded by path since this directory is off sys.path (see above).
-    spec = importlib.util.spec_from_file_location("_report", _HERE / "_report.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["_report"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def main() -> None:
     """Run the benchmark, print the results and optionally record them."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
@@ -692,7 +521,6 @@ def main() -> None:
     if args.local_protocol_child is not None:
         local_protocol_child(args.local_protocol_child, args.n, args.N, args.overlap)
         return
-    _report = _load_report()
     info, command = _report.machine(), _report.command_line()
     print(
         f"match benchmark: n = {args.n:,}, N = {args.N:,}, overlap {args.overlap:.0%}", flush=True
