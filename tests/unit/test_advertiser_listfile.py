@@ -198,6 +198,32 @@ def test_matched_rows_are_written_unmodified_in_input_order(tmp_path: Path) -> N
     assert not list(tmp_path.glob(".matched.csv.*"))  # no temporary left behind
 
 
+def test_a_list_without_quotes_is_copied_line_for_line(tmp_path: Path) -> None:
+    # No quote anywhere: the rows are copied as they are (CRLF kept), blank lines are no rows,
+    # and a last line without its terminator still ends up on a line of its own.
+    text = (
+        "\ufeffId,Email,marketing_consent\r\n"
+        "1,a@example.com,yes\r\n"
+        "\r\n"
+        "2, b@example.com ,yes\r\n"
+        "   \n"
+        "4,d@example.com,yes"
+    )
+    path = tmp_path / "list.csv"
+    path.write_bytes(text.encode("utf-8"))
+    out = tmp_path / "matched.csv"
+    # Ordinals count rows as the CSV reader sees them: the line of spaces is row 2.
+    assert write_matched_rows(path, out, [3, 1, 0]) == 3
+    assert out.read_bytes() == (
+        b"Id,Email,marketing_consent\r\n1,a@example.com,yes\r\n"
+        b"2, b@example.com ,yes\r\n4,d@example.com,yes\n"
+    )
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        rows = [cells for cells in csv.reader(f) if cells]
+    with out.open(encoding="utf-8", newline="") as f:
+        assert list(csv.reader(f)) == [rows[0], rows[1], rows[2], rows[4]]
+
+
 def test_write_to_an_unwritable_place_leaves_nothing(tmp_path: Path) -> None:
     path = _write(tmp_path, HEADER + "r1,a@example.com,,,yes\n")
     with pytest.raises(ImportFailed, match="cannot write the matched rows"):
