@@ -7,7 +7,7 @@ BENCH_STAMP := $(VENV)/.bench-installed
 OM_VENV  := .venv-openmined
 OM_STAMP := $(OM_VENV)/.installed
 
-.PHONY: demo test lint typecheck proto-check pytest proto bench bench-core bench-platform bench-match clean
+.PHONY: demo test lint typecheck proto-check pytest proto bench bench-core bench-platform bench-match bench-load clean
 
 demo: $(STAMP)
 	$(BIN)/cleanroom demo
@@ -40,6 +40,9 @@ bench-core: $(STAMP)
 
 bench-platform: $(STAMP)
 	$(BIN)/python benchmarks/platform.py --rows 1000000 --repeat 2 --write-results
+
+bench-load: $(STAMP)
+	$(BIN)/python benchmarks/load.py --advertisers 8 --records 20000 --platform-users 50000 --rounds 2 --write-results
 
 bench-match: $(STAMP)
 	$(BIN)/python benchmarks/match.py --repeat 3 --write-results
