@@ -30,7 +30,8 @@ CLI, the gRPC adapter) catches one base. Errors caused by bad input also derive 
     ├── PlatformUnreachable                the platform cannot be reached or did not answer in time
     ├── ListenFailed                       the server cannot listen on the address it was given
     ├── SessionAborted                     a match session was aborted before it completed
-    └── DemoFailed                         a step of `cleanroom demo` failed (a command, a check)
+    ├── DemoFailed                         a step of `cleanroom demo` failed (a command, a check)
+    └── ClusterUnreachable                 the Dask cluster is unreachable, workerless, or failed
 
 Messages never contain key material: an error names the row, the field and the reason.
 """
@@ -41,6 +42,7 @@ __all__ = [
     "AuditChainBroken",
     "BudgetExhausted",
     "CleanroomError",
+    "ClusterUnreachable",
     "DemoFailed",
     "ImportFailed",
     "InvalidElement",
@@ -231,3 +233,9 @@ class SessionAborted(CleanroomError):
 class DemoFailed(CleanroomError):
     """A step of ``cleanroom demo`` failed: a command it ran exited with an error, or the server
     did not start or stop as it should. The message names the step and where its log is."""
+
+
+class ClusterUnreachable(CleanroomError):
+    """The Dask cluster given by ``--dask-scheduler`` cannot be used: its scheduler does not
+    answer within seconds, it has no workers, or it was lost (or kept losing the workers of a
+    task) during a job. The message names the address and what to check."""

@@ -10,9 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from cleanroom.crypto import BatchEngine
+from cleanroom.errors import InvalidInput
 
 __all__ = [
+    "add_dask_scheduler_option",
     "batch_engine",
+    "dask_scheduler_address",
     "db_command",
     "non_negative_float",
     "positive_float",
@@ -69,13 +72,71 @@ def print_json(data: object) -> None:
     print(json.dumps(data, indent=2))
 
 
+def dask_scheduler_address(text: str) -> str:
+    """An argparse type: ``tls://HOST:PORT``, or ``tcp://HOST:PORT`` to a loopback host.
+
+    The key travels inside the cluster's tasks, so plaintext ``tcp://`` is refused beyond this
+    machine, as ``--insecure`` is for the platform's own service.
+    """
+    # Imported here: the service layer's modules are not needed to build the parser.
+    from cleanroom.service.client import parse_server_address
+    from cleanroom.service.tls import is_loopback
+
+    scheme, separator, rest = text.strip().partition("://")
+    if not separator or scheme not in ("tls", "tcp"):
+        raise argparse.ArgumentTypeError(
+            f"bad scheduler address {text!r}: expected tls://HOST:PORT (or tcp://HOST:PORT on "
+            "this machine)"
+        )
+    try:
+        address = parse_server_address(rest)
+    except InvalidInput as exc:
+        raise argparse.ArgumentTypeError(
+            str(exc).replace("bad server address", "bad scheduler address", 1)
+        ) from None
+    if scheme == "tcp" and not is_loopback(address.host):
+        raise argparse.ArgumentTypeError(
+            f"tcp:// sends the key in plaintext: use tls://{address} (see the README), or tcp:// "
+            "only to a loopback address"
+        )
+    return f"{scheme}://{address}"
+
+
+def add_dask_scheduler_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--dask-scheduler ADDRESS``: run the batch engine's large jobs on a Dask cluster."""
+    parser.add_argument(
+        "--dask-scheduler",
+        type=dask_scheduler_address,
+        metavar="tls://HOST:PORT",
+        help="hash and encrypt on this Dask cluster instead of local processes (its workers "
+        "see the key: trusted hosts, TLS; tcp:// only on loopback)",
+    )
+
+
 @contextmanager
-def batch_engine(workers: int | None) -> Iterator[BatchEngine | None]:
-    """An engine with ``--workers`` processes, closed afterwards; ``None``: the default engine."""
-    if workers is None:
+def batch_engine(
+    workers: int | None, dask_scheduler: str | None = None
+) -> Iterator[BatchEngine | None]:
+    """The engine of ``--workers`` / ``--dask-scheduler``, closed afterwards.
+
+    Yields ``None`` (the process-wide default engine) when neither is given.
+
+    Raises:
+        InvalidInput: both are given.
+        ClusterUnreachable: the Dask scheduler cannot be reached or has no workers.
+    """
+    if dask_scheduler is not None:
+        if workers is not None:
+            raise InvalidInput("give either --workers or --dask-scheduler, not both")
+        # Imported only here: distributed takes about a second to import.
+        from cleanroom.crypto.cluster import CLUSTER_CHUNK_SIZE, DaskExecutor
+
+        engine = BatchEngine(executor=DaskExecutor(dask_scheduler), chunk_size=CLUSTER_CHUNK_SIZE)
+    elif workers is None:
         yield None  # the process-wide default engine
         return
-    engine = BatchEngine(workers=workers)
+    else:
+        engine = BatchEngine(workers=workers)
     try:
         yield engine
     finally:

@@ -5,12 +5,14 @@
     cleanroom match --server HOST:PORT --input FILE.csv --mode count|audience|ids
                     --tls-dir DIR | --insecure
                     [--column FIELD=NAME] [--prehashed KIND] [--default-region CC]
-                    [--out matched.csv] [--suite ID] [--timeout S] [--workers N] [--json]
+                    [--out matched.csv] [--suite ID] [--timeout S] [--json]
+                    [--workers N | --dask-scheduler tls://HOST:PORT]
 
-Order of work: the list is read and checked whole (no network yet), the platform's policy is
-fetched (its ``default_region`` normalizes phone numbers unless ``--default-region`` is given),
-the list is normalized and checked against the policy, hashed and encrypted, and only then is
-the session opened. Rows without marketing consent are dropped while reading.
+Order of work: the list is read and checked whole while the platform's policy is fetched in
+the background (its ``default_region`` normalizes phone numbers unless ``--default-region`` is
+given; a bad list is reported before anything the platform says), the list is normalized and
+checked against the policy, hashed and encrypted, and only then is the session opened. Rows
+without marketing consent are dropped while reading.
 
 ``--json`` prints one object on stdout::
 
@@ -24,8 +26,11 @@ the session opened. Rows without marketing consent are dropped while reading.
      "matched_rows": null | 812, "out": null | "matched.csv",
      "server": "...", "input": "...", "suite": "...", "epoch_id": 3,
      "platform_set_size": 1000000,
-     "phases": {"read_list": 0.4, "get_policy": 0.01, "normalize": 1.2,
+     "phases": {"read_list": 0.4, "get_policy": 0.01, "wait_policy": 0.0, "normalize": 1.2,
                 "hash_encrypt_list": 3.1, "match": 9.8, "write_out": 0.1}}
+
+``get_policy`` is the policy call's own duration, which overlaps ``read_list``; ``wait_policy``
+is what was left of it after the list was read.
 
 ``records_read = without_consent + rejected.rows + sent``. ``rejected.by_reason`` counts every
 problem found: an ``invalid_<kind>`` value does not stop its record from being sent if another
@@ -42,9 +47,10 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc  # type: ignore[import-untyped, unused-ignore]
 from tqdm import tqdm
@@ -59,8 +65,13 @@ from cleanroom.advertiser import (
     write_matched_rows,
 )
 from cleanroom.cli import EXIT_FAILURE, EXIT_OK
-from cleanroom.cli._args import batch_engine, positive_float, positive_int
-from cleanroom.crypto import SUITE_IDS, get_suite
+from cleanroom.cli._args import (
+    add_dask_scheduler_option,
+    batch_engine,
+    positive_float,
+    positive_int,
+)
+from cleanroom.crypto import SUITE_IDS, default_engine, get_suite
 from cleanroom.crypto.suites import Suite
 from cleanroom.errors import (
     CleanroomError,
@@ -80,6 +91,8 @@ from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
 from cleanroom.service.client import DEFAULT_MATCH_TIMEOUT, PlatformClient, parse_server_address
 
 __all__ = ["register", "run_match"]
+
+_T = TypeVar("_T")
 
 # What the platform sends back when it will not run the session as asked (DESIGN §9).
 _REFUSALS = (
@@ -154,6 +167,7 @@ def register(subparsers: Any) -> None:
         type=positive_int,
         help="processes for hashing and encryption (default: all CPUs; 1: this process)",
     )
+    add_dask_scheduler_option(parser)
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.set_defaults(run=run_match)
 
@@ -174,21 +188,38 @@ def run_match(args: argparse.Namespace) -> int:
     prehashed = frozenset(args.prehashed)
     phases: dict[str, float] = {}
 
-    with _Progress() as progress, batch_engine(args.workers) as engine:
-        with _timed(phases, "read_list"):
-            customers = read_customer_list(
-                args.input,
-                column_mapping=mapping,
-                prehashed=prehashed,
-                progress=progress("read list", None, "row"),
-            )
+    with _Progress() as progress, batch_engine(args.workers, args.dask_scheduler) as engine:
         in_session = False
         try:
-            with PlatformClient(
-                address, tls_dir=args.tls_dir, insecure=args.insecure, match_timeout=args.timeout
-            ) as client:
-                with _timed(phases, "get_policy"):
-                    info = client.get_policy()
+            # The client closes first, which cancels a policy call still in flight, so leaving
+            # the thread pool never waits for the platform.
+            with (
+                ThreadPoolExecutor(1, thread_name_prefix="get-policy") as background,
+                PlatformClient(
+                    address,
+                    tls_dir=args.tls_dir,
+                    insecure=args.insecure,
+                    match_timeout=args.timeout,
+                ) as client,
+            ):
+                # Asked while the list is read: the platform's side of the call (counting its
+                # set) overlaps the reading instead of following it. A bad list is still
+                # reported first, before any answer from the platform.
+                asked = background.submit(_timed_call, client.get_policy)
+                with _timed(phases, "read_list"):
+                    customers = read_customer_list(
+                        args.input,
+                        column_mapping=mapping,
+                        prehashed=prehashed,
+                        progress=progress("read list", None, "row"),
+                    )
+                workers = engine or default_engine()
+                if len(customers.rows) > workers.chunk_size:
+                    # A list too large for one chunk will be hashed on the workers: start them
+                    # now, so their start-up overlaps the normalization, not the hashing.
+                    workers.start()
+                with _timed(phases, "wait_policy"):
+                    info, phases["get_policy"] = asked.result()
                 suite = _choose_suite(info, args.suite)
                 region = args.default_region or info.default_region or "US"
                 with _timed(phases, "normalize"):
@@ -310,6 +341,13 @@ class _Progress:
     def __exit__(self, *exc_info: object) -> None:
         for bar in self._bars:
             bar.close()
+
+
+def _timed_call(call: Callable[[], _T]) -> tuple[_T, float]:
+    """Call ``call``; return its result and how long it took, in seconds."""
+    started = time.perf_counter()
+    result = call()
+    return result, time.perf_counter() - started
 
 
 @contextmanager

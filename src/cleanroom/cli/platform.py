@@ -8,7 +8,8 @@ Commands::
     cleanroom platform consent opt-out|clear-opt-out --db PATH --user ID --kind KIND
     cleanroom platform consent import --db PATH FILE.csv [--column FIELD=NAME] [--json]
     cleanroom platform user delete --db PATH --user ID
-    cleanroom platform epoch rotate|refresh --db PATH [--workers N] [--suite ID]
+    cleanroom platform epoch rotate|refresh --db PATH [--workers N | --dask-scheduler URL]
+                                            [--suite ID]
     cleanroom platform status --db PATH [--json]
     cleanroom platform audit verify|show --db PATH [--limit N] [--json]
     cleanroom platform serve|issue-cert|audiences|sessions …   (see cli/platform_service.py)
@@ -29,9 +30,15 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from cleanroom.cli._args import batch_engine, db_command, positive_int, print_json
+from cleanroom.cli._args import (
+    add_dask_scheduler_option,
+    batch_engine,
+    db_command,
+    positive_int,
+    print_json,
+)
 from cleanroom.cli.platform_service import register_service_commands
-from cleanroom.crypto import DEFAULT_SUITE_ID, SUITE_IDS
+from cleanroom.crypto import DEFAULT_SUITE_ID, SUITE_IDS, default_engine
 from cleanroom.errors import ImportFailed
 from cleanroom.identifiers import KINDS
 from cleanroom.service import tls
@@ -101,11 +108,13 @@ def register(subparsers: Any) -> None:
         "--suite", default=DEFAULT_SUITE_ID, choices=SUITE_IDS, help="ciphersuite of the epoch"
     )
     _add_workers_option(rotate)
+    add_dask_scheduler_option(rotate)
     rotate.set_defaults(run=run_epoch_rotate)
     refresh = db_command(
         epoch_commands, "refresh", "append identifiers that became eligible since the rotation"
     )
     _add_workers_option(refresh)
+    add_dask_scheduler_option(refresh)
     refresh.set_defaults(run=run_epoch_refresh)
 
     stat = db_command(commands, "status", "counts of users, identifiers, exclusions, epoch")
@@ -346,7 +355,9 @@ def run_user_delete(args: argparse.Namespace) -> int:
 
 def run_epoch_rotate(args: argparse.Namespace) -> int:
     """``platform epoch rotate``."""
-    with open_database(args.db) as db, batch_engine(args.workers) as engine:
+    with open_database(args.db) as db, batch_engine(args.workers, args.dask_scheduler) as engine:
+        # Every eligible identifier is hashed: start the workers while the ids are read.
+        (engine or default_engine()).start()
         previous = epochs.current_epoch(db)
         bar = _progress("precompute", "id")
         with bar:
@@ -368,7 +379,7 @@ def run_epoch_rotate(args: argparse.Namespace) -> int:
 
 def run_epoch_refresh(args: argparse.Namespace) -> int:
     """``platform epoch refresh``."""
-    with open_database(args.db) as db, batch_engine(args.workers) as engine:
+    with open_database(args.db) as db, batch_engine(args.workers, args.dask_scheduler) as engine:
         bar = _progress("refresh", "id")
         with bar:
             epoch, added = epochs.refresh(

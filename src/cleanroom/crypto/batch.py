@@ -12,6 +12,11 @@ The pool uses the ``forkserver`` start method (``spawn`` where that does not exi
 the child. As with any such pool, a script that runs large jobs needs the usual
 ``if __name__ == "__main__":`` guard, because workers import the main module.
 
+The executor is pluggable: an engine made with ``executor=`` (a :class:`ChunkExecutor`, such as
+:class:`cleanroom.crypto.cluster.DaskExecutor` for a Dask cluster) sends its chunks there instead,
+through the same tasks, bound on chunks in flight and ordering of errors, so results are
+byte-identical.
+
 Secrets: a task carries the raw key bytes (``SecretKey`` refuses to be pickled so that only
 this deliberate path exists); workers log nothing, and errors carry only a reason and a row.
 """
@@ -27,7 +32,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -38,7 +43,7 @@ if TYPE_CHECKING:
     from cleanroom.crypto.keys import SecretKey
     from cleanroom.crypto.suites import Suite
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "BatchEngine", "default_engine"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "BatchEngine", "ChunkExecutor", "default_engine"]
 
 # ~0.3 s of X25519 work per chunk: inter-process transfer (256 KB each way) is well under 1% of
 # that, memory in flight stays around a megabyte, and chunks are short enough that a worker slowed
@@ -59,6 +64,28 @@ class _ChunkFailure(NamedTuple):
 
 
 _TaskResult = bytes | _ChunkFailure
+
+
+class ChunkExecutor(Protocol):
+    """Somewhere other than the engine's own local processes to run the chunks of large jobs.
+
+    ``submit`` receives one of this module's task functions (module-level, so they pickle by
+    reference) and its arguments: the suite, for some jobs the raw key bytes, and one chunk as
+    bytes. A task returns bytes, or a ``_ChunkFailure`` for bad data: it never raises for that.
+    """
+
+    @property
+    def slots(self) -> int:
+        """How many chunks run at once; the engine keeps two per slot in flight."""
+        ...
+
+    def submit(self, function: Callable[..., _TaskResult], /, *args: Any) -> Future[_TaskResult]:
+        """Start one task; its future can be cancelled until its result is set."""
+        ...
+
+    def close(self) -> None:
+        """Release what the executor holds (called by :meth:`BatchEngine.close`)."""
+        ...
 
 
 # -- tasks: module-level so the pool can pickle them by reference ---------------------------
@@ -94,6 +121,20 @@ def _init_worker() -> None:
     # Ctrl-C reaches the whole process group; the parent handles it and shuts the pool down,
     # so workers ignore it instead of dying mid-task and breaking the pool.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A parent killed outright (SIGKILL, OOM) never shuts the pool down, and an idle worker
+    # would wait on its task queue forever, keeping the forkserver alive with it: leave with it.
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: multiprocessing.process.BaseProcess) -> None:
+    parent.join()  # returns once the parent process has ended
+    os._exit(1)
+
+
+def _ready() -> None:
+    """A task that does nothing: submitted only to start the pool's processes early."""
 
 
 def _available_cpus() -> int:
@@ -112,12 +153,25 @@ class BatchEngine:
         chunk_size: the most rows one task handles; jobs of at most this many rows run in this
             process. Larger jobs are split into equal chunks (a multiple of ``workers`` of them,
             so the cores finish together).
+        executor: run large jobs there instead of in local processes (``workers`` is then its
+            :attr:`~ChunkExecutor.slots`); :meth:`close` closes it.
 
     Raises:
-        ValueError: ``workers`` or ``chunk_size`` is below 1.
+        ValueError: ``workers`` or ``chunk_size`` is below 1, or both ``workers`` and
+            ``executor`` are given.
     """
 
-    def __init__(self, workers: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        *,
+        executor: ChunkExecutor | None = None,
+    ) -> None:
+        if executor is not None:
+            if workers is not None:
+                raise ValueError("give workers or an executor, not both")
+            workers = executor.slots
         if workers is None:
             workers = _available_cpus()
         if workers < 1:
@@ -127,6 +181,7 @@ class BatchEngine:
         self._workers = workers
         self._chunk_size = chunk_size
         self._pool: ProcessPoolExecutor | None = None
+        self._remote = executor
         self._lock = threading.Lock()
 
     @property
@@ -152,6 +207,8 @@ class BatchEngine:
 
     def __repr__(self) -> str:
         state = "running" if self._pool is not None else "idle"
+        if self._remote is not None:
+            state = f"on {self._remote!r}"
         return f"<BatchEngine workers={self._workers} chunk_size={self._chunk_size} {state}>"
 
     # -- jobs ------------------------------------------------------------------------------
@@ -256,7 +313,7 @@ class BatchEngine:
     ) -> NDArray[np.uint8]:
         out = np.empty((n, element_size), dtype=np.uint8)
         bounds = self.chunk_bounds(n)
-        if self._workers == 1 or len(bounds) <= 1:
+        if (self._workers == 1 and self._remote is None) or len(bounds) <= 1:
             for start, stop in bounds:
                 function, args = task(start, stop)
                 _store(out, start, stop, function(*args))
@@ -326,7 +383,25 @@ class BatchEngine:
 
     # -- the pool --------------------------------------------------------------------------
 
-    def _executor(self) -> ProcessPoolExecutor:
+    def start(self) -> None:
+        """Start the worker processes now, without waiting for them.
+
+        A caller that knows a large job is coming (the CLI, before it reads its input) calls
+        this so the workers' start-up (an interpreter and its imports, about half a second)
+        overlaps that work instead of delaying the first job. Does nothing for an engine that
+        runs everything in this process or on another executor.
+        """
+        if self._workers == 1 or self._remote is not None:
+            return
+        pool = self._executor()
+        assert isinstance(pool, ProcessPoolExecutor)  # no remote executor: checked above
+        for _ in range(self._workers):
+            # Each submission to an executor without idle workers starts one more process.
+            pool.submit(_ready)
+
+    def _executor(self) -> ProcessPoolExecutor | ChunkExecutor:
+        if self._remote is not None:
+            return self._remote
         with self._lock:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(
@@ -347,8 +422,11 @@ class BatchEngine:
     def close(self) -> None:
         """Stop the worker processes, if any; a later large job starts a new pool.
 
+        An engine on an executor closes that instead, and runs no large job afterwards.
         Safe to call more than once; also called at interpreter exit.
         """
+        if self._remote is not None:
+            self._remote.close()
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:

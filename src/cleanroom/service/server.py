@@ -27,7 +27,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[import-untyped, unused-ignore]
 from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped, unused-ignore]
 
-from cleanroom.crypto import BatchEngine
+from cleanroom.crypto import BatchEngine, default_engine
 from cleanroom.errors import InvalidInput, ListenFailed
 from cleanroom.policy import Policy
 from cleanroom.protocol import MAX_CHUNK_BYTES
@@ -149,6 +149,7 @@ class PlatformServer:
             credentials = tls.server_credentials(options.tls_dir)
             identify = tls.advertiser_from_auth_context
 
+        self._engine = options.engine
         self.sessions = PlatformSessions(options.db_path, options.policy, engine=options.engine)
         threads = options.max_sessions + _SPARE_THREADS
         self._server = grpc.server(
@@ -191,6 +192,8 @@ class PlatformServer:
         recovered = self.sessions.recover()
         if recovered:
             logger.warning("aborted %d sessions a previous run left open", recovered)
+        # The workers start now, in the background, not inside the first advertiser's session.
+        (self._engine or default_engine()).start()
         self._server.start()
         for service in ("", SERVICE_NAME):
             self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
