@@ -65,6 +65,7 @@ __all__ = [
 ]
 
 _TAG_DTYPE = np.dtype("<u4")
+_MAX_COUNT = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,8 @@ def read_open_session(message: pb.ClientMessage) -> SessionRequest:
         OutOfOrder: the message is not an OpenSession.
         VersionMismatch: another protocol or normalization version.
         UnknownSuite: a suite this build does not implement.
-        InvalidMessage: an unset mode or inconsistent counts.
+        InvalidMessage: an unset mode, or counts that are inconsistent or beyond any list
+            (above 2**63 - 1).
     """
     round_name = message.WhichOneof("round")
     if round_name != "open_session":
@@ -116,6 +118,12 @@ def read_open_session(message: pb.ClientMessage) -> SessionRequest:
     get_suite(opening.suite)  # raises UnknownSuite
     mode = mode_from_wire(opening.mode)
     records, identifiers = opening.record_count, opening.identifier_count
+    if max(records, identifiers) > _MAX_COUNT:
+        # No list is that large, and the ledger (SQLite, signed 64-bit) must record the refusal.
+        raise InvalidMessage(
+            f"{records} records with {identifiers} identifiers: counts above {_MAX_COUNT} "
+            "are not list sizes"
+        )
     # Every record has at least one identifier, and every identifier belongs to a record.
     if identifiers < records or (records == 0) != (identifiers == 0):
         raise InvalidMessage(
