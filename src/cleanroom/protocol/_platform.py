@@ -438,7 +438,10 @@ class PlatformRole:
             release = release_count(len(matched_users), self._decision.settings)
         else:
             # Records, not identifiers: a record matching on email and phone counts once.
-            matched_records = len(np.unique(self._tags[u_index]))
+            # Tags are below record_count (checked on arrival): a mark per record, no sort.
+            tag_matched = np.zeros(self._request.record_count, dtype=bool)
+            tag_matched[self._tags[u_index]] = True
+            matched_records = int(np.count_nonzero(tag_matched))
             if mode is Mode.IDS:
                 release = release_exact_count(matched_records)
             else:
