@@ -38,9 +38,9 @@ class Measured:
         wall_s: seconds from spawn to exit.
         cpu_s: user + system CPU seconds of the process and of every descendant reaped by it
             or (as an adopted orphan) by this process.
-        max_rss_mb: peak RSS of the process itself (and of the descendants it reaped itself).
-        pool_max_rss_mb: the largest peak RSS among the orphans adopted and reaped here after
-            the run (a batch engine's forkserver and workers); 0 if there were none.
+        max_rss_mb: peak RSS of the process itself (VmHWM, sampled 5 times a second).
+        pool_max_rss_mb: the largest peak RSS among its descendants (a batch engine's
+            forkserver and workers); 0 if there were none.
     """
 
     wall_s: float
@@ -125,19 +125,50 @@ def run_measured(argv: list[str], keep: set[int]) -> tuple[Measured, str]:
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         process = subprocess.Popen(argv, stdout=out, stderr=err)
-        _, status, usage = os.wait4(process.pid, 0)
+        peaks = _PeakSampler(process.pid)
+        _, status, _usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - start
-        pool_rss_mb = reap_orphans(keep)
+        peaks.stop()
+        reap_orphans(keep)
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(), err.read().decode()
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({process.returncode}):\n{stderr}")
-    # ru_maxrss of a reaped child is the largest of it and of its own reaped descendants; the
-    # orphans adopted here (pool workers) are reported apart, as pool_max_rss_mb.
-    measured = Measured(wall, children_cpu_s() - cpu_before, usage.ru_maxrss / 1024, pool_rss_mb)
+    # Not ru_maxrss: it survives exec, so a child forked from this (large) benchmark process
+    # would report this process's size. VmHWM starts afresh at exec.
+    measured = Measured(
+        wall, children_cpu_s() - cpu_before, peaks.main_kb / 1024, peaks.descendants_kb / 1024
+    )
     return measured, stdout
+
+
+class _PeakSampler:
+    """Reads VmHWM (peak RSS since exec) of a process and of its descendants, 5 times a second.
+
+    The high-water mark only grows, so the last reading before a process exits is its peak
+    minus at most the growth of its last 0.2 s.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self._pid = pid
+        self.main_kb = 0
+        self.descendants_kb = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            self.main_kb = max(self.main_kb, status_kb(self._pid, "VmHWM"))
+            for child in descendants(self._pid):
+                self.descendants_kb = max(self.descendants_kb, status_kb(child, "VmHWM"))
+            self._done.wait(0.2)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 def cleanroom_executable() -> str:
