@@ -429,6 +429,21 @@ def test_a_victim_padded_with_made_up_rows_hears_only_fewer_than_100(
     assert spent(platform, "padder") == budget_before + 1.0
 
 
+def test_a_padded_audience_around_one_victim_is_not_stored(
+    capsys: pytest.CaptureFixture[str], platform: Platform
+) -> None:
+    # In audience mode the platform learns which users matched; an audience whose count was
+    # not released would let the advertiser aim ads at the one real person in the list.
+    victim = platform.ordinary[-4]
+    padding = [(f"made.up.audience.{i}@padding.example", "") for i in range(999)]
+    customers = [*padding, (victim.email, victim.phone)]
+    code, report, err = cli_match(capsys, platform, "padder", customers, "audience")
+    assert code == 0, err
+    assert report is not None
+    assert (report["count"], report["reported_as"]) == (None, "fewer than 100")
+    assert ledger(platform, "padder")[-1].audience_id is None
+
+
 # -- replayed and cross-session messages -----------------------------------------------------------
 
 

@@ -308,7 +308,11 @@ class PlatformSessions:
         session_hex = outcome.session_id.hex()
         with self.connect() as db, transaction(db.conn):
             audience_id = None
-            if outcome.matched_user_ids is not None:
+            # An audience whose count was not released ("fewer than N") is not stored: a list
+            # padded with made-up rows around one victim would otherwise leave a one-person
+            # audience to aim ads at. The released count decides, so what is kept never
+            # depends on more than what the advertiser was told.
+            if outcome.matched_user_ids is not None and release.count is not None:
                 audience_id = store_audience(
                     db, session_hex, outcome.advertiser, outcome.matched_user_ids
                 )
