@@ -363,6 +363,11 @@ def test_rotation_killed_mid_precompute_leaves_one_whole_epoch(
     assert status["epoch"]["size"] == size == status["eligible_identifiers"] == PLATFORM_USERS
 
     server = _serve(platform, servers)
+    # Starting, the server destroyed the key the killed rotation had written: no secret of an
+    # epoch that never became current waits on disk for the next rotation.
+    _, _, _, keys_at_start, _ = _epoch_files(platform.db)
+    with open_database(platform.db) as database:
+        assert keys_at_start == [f"{database.instance_id}-epoch{epoch_id}.key"]
     report = run_match(server.address, platform.acme, platform.check_list, "count")
     assert report["count"] == len(platform.check_users)
     assert report["epoch_id"] == epoch_id

@@ -231,3 +231,23 @@ def test_elements_sharing_only_a_prefix_are_kept_apart() -> None:
     out = epochs._distinct(info, elements, np.array([1, 2, 3], dtype=np.int64))
     assert out.user_rows.tolist() == [1, 2]
     assert [r.tolist() for r in out.other_owners] == [[0], [3]]
+
+
+def test_leftovers_of_an_interrupted_rotation_are_destroyed_unless_one_is_running(
+    db: Database, engine: BatchEngine
+) -> None:
+    epochs.rotate(db, engine=engine)
+    current = epochs.current_epoch(db)
+    assert current is not None
+    # What a rotation killed before its switch leaves: the next epoch's key and a partial V.
+    leftover_key = db.keys_dir / f"{db.instance_id}-epoch{current.epoch_id + 1}.key"
+    leftover_key.write_bytes(bytes(32))
+    leftover_v = db.epochs_dir / f"{db.instance_id}-epoch{current.epoch_id + 1}-g0.V.npy.tmp"
+    leftover_v.write_bytes(b"partial")
+    with epochs._epoch_lock(db):  # a rotation running now: its files are not leftovers
+        assert epochs.remove_leftovers(db) is False
+    assert leftover_key.exists() and leftover_v.exists()
+    assert epochs.remove_leftovers(db) is True
+    assert not leftover_key.exists() and not leftover_v.exists()
+    assert epochs.current_epoch(db) == current
+    assert len(epochs.matchable_epoch(db).user_rows) == current.size

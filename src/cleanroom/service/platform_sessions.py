@@ -52,7 +52,13 @@ from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
 from cleanroom.store import audit, sessions
 from cleanroom.store.audiences import store_audience
 from cleanroom.store.database import Database, open_database, transaction, unix_now
-from cleanroom.store.epochs import EpochInfo, current_epoch, epoch_key, matchable_epoch
+from cleanroom.store.epochs import (
+    EpochInfo,
+    current_epoch,
+    epoch_key,
+    matchable_epoch,
+    remove_leftovers,
+)
 
 __all__ = ["MatchSession", "PlatformSessions"]
 
@@ -99,12 +105,18 @@ class PlatformSessions:
     def recover(self) -> int:
         """Mark sessions a previous run left open as aborted (nothing charged or stored).
 
+        Also destroys the key and files of an epoch rotation that was interrupted.
+
         Call once when the server starts, before it serves: an open row then can only be the
         leftover of a process that died. (So: one server per database.)
 
         Returns:
             How many sessions were aborted.
         """
+        with self.connect() as db:
+            # A rotation killed mid-way leaves its new key behind: destroy it now, not at the
+            # next rotation (skipped if a rotation is running right now).
+            remove_leftovers(db)
         with self.connect() as db, transaction(db.conn):
             leftovers = sessions.open_sessions(db)
             for record in leftovers:

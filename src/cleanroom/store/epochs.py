@@ -53,6 +53,7 @@ __all__ = [
     "epoch_key",
     "matchable_epoch",
     "refresh",
+    "remove_leftovers",
     "rotate",
 ]
 
@@ -570,6 +571,23 @@ def _load_arrays(
     ):
         raise StoreError(f"epoch {epoch.epoch_id} files do not match its recorded size")
     return elements, ids, users
+
+
+def remove_leftovers(db: Database) -> bool:
+    """Destroy what an interrupted rotation or refresh left: its new key and partial files.
+
+    Such a key would otherwise wait on disk for the next rotation. Nothing is touched while a
+    rotation or refresh holds the epoch lock (its files are work in progress, not leftovers).
+
+    Returns:
+        Whether the clean-up ran (``False``: the epoch lock is held or cannot be taken).
+    """
+    try:
+        with _epoch_lock(db):
+            _remove_orphans(db)
+    except StoreError:
+        return False
+    return True
 
 
 def _remove_orphans(db: Database) -> None:
