@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import queue
 import selectors
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from typing import Any
 
 import grpc
 import pytest
+from _match_stream import MatchStream
 
 from cleanroom.cli import main
 from cleanroom.crypto import BatchEngine, get_suite
@@ -41,7 +41,6 @@ from cleanroom.policy import Mode
 from cleanroom.protocol import AdvertiserResult, AdvertiserRole
 from cleanroom.service import tls
 from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
-from cleanroom.service._generated.cleanroom.v1 import matcher_pb2_grpc as pb_grpc
 from cleanroom.service.status import ERROR_NAME_KEY
 from cleanroom.store import sessions
 from cleanroom.store.database import open_database
@@ -256,35 +255,10 @@ def own_client_role(platform: Platform, customers: list[Customer], mode: Mode) -
     return role
 
 
-class Stream:
-    """A Match call fed from a queue; keeps what was sent and received, for replay."""
-
-    def __init__(self, channel: grpc.Channel) -> None:
-        self.sent: list[pb.ClientMessage] = []
-        self.received: list[pb.ServerMessage] = []
-        self._outgoing: queue.Queue[pb.ClientMessage | None] = queue.Queue()
-        self.call = pb_grpc.MatcherStub(channel).Match(self._requests(), timeout=TIMEOUT)
-
-    def _requests(self) -> Iterator[pb.ClientMessage]:
-        while (message := self._outgoing.get()) is not None:
-            yield message
-
-    def send(self, *messages: pb.ClientMessage) -> None:
-        for message in messages:
-            self.sent.append(message)
-            self._outgoing.put(message)
-
-    def replies(self) -> Iterator[pb.ServerMessage]:
-        for reply in self.call:
-            self.received.append(reply)
-            yield reply
-
-    def end(self) -> None:
-        self._outgoing.put(None)
-
-
-def run_session(channel: grpc.Channel, role: AdvertiserRole) -> tuple[AdvertiserResult, Stream]:
-    stream = Stream(channel)
+def run_session(
+    channel: grpc.Channel, role: AdvertiserRole
+) -> tuple[AdvertiserResult, MatchStream]:
+    stream = MatchStream(channel, TIMEOUT)
     stream.send(role.open_session())
     try:
         for reply in stream.replies():
@@ -452,7 +426,7 @@ def replayer_list(platform: Platform) -> list[Customer]:
 
 
 @pytest.fixture(scope="module")
-def recorded(platform: Platform) -> Stream:
+def recorded(platform: Platform) -> MatchStream:
     """A completed session of "replayer", everything sent and received kept for replay."""
     with platform.channel("replayer") as channel:
         result, stream = run_session(
@@ -477,7 +451,7 @@ def first_of(messages: list[Any], round_name: str) -> Any:
 )
 def test_a_message_recorded_in_one_session_is_refused_in_another(
     platform: Platform,
-    recorded: Stream,
+    recorded: MatchStream,
     replayed_round: str,
     in_place_of: str,
     expected_error: str,
@@ -485,7 +459,7 @@ def test_a_message_recorded_in_one_session_is_refused_in_another(
     replayed = first_of(recorded.sent, replayed_round)
     role = own_client_role(platform, replayer_list(platform), Mode.COUNT)
     with platform.channel("replayer") as channel:
-        stream = Stream(channel)
+        stream = MatchStream(channel, TIMEOUT)
         stream.send(role.open_session())
         try:
             with pytest.raises(grpc.RpcError) as caught:
@@ -521,7 +495,7 @@ def test_a_message_of_a_session_in_flight_is_refused_in_another_and_harms_neithe
     role_a = own_client_role(platform, customers, Mode.COUNT)
     with platform.channel("replayer") as channel_a, platform.channel("bystander") as channel_b:
         # Session A, half-way: U sent, W ready but held back.
-        stream_a = Stream(channel_a)
+        stream_a = MatchStream(channel_a, TIMEOUT)
         stream_a.send(role_a.open_session())
         replies_a = stream_a.replies()
         stream_a.send(*role_a.handle(next(replies_a)))
@@ -531,7 +505,7 @@ def test_a_message_of_a_session_in_flight_is_refused_in_another_and_harms_neithe
 
         # Session B, of another advertiser, receives A's U in its own stream.
         role_b = own_client_role(platform, customers, Mode.COUNT)
-        stream_b = Stream(channel_b)
+        stream_b = MatchStream(channel_b, TIMEOUT)
         stream_b.send(role_b.open_session())
         replies_b = stream_b.replies()
         try:
@@ -562,13 +536,13 @@ def test_a_message_of_a_session_in_flight_is_refused_in_another_and_harms_neithe
 
 @pytest.mark.parametrize("replayed_round", ["platform_set", "result"])
 def test_the_advertiser_refuses_a_platform_message_from_another_session(
-    platform: Platform, recorded: Stream, replayed_round: str
+    platform: Platform, recorded: MatchStream, replayed_round: str
 ) -> None:
     # A stale result (or set V) replayed to the advertiser must not pass for this session's.
     replayed = first_of(recorded.received, replayed_round)
     role = own_client_role(platform, replayer_list(platform), Mode.COUNT)
     with platform.channel("replayer") as channel:
-        stream = Stream(channel)
+        stream = MatchStream(channel, TIMEOUT)
         stream.send(role.open_session())
         try:
             with pytest.raises(WrongSession):

@@ -7,17 +7,16 @@ advertiser's folder, `serve` refuses plaintext off loopback.
 from __future__ import annotations
 
 import json
-import queue
 import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from _match_stream import MatchStream
 from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -27,8 +26,6 @@ from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import Mode
 from cleanroom.protocol import AdvertiserRole
 from cleanroom.service import tls
-from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
-from cleanroom.service._generated.cleanroom.v1 import matcher_pb2_grpc as pb_grpc
 from cleanroom.store import audit, sessions
 from cleanroom.store.database import open_database
 from cleanroom.synthetic import Person, generate_people
@@ -79,20 +76,6 @@ def _role(people: list[Person], mode: Mode) -> AdvertiserRole:
     )
     role.encrypt_list()
     return role
-
-
-class Stream:
-    def __init__(self, channel: grpc.Channel) -> None:
-        self.outgoing: queue.Queue[pb.ClientMessage | None] = queue.Queue()
-        self.call = pb_grpc.MatcherStub(channel).Match(self._requests(), timeout=TIMEOUT)
-
-    def _requests(self) -> Iterator[pb.ClientMessage]:
-        while (message := self.outgoing.get()) is not None:
-            yield message
-
-    def send(self, *messages: pb.ClientMessage) -> None:
-        for message in messages:
-            self.outgoing.put(message)
 
 
 def test_init_makes_the_tls_identity_with_extra_server_names(
@@ -186,16 +169,16 @@ def test_serve_matches_then_sigterm_aborts_the_open_session_and_exits_0(
 
             # One whole session.
             role = _role(customers, Mode.COUNT)
-            stream = Stream(channel)
+            stream = MatchStream(channel, TIMEOUT)
             stream.send(role.open_session())
             for reply in stream.call:
                 stream.send(*role.handle(reply))
-            stream.send(None)  # type: ignore[arg-type]
+            stream.end()
             assert role.result is not None and role.result.count == 300
 
             # One left half-way (U sent, W not) when the platform is told to stop.
             stalled = _role(customers, Mode.AUDIENCE)
-            stream = Stream(channel)
+            stream = MatchStream(channel, TIMEOUT)
             stream.send(stalled.open_session())
             replies = iter(stream.call)
             stream.send(*stalled.handle(next(replies)))
@@ -207,7 +190,7 @@ def test_serve_matches_then_sigterm_aborts_the_open_session_and_exits_0(
             with pytest.raises(grpc.RpcError):
                 for _ in replies:
                     pass
-            stream.send(None)  # type: ignore[arg-type]
+            stream.end()
     finally:
         if process.poll() is None:
             process.kill()

@@ -10,7 +10,6 @@ and that they charged nothing.
 from __future__ import annotations
 
 import json
-import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +20,8 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+from _match_stream import MatchStream
+from _platform_processes import build_platform
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -81,10 +82,6 @@ class World:
         return grpc.secure_channel(f"localhost:{self.port}", credentials)
 
 
-def _run_cli(*argv: str) -> None:
-    assert main(list(argv)) == 0, argv
-
-
 def _platform_csv(path: Path, people: list[Person]) -> dict[Identifier, str]:
     """Write the platform CSV; return the eligible identifiers and their users."""
     rows, eligible = [], {}
@@ -106,25 +103,11 @@ def _platform_csv(path: Path, people: list[Person]) -> dict[Identifier, str]:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("platform")
-    db = root / "platform.db"
     people = generate_people(PLATFORM_PEOPLE, seed=7)
     outsiders = generate_people(300, seed=8)
     eligible = _platform_csv(root / "users.csv", people)
     (root / "policy.toml").write_text(POLICY)
-    _run_cli("platform", "init", "--db", str(db))
-    _run_cli("platform", "import", "--db", str(db), str(root / "users.csv"))
-    _run_cli("platform", "epoch", "rotate", "--db", str(db), "--workers", "1")
-    for name in ADVERTISERS:
-        _run_cli(
-            "platform",
-            "issue-cert",
-            "--db",
-            str(db),
-            "--advertiser",
-            name,
-            "--out",
-            str(root / name),
-        )
+    db = build_platform(root, root / "users.csv", ADVERTISERS)
     engine = BatchEngine(workers=1)
     options = ServerOptions(
         db_path=db,
@@ -161,27 +144,8 @@ def advertiser_role(
     return role
 
 
-class Stream:
-    """A Match call fed from a queue, so the test decides what goes out and when."""
-
-    def __init__(self, channel: grpc.Channel) -> None:
-        self.outgoing: queue.Queue[pb.ClientMessage | None] = queue.Queue()
-        self.call = pb_grpc.MatcherStub(channel).Match(self._requests(), timeout=TIMEOUT)
-
-    def _requests(self) -> Iterator[pb.ClientMessage]:
-        while (message := self.outgoing.get()) is not None:
-            yield message
-
-    def send(self, *messages: pb.ClientMessage) -> None:
-        for message in messages:
-            self.outgoing.put(message)
-
-    def end(self) -> None:
-        self.outgoing.put(None)
-
-
 def run_session(channel: grpc.Channel, role: AdvertiserRole) -> AdvertiserResult:
-    stream = Stream(channel)
+    stream = MatchStream(channel, TIMEOUT)
     stream.send(role.open_session())
     try:
         for reply in stream.call:
@@ -369,7 +333,7 @@ def test_bad_elements_are_invalid_argument_and_abort_the_session(world: World) -
     role = advertiser_role(world.customers[:200], Mode.COUNT)
     opening = role.open_session()
     with world.channel("beta") as channel:
-        stream = Stream(channel)
+        stream = MatchStream(channel, TIMEOUT)
         stream.send(opening)
         opened = next(stream.call).session_opened
         garbage = np.full((opening.open_session.identifier_count, 32), 0xFF, dtype=np.uint8)
@@ -441,7 +405,7 @@ def test_each_kind_of_bad_element_is_invalid_argument_naming_it(
     valid = suite.hash_to_curve_many([b"u%d" % i for i in range(count)], suite.dst)
     tags = np.arange(count, dtype="<u4") % opening.open_session.record_count
     with world.channel("beta") as channel:
-        stream = Stream(channel)
+        stream = MatchStream(channel, TIMEOUT)
         stream.send(opening)
         opened = next(stream.call).session_opened
         chunk = pb.AdvertiserSetChunk(
@@ -467,7 +431,7 @@ def test_a_round_out_of_order_is_failed_precondition(world: World) -> None:
     role = advertiser_role(world.customers[:200], Mode.COUNT)
     opening = role.open_session()
     with world.channel("beta") as channel:
-        stream = Stream(channel)
+        stream = MatchStream(channel, TIMEOUT)
         stream.send(opening)
         opened = next(stream.call).session_opened
         # W before U: the platform must refuse the round, not guess.
@@ -494,7 +458,7 @@ def test_one_open_session_per_advertiser_others_proceed_and_a_vanished_client_ab
     audiences_before = {a.id for a in _audiences(world)}
     stalled_role = advertiser_role(world.customers, Mode.AUDIENCE)
     with world.channel("acme") as channel:
-        stalled = Stream(channel)
+        stalled = MatchStream(channel, TIMEOUT)
         stalled.send(stalled_role.open_session())
         replies = iter(stalled.call)
         # Take V and send U, but never W: the session stays open half-way.
@@ -594,7 +558,7 @@ def test_plaintext_on_loopback_names_the_fixed_advertiser(world: World) -> None:
 def test_a_message_over_the_size_limit_is_refused_and_aborts_the_session(world: World) -> None:
     role = advertiser_role(world.customers[:200], Mode.COUNT)
     with world.channel("beta") as channel:
-        stream = Stream(channel)
+        stream = MatchStream(channel, TIMEOUT)
         stream.send(role.open_session())
         opened = next(stream.call).session_opened
         huge = pb.AdvertiserSetChunk(session_id=opened.session_id, elements=bytes(5_000_000))
@@ -621,7 +585,7 @@ def test_a_session_past_its_time_limit_is_aborted(world: World) -> None:
         PlatformServer(options) as server,
         grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel,
     ):
-        stream = Stream(channel)
+        stream = MatchStream(channel, TIMEOUT)
         stream.send(role.open_session())
         with pytest.raises(grpc.RpcError) as caught:
             for _ in stream.call:

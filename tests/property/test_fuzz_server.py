@@ -38,15 +38,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from _match_stream import MatchStream
+from _platform_processes import build_platform
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
@@ -59,7 +60,6 @@ from cleanroom.policy import Mode, policy_from_mapping
 from cleanroom.protocol import AdvertiserRole
 from cleanroom.service import tls
 from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
-from cleanroom.service._generated.cleanroom.v1 import matcher_pb2_grpc as pb_grpc
 from cleanroom.service.server import PlatformServer, ServerOptions
 from cleanroom.service.status import ERROR_NAME_KEY
 from cleanroom.store import audit, sessions
@@ -124,14 +124,9 @@ class Platform:
     engine: BatchEngine  # in-process, for the server and the test's own advertiser
 
 
-def _run_cli(*argv: str) -> None:
-    assert main(list(argv)) == 0, argv
-
-
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     root = tmp_path_factory.mktemp("fuzz-platform")
-    db = root / "platform.db"
     people = generate_people(PLATFORM_PEOPLE, seed=61)
     rows, eligible = [], set()
     for i, person in enumerate(people):
@@ -144,20 +139,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     (root / "users.csv").write_text(
         "user_id,type,value,source,ads_matching_consent\n" + "\n".join(rows) + "\n"
     )
-    _run_cli("platform", "init", "--db", str(db))
-    _run_cli("platform", "import", "--db", str(db), str(root / "users.csv"))
-    _run_cli("platform", "epoch", "rotate", "--db", str(db), "--workers", "1")
-    for name in (FUZZER, CHECKER):
-        _run_cli(
-            "platform",
-            "issue-cert",
-            "--db",
-            str(db),
-            "--advertiser",
-            name,
-            "--out",
-            str(root / name),
-        )
+    db = build_platform(root, root / "users.csv", (FUZZER, CHECKER))
     engine = BatchEngine(workers=1)
     options = ServerOptions(
         db_path=db,
@@ -193,25 +175,6 @@ class Outcome:
     replies: list[pb.ServerMessage]
 
 
-class Stream:
-    """A Match call fed from a queue, so the test decides what goes out and when."""
-
-    def __init__(self, channel: grpc.Channel) -> None:
-        self.outgoing: queue.Queue[pb.ClientMessage | None] = queue.Queue()
-        self.call = pb_grpc.MatcherStub(channel).Match(self._requests(), timeout=CALL_DEADLINE)
-
-    def _requests(self) -> Iterator[pb.ClientMessage]:
-        while (message := self.outgoing.get()) is not None:
-            yield message
-
-    def send(self, messages: Sequence[pb.ClientMessage]) -> None:
-        for message in messages:
-            self.outgoing.put(message)
-
-    def end(self) -> None:
-        self.outgoing.put(None)
-
-
 def _outcome(error: grpc.RpcError | None, replies: list[pb.ServerMessage]) -> Outcome:
     if error is None:
         return Outcome(grpc.StatusCode.OK, "", None, replies)
@@ -236,8 +199,8 @@ def run_plan(
     chunks of U and W, and its Close) and V's bytes. The stream is ended after the plan, so a
     plan that stops short must be refused for it, not left hanging.
     """
-    stream = Stream(channel)
-    stream.send([first])
+    stream = MatchStream(channel, CALL_DEADLINE)
+    stream.send(first)
     replies: list[pb.ServerMessage] = []
     error: grpc.RpcError | None = None
     session_id: bytes | None = None
@@ -258,7 +221,7 @@ def run_plan(
                 if received >= expected and not sent_plan:
                     assert session_id is not None
                     honest.append(pb.ClientMessage(close=pb.Close(session_id=session_id)))
-                    stream.send(plan(session_id, honest, _platform_set(replies)))
+                    stream.send(*plan(session_id, honest, _platform_set(replies)))
                     stream.end()
                     sent_plan = True
     except grpc.RpcError as exc:
@@ -824,11 +787,11 @@ def test_after_the_fuzz_the_server_serves_and_the_store_is_intact(platform: Plat
             get_suite(SUITE_ID), Mode.COUNT, messages, record_ids, engine=platform.engine
         )
         role.encrypt_list()
-        stream = Stream(channel)
-        stream.send([role.open_session()])
+        stream = MatchStream(channel, CALL_DEADLINE)
+        stream.send(role.open_session())
         try:
             for reply in stream.call:
-                stream.send(list(role.handle(reply)))
+                stream.send(*role.handle(reply))
         finally:
             stream.end()
     assert role.result is not None and role.result.count == len(matched)

@@ -106,11 +106,22 @@ def setup_platform(
     Returns:
         The database path.
     """
-    db = root / "platform.db"
     write_platform_csv(root / "users.csv", people)
     (root / "policy.toml").write_text(policy, encoding="utf-8")
+    return build_platform(root, root / "users.csv", advertisers)
+
+
+def build_platform(root: Path, users_csv: Path, advertisers: Iterable[str]) -> Path:
+    """``platform init``, ``import`` of ``users_csv``, ``epoch rotate``, one certificate each.
+
+    The database is ``root/platform.db``; certificates land in ``root/<advertiser>``.
+
+    Returns:
+        The database path.
+    """
+    db = root / "platform.db"
     cli_ok("platform", "init", "--db", db)
-    cli_ok("platform", "import", "--db", db, root / "users.csv")
+    cli_ok("platform", "import", "--db", db, users_csv)
     cli_ok("platform", "epoch", "rotate", "--db", db, "--workers", "1")
     for name in advertisers:
         cli_ok("platform", "issue-cert", "--db", db, "--advertiser", name, "--out", root / name)

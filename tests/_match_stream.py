@@ -1,0 +1,50 @@
+"""A Match call that a test drives message by message (shared by the server tests).
+
+The tests that send hostile, replayed or stalled messages need to decide what goes out and when,
+which the real client never lets them do.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Iterator
+
+import grpc
+
+from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
+from cleanroom.service._generated.cleanroom.v1 import matcher_pb2_grpc as pb_grpc
+
+
+class MatchStream:
+    """A Match call fed from a queue; keeps what was sent and received (for replays).
+
+    Args:
+        channel: the channel to the server.
+        timeout: the call's deadline, in seconds.
+    """
+
+    def __init__(self, channel: grpc.Channel, timeout: float) -> None:
+        self.sent: list[pb.ClientMessage] = []
+        self.received: list[pb.ServerMessage] = []
+        self._outgoing: queue.Queue[pb.ClientMessage | None] = queue.Queue()
+        self.call = pb_grpc.MatcherStub(channel).Match(self._requests(), timeout=timeout)
+
+    def _requests(self) -> Iterator[pb.ClientMessage]:
+        while (message := self._outgoing.get()) is not None:
+            yield message
+
+    def send(self, *messages: pb.ClientMessage) -> None:
+        """Queue messages for sending, in order."""
+        for message in messages:
+            self.sent.append(message)
+            self._outgoing.put(message)
+
+    def replies(self) -> Iterator[pb.ServerMessage]:
+        """The server's messages as they arrive (each also kept in ``received``)."""
+        for reply in self.call:
+            self.received.append(reply)
+            yield reply
+
+    def end(self) -> None:
+        """Half-close the stream once everything queued has gone out."""
+        self._outgoing.put(None)
