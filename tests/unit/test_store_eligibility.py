@@ -71,6 +71,28 @@ def test_eligible_ids_are_the_views_eligible_rows(db: Database) -> None:
     assert len(ids) == 1
 
 
+def test_ids_and_users_read_in_blocks_equal_the_view(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Five more eligible identifiers, two of them on one user, between the ineligible ones.
+    more = tmp_path / "more.csv"
+    more.write_text(
+        "user_id,type,value,source,ads_matching_consent\n"
+        + "".join(f"u{i // 2},email,more{i}@example.com,signup,true\n" for i in range(5))
+    )
+    import_platform_csv(db, more)
+    expected = db.conn.execute(
+        "SELECT identifier_id, user_row FROM eligible_identifiers ORDER BY identifier_id"
+    ).fetchall()
+    assert len(expected) == 6
+    # Blocks smaller than the set, one that ends exactly on its last row, one larger.
+    for block in (1, 4, 6, 7):
+        monkeypatch.setattr(eligibility, "_ELIGIBLE_BLOCK", block)
+        ids, users = eligibility.eligible_identifiers_and_users(db.conn)
+        assert list(zip(ids.tolist(), users.tolist(), strict=True)) == expected
+        assert eligibility.eligible_identifier_ids(db.conn).tolist() == [i for i, _ in expected]
+
+
 def test_two_factor_with_consent_is_never_eligible_even_after_a_grant(db: Database) -> None:
     change = consent.grant(db, "twofa")
     assert change.identifiers == 1 and change.never_permitted == 1

@@ -27,6 +27,7 @@ __all__ = [
     "NEVER_PERMITTED_SOURCES",
     "PERMITTED_SOURCES",
     "eligible_identifier_ids",
+    "eligible_identifiers_and_users",
     "install_views",
 ]
 
@@ -113,14 +114,60 @@ def eligible_identifier_ids(conn: sqlite3.Connection) -> NDArray[np.int64]:
     Returns:
         A sorted ``int64`` array of ``identifiers.id``.
     """
-    # One JSON array built by SQLite and parsed by json.loads, both in C: a cursor step and a
-    # Python int per row cost a third more at 10^6 rows (a match session waits for this).
-    (packed,) = conn.execute(
-        "SELECT json_group_array(identifier_id) FROM "
-        "(SELECT identifier_id FROM eligible_identifiers ORDER BY identifier_id)"
-    ).fetchone()
-    ids = np.array(json.loads(packed), dtype=np.int64)
-    if np.any(ids[1:] < ids[:-1]):
-        # SQLite aggregates in the subquery's order but does not promise to: never rely on it.
-        ids.sort()
+    (ids,) = _eligible_columns(conn, ("identifier_id",))
     return ids
+
+
+def eligible_identifiers_and_users(
+    conn: sqlite3.Connection,
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Ids and user rows of every identifier eligible now, ascending by id.
+
+    Args:
+        conn: a connection with the views installed.
+
+    Returns:
+        ``(ids, user_rows)``: two aligned ``int64`` arrays.
+    """
+    ids, users = _eligible_columns(conn, ("identifier_id", "user_row"))
+    return ids, users
+
+
+#: Eligible identifiers read per query (bounded memory on large tables).
+_ELIGIBLE_BLOCK = 1 << 20
+
+
+def _eligible_columns(
+    conn: sqlite3.Connection, columns: tuple[str, ...]
+) -> list[NDArray[np.int64]]:
+    """Integer columns of ``eligible_identifiers``, ascending by identifier id.
+
+    SQLite packs each block into one JSON array per column, which ``json.loads`` parses in C: no
+    cursor step and no Python int per row for the (up to millions of) rows.
+    """
+    # The column names are this module's constants, never input, so inlining them is safe.
+    arrays = ", ".join(f"json_group_array({column})" for column in columns)
+    query = (
+        f"SELECT COUNT(*), {arrays} FROM (SELECT {', '.join(columns)} FROM eligible_identifiers "
+        "WHERE identifier_id > ? ORDER BY identifier_id LIMIT ?)"
+    )
+    blocks: list[list[NDArray[np.int64]]] = []
+    after = 0
+    while True:
+        count, *packed = conn.execute(query, (after, _ELIGIBLE_BLOCK)).fetchone()
+        if not count:
+            break
+        block = [np.array(json.loads(text), dtype=np.int64) for text in packed]
+        ids = block[columns.index("identifier_id")]
+        if np.any(ids[1:] < ids[:-1]):
+            # SQLite aggregates in the subquery's order, but does not promise it: never rely on it.
+            order = np.argsort(ids, kind="stable")
+            block = [column[order] for column in block]
+            ids = block[columns.index("identifier_id")]
+        blocks.append(block)
+        after = int(ids[-1])
+        if count < _ELIGIBLE_BLOCK:
+            break
+    if not blocks:
+        return [np.empty(0, dtype=np.int64) for _ in columns]
+    return [np.concatenate(parts) for parts in zip(*blocks, strict=True)]

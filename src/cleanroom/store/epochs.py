@@ -43,7 +43,7 @@ from cleanroom.identifiers import KINDS
 from cleanroom.identifiers.messages import message_prefix
 from cleanroom.store import audit, keystore
 from cleanroom.store.database import Database, transaction, unix_now
-from cleanroom.store.eligibility import eligible_identifier_ids
+from cleanroom.store.eligibility import eligible_identifier_ids, eligible_identifiers_and_users
 from cleanroom.store.permutation import random_permutation
 
 __all__ = [
@@ -61,9 +61,6 @@ __all__ = [
 #: chunks leave a core idle), so calls are large; messages are built lazily as the engine hands
 #: chunks to its workers, so only the call's output array (32 MB here) scales with this.
 PRECOMPUTE_CHUNK = 1 << 20
-
-#: Eligible identifiers read per query when listing them (bounded memory on large tables).
-_ELIGIBLE_BLOCK = 1 << 20
 
 _ARRAYS = ("V", "ids", "users")
 
@@ -157,7 +154,7 @@ def rotate(
         written: list[Path] = []
         try:
             with _snapshot(db.conn):
-                ids, users = _eligible_now(db.conn)
+                ids, users = eligible_identifiers_and_users(db.conn)
                 if on_start is not None:
                     on_start(len(ids))
                 key = suite.generate_key()
@@ -238,7 +235,7 @@ def refresh(
         written: list[Path] = []
         try:
             with _snapshot(db.conn):
-                ids, users = _eligible_now(db.conn)
+                ids, users = eligible_identifiers_and_users(db.conn)
                 fresh = ~np.isin(ids, old_ids, assume_unique=True)
                 ids, users = ids[fresh], users[fresh]
                 if on_start is not None:
@@ -394,40 +391,6 @@ def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
         yield
     finally:
         conn.execute("COMMIT")
-
-
-def _eligible_now(conn: sqlite3.Connection) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Ids and user rows of every eligible identifier, ascending by id.
-
-    SQLite packs each block into two JSON arrays, which ``json.loads`` parses in C: no Python
-    loop and no cursor step per row for the (up to millions of) rows.
-    """
-    ids: list[NDArray[np.int64]] = []
-    users: list[NDArray[np.int64]] = []
-    after = 0
-    while True:
-        count, id_list, user_list = conn.execute(
-            "SELECT COUNT(*), json_group_array(identifier_id), json_group_array(user_row) FROM ("
-            "SELECT identifier_id, user_row FROM eligible_identifiers WHERE identifier_id > ? "
-            "ORDER BY identifier_id LIMIT ?)",
-            (after, _ELIGIBLE_BLOCK),
-        ).fetchone()
-        if not count:
-            break
-        block_ids = np.array(json.loads(id_list), dtype=np.int64)
-        block_users = np.array(json.loads(user_list), dtype=np.int64)
-        if np.any(block_ids[1:] < block_ids[:-1]):
-            # SQLite aggregates in the subquery's order, but does not promise it: never rely on it.
-            order = np.argsort(block_ids, kind="stable")
-            block_ids, block_users = block_ids[order], block_users[order]
-        ids.append(block_ids)
-        users.append(block_users)
-        after = int(block_ids[-1])
-        if count < _ELIGIBLE_BLOCK:
-            break
-    if not ids:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    return np.concatenate(ids), np.concatenate(users)
 
 
 _PREFIXES = {kind: message_prefix(kind) for kind in KINDS}
