@@ -251,9 +251,8 @@ def write_matched_rows(list_path: Path, out: Path, matched_rows: Collection[int]
     written = 0
     try:
         with temporary.open("w", encoding="utf-8", newline="") as f:
-            lines = _unquoted_lines(list_path)
-            if lines is not None:
-                written = _copy_lines(list_path, lines, wanted, f)
+            if _without_quotes(list_path):
+                written = _copy_lines(list_path, wanted, f)
             else:
                 with _open_rows(list_path) as reader:
                     writer = csv.writer(f, lineterminator="\n")
@@ -276,35 +275,41 @@ def write_matched_rows(list_path: Path, out: Path, matched_rows: Collection[int]
     return written
 
 
-def _unquoted_lines(path: Path) -> list[str] | None:
-    """The list's physical lines as the CSV reader splits them, if no line holds a quote.
+def _without_quotes(path: Path) -> bool:
+    """Whether no line of the list holds a quote character (read as a stream, not kept).
 
-    Without a quote character, every line that is not empty is exactly one row, so the matched
-    rows can be copied as they are, without parsing the CSV again (a million rows: ~0.2 s
-    instead of ~1.2 s). ``None``: quoting is used, so rows must be found by the CSV reader.
+    Without a quote, every line that is not empty is exactly one row, so the matched rows can be
+    copied as they are, without parsing the CSV again (a million rows: ~0.4 s instead of
+    ~1.2 s). A list that cannot be read goes to the CSV path, which reports it.
     """
     try:
-        # The same decoding and line splitting (\n, \r\n, \r; nothing else) as _open_rows.
-        with path.open(encoding="utf-8-sig", newline="") as stream:
-            lines = stream.readlines()
+        with _open_lines(path) as stream:
+            return not any('"' in line for line in stream)
     except (OSError, UnicodeDecodeError):
-        return None  # the CSV path reports it
-    return None if any('"' in line for line in lines) else lines
+        return False
 
 
-def _copy_lines(path: Path, lines: list[str], wanted: set[int], out: TextIO) -> int:
+def _copy_lines(path: Path, wanted: set[int], out: TextIO) -> int:
     """Write the header line and the wanted rows' lines unchanged; return the rows written."""
-    # An empty line (its terminator only) is no row, as for the CSV reader.
-    rows = [line for line in lines if line.rstrip("\r\n")]
-    if not rows:
-        raise ImportFailed(f"{path} became empty while matching")
     written = 0
-    for ordinal, line in enumerate(rows):
-        if ordinal == 0 or ordinal - 1 in wanted:
-            # The last line may lack its terminator; the next one must not run into it.
-            out.write(line if line.endswith(("\n", "\r")) else line + "\n")
-            written += ordinal > 0
+    ordinal = -1  # the header is row -1, the first data row 0
+    with _open_lines(path) as stream:
+        for line in stream:
+            if not line.rstrip("\r\n"):
+                continue  # an empty line (its terminator only) is no row, as for the CSV reader
+            if ordinal == -1 or ordinal in wanted:
+                # The last line may lack its terminator; the next one must not run into it.
+                out.write(line if line.endswith(("\n", "\r")) else line + "\n")
+                written += ordinal >= 0
+            ordinal += 1
+    if ordinal == -1:
+        raise ImportFailed(f"{path} became empty while matching")
     return written
+
+
+def _open_lines(path: Path) -> TextIO:
+    # The same decoding and line splitting (\n, \r\n, \r; nothing else) as _open_rows.
+    return path.open(encoding="utf-8-sig", newline="")
 
 
 def _data_rows(reader: Reader) -> Iterator[tuple[int, int, list[str]]]:
@@ -322,7 +327,7 @@ def _open_rows(path: Path) -> Iterator[Reader]:
     try:
         # Opened here, not in a with-statement around the yield, so only a failure to open
         # becomes "cannot read"; errors in the caller's block keep their own type.
-        stream: TextIO = path.open(encoding="utf-8-sig", newline="")
+        stream = _open_lines(path)
     except FileNotFoundError:
         raise ImportFailed(f"the list {path} does not exist") from None
     except OSError as exc:
