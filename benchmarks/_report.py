@@ -44,6 +44,22 @@ def command_line() -> str:
     )
 
 
+def heading(title: str, info: dict[str, object], command: str, cores: str = "") -> list[str]:
+    """The first lines of a section: its title, the machine, the date and the exact command.
+
+    ``cores`` adds to the core count (e2e: how many of them the run could use).
+    """
+    return [
+        f"## {title}",
+        "",
+        f"Machine: {info['cpu']}, {info['cores']} cores ({cores}shared with other jobs), Python "
+        f"{info['python']}, {info['date']}. Command:",
+        "",
+        f"    {command}",
+        "",
+    ]
+
+
 def write_section(name: str, body: str) -> None:
     """Replace (or append) the section ``name`` of RESULTS.md with ``body``."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"

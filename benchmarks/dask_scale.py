@@ -41,13 +41,13 @@ import sys
 from pathlib import Path
 
 # benchmarks/platform.py is named like the stdlib's ``platform`` module, and a script's directory
-# comes first on sys.path: drop it, so that ``import platform`` (in libraries) gets the stdlib's.
+# comes first on sys.path: look here last, after the standard library, so that ``import platform``
+# (in libraries) gets the stdlib's and ``import _report`` still finds ours.
 _HERE = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE] + [str(_HERE)]
 
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import resource  # noqa: E402
@@ -57,20 +57,12 @@ import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from dataclasses import asdict, dataclass  # noqa: E402
-from types import ModuleType  # noqa: E402
 from typing import Any  # noqa: E402
+
+import _report  # noqa: E402
 
 WORKERS = 2
 TARGET_RATIO = 1.25
-
-
-def _report_module() -> ModuleType:
-    """benchmarks/_report.py, loaded by path (its directory is off sys.path, see above)."""
-    spec = importlib.util.spec_from_file_location("_report", _HERE / "_report.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass
@@ -234,13 +226,7 @@ def run(identifiers: int, repeat: int, workdir: Path) -> dict[str, Any]:
 def markdown(result: dict[str, Any], machine: dict[str, object], command: str) -> str:
     n = result["identifiers"]
     lines = [
-        "## Precompute on a Dask cluster (issue 7)",
-        "",
-        f"Machine: {machine['cpu']}, {machine['cores']} cores (shared with other jobs), Python "
-        f"{machine['python']}, {machine['date']}. Command:",
-        "",
-        f"    {command}",
-        "",
+        *_report.heading("Precompute on a Dask cluster (issue 7)", machine, command),
         f"{n:,} identifiers (one consented email per user, all eligible). Local: the batch "
         f"engine's process pool, {result['workers']} workers, chunk {result['local_chunk']:,}. "
         f"Cluster: `distributed.LocalCluster`, {result['workers']} worker processes x 1 thread, "
@@ -285,22 +271,21 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="keep the database here (default: a temp dir)")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
-    report = _report_module()
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
         result = run(args.identifiers, args.repeat, args.workdir)
     else:
         with tempfile.TemporaryDirectory(prefix="dask-scale-") as tmp:
             result = run(args.identifiers, args.repeat, Path(tmp))
-    machine, command = report.machine(), report.command_line()
+    machine, command = _report.machine(), _report.command_line()
     text = markdown(result, machine, command)
     print(text)
     if args.write_results:
-        report.RESULTS_DIR.mkdir(exist_ok=True)
-        (report.RESULTS_DIR / "dask_scale.json").write_text(
+        _report.RESULTS_DIR.mkdir(exist_ok=True)
+        (_report.RESULTS_DIR / "dask_scale.json").write_text(
             json.dumps({"machine": machine, "command": command, **result}, indent=2) + "\n"
         )
-        report.write_section("dask", text)
+        _report.write_section("dask", text)
 
 
 if __name__ == "__main__":

@@ -845,13 +845,9 @@ def render(
     """The Markdown of the "e2e" section of RESULTS.md."""
     cores = results[0]["cores"]
     lines = [
-        "## End to end against OpenMined PSI (issue 5)",
-        "",
-        f"Machine: {info['cpu']}, {info['cores']} cores ({cores} usable; shared with other "
-        f"jobs), Python {info['python']}, {info['date']}. Command:",
-        "",
-        f"    {command}",
-        "",
+        *_report.heading(
+            "End to end against OpenMined PSI (issue 5)", info, command, cores=f"{cores} usable; "
+        ),
         "Each size: one platform list (N users, one email each, all eligible) and one advertiser "
         "list (n records, one email each, 50% of them platform users), messy spellings "
         "normalized by each side. cleanroom through the real CLI, each step its own process: "

@@ -56,7 +56,7 @@ import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
 
-from _report import RESULTS_DIR, command_line, machine, write_section  # noqa: E402
+from _report import RESULTS_DIR, command_line, heading, machine, write_section  # noqa: E402
 
 MODES = ("count", "audience", "ids")
 
@@ -434,13 +434,7 @@ def render(result: dict[str, Any], info: dict[str, object], command: str) -> str
         else "**SOME RESULTS WRONG**"
     )
     lines = [
-        "## Load: concurrent advertisers against one server (issue 6)",
-        "",
-        f"Machine: {info['cpu']}, {info['cores']} cores (shared with other jobs), Python "
-        f"{info['python']}, {info['date']}. Command:",
-        "",
-        f"    {command}",
-        "",
+        *heading("Load: concurrent advertisers against one server (issue 6)", info, command),
         f"{result['advertisers']} advertisers, each with its own certificate and a list of "
         f"{result['records']:,} records (a different number of them on the platform for each, "
         f"so cross-talk cannot give a right answer), against a platform of "

@@ -413,13 +413,9 @@ def render(result: dict[str, Any], info: dict[str, object], command: str) -> str
     """The Markdown of the "match" section of RESULTS.md."""
     n, big_n, summary = result["n"], result["N"], result["summary"]
     lines = [
-        "## Match through the real server and CLI (match-service issue)",
-        "",
-        f"Machine: {info['cpu']}, {info['cores']} cores (shared with other jobs), Python "
-        f"{info['python']}, {info['date']}. Command:",
-        "",
-        f"    {command}",
-        "",
+        *_report.heading(
+            "Match through the real server and CLI (match-service issue)", info, command
+        ),
         f"n = {n:,} advertiser records (one email each, all consented), N = {big_n:,} eligible "
         f"platform identifiers, overlap {result['overlap']:.0%}; epoch precomputed before the "
         "clock starts (setup wall: "
