@@ -20,9 +20,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import selectors
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +29,7 @@ from typing import Any
 import grpc
 import pytest
 from _match_stream import MatchStream
+from _platform_processes import Server, build_platform
 
 from cleanroom.cli import main
 from cleanroom.crypto import BatchEngine, get_suite
@@ -108,10 +106,6 @@ class Platform:
         return grpc.secure_channel(self.address, credentials)
 
 
-def _cli(*argv: str | Path) -> None:
-    assert main([str(a) for a in argv]) == 0, argv
-
-
 def _write_platform_csv(
     path: Path, twitter: list[Person], security: list[Person], ordinary: list[Person]
 ) -> None:
@@ -129,23 +123,9 @@ def _write_platform_csv(
         csv.writer(f).writerows(rows)
 
 
-def _wait_for_listening(server: subprocess.Popen[str], log: Path) -> str:
-    """HOST:PORT from the server's ``listening on HOST:PORT`` line (its first line of output)."""
-    assert server.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(server.stdout, selectors.EVENT_READ)
-        line = server.stdout.readline() if selector.select(timeout=TIMEOUT) else ""
-    if not line.startswith("listening on "):
-        server.kill()
-        server.wait(timeout=10)
-        raise AssertionError(f"the server did not start: {line}{log.read_text()}")
-    return line.removeprefix("listening on ").strip()
-
-
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     root = tmp_path_factory.mktemp("attacks")
-    db = root / "platform.db"
     people = generate_people(TWITTER_CASE + SECURITY_ONLY + ORDINARY, seed=41)
     twitter = people[:TWITTER_CASE]
     security = people[TWITTER_CASE : TWITTER_CASE + SECURITY_ONLY]
@@ -156,43 +136,14 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     ]
     _write_platform_csv(root / "users.csv", twitter, security, ordinary)
     (root / "policy.toml").write_text(POLICY, encoding="utf-8")
-    _cli("platform", "init", "--db", db)
-    _cli("platform", "import", "--db", db, root / "users.csv")
-    _cli("platform", "epoch", "rotate", "--db", db, "--workers", "1")
-    for name in ADVERTISERS:
-        _cli("platform", "issue-cert", "--db", db, "--advertiser", name, "--out", root / name)
-    log = root / "server.log"
-    with log.open("w", encoding="utf-8") as stderr:
-        server = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("cleanroom")),
-                "platform",
-                "serve",
-                "--db",
-                str(db),
-                "--listen",
-                "127.0.0.1:0",
-                "--policy",
-                str(root / "policy.toml"),
-                "--workers",
-                "1",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
+    db = build_platform(root, root / "users.csv", ADVERTISERS)
+    server = Server(db, root / "policy.toml", "--workers", "1")
     engine = BatchEngine(workers=1)
     try:
-        address = _wait_for_listening(server, log)
-        yield Platform(root, db, address, twitter, security, ordinary, outsiders, engine)
+        yield Platform(root, db, server.address, twitter, security, ordinary, outsiders, engine)
     finally:
         engine.close()
-        server.terminate()
-        try:
-            server.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.communicate()
+        server.stop()
 
 
 # -- the advertiser's side: the real CLI, and a client of the attacker's own -----------------------
