@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import grpc
 
+from cleanroom.protocol import AdvertiserRole
 from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
 from cleanroom.service._generated.cleanroom.v1 import matcher_pb2_grpc as pb_grpc
 
@@ -48,3 +49,19 @@ class MatchStream:
     def end(self) -> None:
         """Half-close the stream once everything queued has gone out."""
         self._outgoing.put(None)
+
+
+def run_role(channel: grpc.Channel, role: AdvertiserRole, timeout: float) -> MatchStream:
+    """Relay messages between ``role`` and the server until the call ends.
+
+    Returns:
+        The stream, with everything sent and received (``role.result`` holds the outcome).
+    """
+    stream = MatchStream(channel, timeout)
+    stream.send(role.open_session())
+    try:
+        for reply in stream.replies():
+            stream.send(*role.handle(reply))
+    finally:
+        stream.end()
+    return stream

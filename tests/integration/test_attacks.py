@@ -28,7 +28,7 @@ from typing import Any
 
 import grpc
 import pytest
-from _match_stream import MatchStream
+from _match_stream import MatchStream, run_role
 from _platform_processes import Server, build_platform
 
 from cleanroom.cli import main
@@ -209,13 +209,7 @@ def own_client_role(platform: Platform, customers: list[Customer], mode: Mode) -
 def run_session(
     channel: grpc.Channel, role: AdvertiserRole
 ) -> tuple[AdvertiserResult, MatchStream]:
-    stream = MatchStream(channel, TIMEOUT)
-    stream.send(role.open_session())
-    try:
-        for reply in stream.replies():
-            stream.send(*role.handle(reply))
-    finally:
-        stream.end()
+    stream = run_role(channel, role, TIMEOUT)
     assert role.finished and role.result is not None
     return role.result, stream
 

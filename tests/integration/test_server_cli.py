@@ -16,7 +16,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from _match_stream import MatchStream
+from _match_stream import MatchStream, run_role
 from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -169,11 +169,7 @@ def test_serve_matches_then_sigterm_aborts_the_open_session_and_exits_0(
 
             # One whole session.
             role = _role(customers, Mode.COUNT)
-            stream = MatchStream(channel, TIMEOUT)
-            stream.send(role.open_session())
-            for reply in stream.call:
-                stream.send(*role.handle(reply))
-            stream.end()
+            run_role(channel, role, TIMEOUT)
             assert role.result is not None and role.result.count == 300
 
             # One left half-way (U sent, W not) when the platform is told to stop.

@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from _match_stream import MatchStream
+from _match_stream import MatchStream, run_role
 from _platform_processes import build_platform
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -145,13 +145,7 @@ def advertiser_role(
 
 
 def run_session(channel: grpc.Channel, role: AdvertiserRole) -> AdvertiserResult:
-    stream = MatchStream(channel, TIMEOUT)
-    stream.send(role.open_session())
-    try:
-        for reply in stream.call:
-            stream.send(*role.handle(reply))
-    finally:
-        stream.end()
+    run_role(channel, role, TIMEOUT)
     assert role.finished and role.result is not None
     return role.result
 

@@ -46,7 +46,7 @@ from typing import Any
 
 import grpc
 import pytest
-from _match_stream import MatchStream
+from _match_stream import MatchStream, run_role
 from _platform_processes import build_platform
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import event, example, given, settings
@@ -787,13 +787,7 @@ def test_after_the_fuzz_the_server_serves_and_the_store_is_intact(platform: Plat
             get_suite(SUITE_ID), Mode.COUNT, messages, record_ids, engine=platform.engine
         )
         role.encrypt_list()
-        stream = MatchStream(channel, CALL_DEADLINE)
-        stream.send(role.open_session())
-        try:
-            for reply in stream.call:
-                stream.send(*role.handle(reply))
-        finally:
-            stream.end()
+        run_role(channel, role, CALL_DEADLINE)
     assert role.result is not None and role.result.count == len(matched)
     assert role.result.epsilon_charged == 0
 
