@@ -61,11 +61,12 @@ $(OM_STAMP): benchmarks/openmined-constraints.txt
 	$(OM_VENV)/bin/python -m pip install --quiet -c benchmarks/openmined-constraints.txt openmined-psi
 	touch $(OM_STAMP)
 
-# Reinstall when the project's dependencies or pins change.
-$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+# Reinstall when the project's dependencies or pins change, or the C extension's source does
+# (the editable install compiles it into src/).
+$(STAMP): $(BIN)/python pyproject.toml setup.py constraints.txt src/cleanroom/crypto/_h2c25519.c
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) $(OM_VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(OM_VENV) build src/*.egg-info src/cleanroom/crypto/*.so .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,7 +1,7 @@
 """Unit tests of cleanroom.crypto.h2c_curve25519.
 
-The module's two implementations (affine ``hash_to_curve``, inlined ``hash_to_curve_many``) are
-checked against each other and against an independent reference written here from the generic
+The module's two implementations (affine ``hash_to_curve`` in Python, ``hash_to_curve_many`` in C)
+are checked against each other and against an independent reference written here from the generic
 RFC 9380 text (§5.3.1, §6.7.1, §7): plain Python integers, square roots by exponentiation, affine
 Montgomery arithmetic, and an x-only ladder to test the order of the result.
 """
@@ -154,6 +154,28 @@ def test_many_equals_single_for_any_messages_and_dst(msgs: list[bytes], dst: byt
     rows = hash_to_curve_many(msgs, dst)
     assert rows.shape == (len(msgs), 32)
     assert [row.tobytes() for row in rows] == [hash_to_curve(msg, dst) for msg in msgs]
+
+
+@pytest.mark.parametrize("count", [1, 2, 127, 128, 129, 300])
+def test_many_equals_single_across_inversion_blocks(count: int) -> None:
+    # The C path shares one inversion per block of 128 messages: partial, exact and spilling
+    # blocks must each give every row its own point.
+    msgs = _messages(count)
+    rows = hash_to_curve_many(msgs, DST)
+    assert [row.tobytes() for row in rows] == [hash_to_curve(msg, DST) for msg in msgs]
+
+
+def test_many_equals_single_at_every_sha512_block_boundary() -> None:
+    # msg_prime = Z_pad || msg || 3 bytes || DST_prime: lengths 0 to 260 cross the 112- and
+    # 128-byte edges of SHA-512's padding in the C expander for one and two trailing blocks.
+    msgs = [bytes(range(256))[:n] if n < 256 else b"\xab" * n for n in range(261)]
+    rows = hash_to_curve_many(msgs, DST)
+    assert [row.tobytes() for row in rows] == [hash_to_curve(msg, DST) for msg in msgs]
+
+
+def test_many_rejects_a_message_that_is_not_bytes() -> None:
+    with pytest.raises(TypeError, match="message 1 is str"):
+        hash_to_curve_many([b"ok", "not bytes"], DST)  # type: ignore[list-item]
 
 
 def test_map_to_curve_matches_reference() -> None:

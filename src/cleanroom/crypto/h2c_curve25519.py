@@ -9,18 +9,18 @@ Two implementations of the same function live here on purpose:
 * :func:`hash_to_curve` follows the RFC step by step on affine points (Elligator 2 in the
   straight-line form of Appendix G.2.1, affine addition, three affine doublings). It also yields
   the intermediate values the known-answer tests check (``u``, ``Q0``, ``Q1``, ``P``).
-* :func:`hash_to_curve_many` is the bulk path. Its cost per message must stay close to one X25519
-  exchange, so it inlines everything into one loop: the expander's three SHA-512 calls, both maps
-  (one exponentiation each, the irreducible cost), the sum in fractions, the cofactor clearing as
-  x-only doublings in projective coordinates, and one inversion at the end (GMP's inversion
-  costs about as much as the interpreter overhead of Montgomery's batch trick, so it is not
-  batched). It returns the same bytes as :func:`hash_to_curve` for every message (tests check
-  this).
+* :func:`hash_to_curve_many` is the bulk path, in C (``_h2c25519.c``): hashing is a quarter of
+  a session's work, and in Python the interpreter's overhead around GMP's two exponentiations
+  cost as much as the exponentiations (34 µs a message against 8 µs in C, one core, same run).
+  It inlines everything into one loop: the expander's three SHA-512 calls, both maps (one
+  exponentiation each, the irreducible cost), the sum in fractions, the cofactor clearing as
+  x-only doublings in projective coordinates, and one inversion per block of messages
+  (Montgomery's trick). It returns the same bytes as :func:`hash_to_curve` for every message
+  (tests check this).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import gmpy2
@@ -28,7 +28,7 @@ import numpy as np
 from gmpy2 import mpz
 from numpy.typing import NDArray
 
-from cleanroom.crypto import h2c
+from cleanroom.crypto import _h2c25519, h2c
 
 __all__ = [
     "ELEMENT_SIZE",
@@ -69,8 +69,6 @@ _MINUS_J = mpz(_P_INT - _J_INT)
 _C2 = gmpy2.powmod(2, (_P_INT + 3) // 8, _P)
 _C3 = gmpy2.powmod(2, (_P_INT - 1) // 4, _P)
 _C4 = mpz((_P_INT - 5) // 8)
-# (A + 2) / 4 - 1, the constant of the x-only doubling in the form X' = AA*BB, Z' = E*(AA + a24*E).
-_A24 = mpz(121665)
 
 
 def hash_to_field(msg: bytes, dst: bytes, count: int = 2) -> list[int]:
@@ -275,137 +273,10 @@ def hash_to_curve_many(msgs: Sequence[bytes], dst: bytes) -> NDArray[np.uint8]:
     Raises:
         ValueError: the DST is empty.
     """
-    # The loop below is written for the interpreter, not for reading: each Python-level operation
-    # costs about as much as a 255-bit multiplication, so constants are locals, nothing is
-    # reduced that need not be, and there are no calls besides hashing, the two exponentiations
-    # and the final inversion. Each step names the RFC quantity it computes.
-    tag = h2c.dst_prime(dst, _HASH)
-    # msg_prime = Z_pad || msg || I2OSP(96, 2) || I2OSP(0, 1) || DST_prime. Z_pad is exactly one
-    # SHA-512 block, so the state after it is computed once and copied.
-    tail0 = (2 * _L).to_bytes(2, "big") + b"\x00" + tag
-    tail1 = b"\x01" + tag
-    tail2 = b"\x02" + tag
-    after_z_pad = hashlib.sha512(bytes(128)).copy
-    sha512 = hashlib.sha512
-    from_bytes = mpz.from_bytes
-    powmod = gmpy2.powmod
-    invert = gmpy2.invert
-    p, j, c2, c3, c4, a24 = _P, _J, _C2, _C3, _C4, _A24
-    minus_j = -_J  # the map's x1n; small, and every use of it ends in a reduction
-    j3 = _J**3 % _P
-    # In the x2 branch of the map, t = y11^2 * gxd equals +-c3 * g(x1). y11 * u * c2 is the
-    # square root of g(x2) / gxd = 2 u^2 g(x1) / gxd iff t * c2^2 = 2 g(x1); otherwise that
-    # times c3 is.
-    x2_root_check = 2 * gmpy2.invert(c2 * c2, p) % p
-    c2c3 = c2 * c3 % p
-    mask128 = mpz((1 << 128) - 1)
-
-    encoded: list[bytes] = []
-    append = encoded.append
-    for msg in msgs:
-        # expand_message_xmd(msg, DST, 96): b_1 || b_2, then u0 = b[0:48], u1 = b[48:96].
-        h = after_z_pad()
-        h.update(msg + tail0)
-        b0 = h.digest()
-        b1 = from_bytes(sha512(b0 + tail1).digest())
-        b2 = from_bytes(sha512((from_bytes(b0) ^ b1).to_bytes(64, "big") + tail2).digest())
-        # Left unreduced: the map only uses u in products that are reduced anyway.
-        u0 = b1 >> 128
-        u1 = ((b1 & mask128) << 256) | (b2 >> 256)
-
-        # Q0 = map_to_curve(u0) = (q0n / q0d, q0y) by Appendix G.2.1: the denominator is
-        # xd = 1 + 2 u^2, the numerator x1n = -J if g(x1) is square, else x2n = -J * 2 u^2;
-        # y comes out affine, as its sign (sgn0) must be fixed.
-        tv1 = u0 * u0 * 2 % p
-        q0d = tv1 + 1
-        xd2 = q0d * q0d % p
-        gxd = xd2 * q0d
-        gx1 = (j3 * tv1 - j * xd2) % p
-        g2 = gxd * gxd % p
-        tv3 = g2 * gxd * gx1 % p
-        q0y = powmod(g2 * g2 * tv3, c4, p) * tv3 % p
-        t = q0y * q0y * gxd % p
-        if t == gx1:
-            q0n = minus_j
-            if not q0y & 1:
-                q0y = p - q0y
-        elif t + gx1 == p:
-            q0n = minus_j
-            q0y = q0y * c3 % p
-            if not q0y & 1:
-                q0y = p - q0y
-        else:
-            q0n = minus_j * tv1
-            q0y = q0y * u0 * (c2 if t == gx1 * x2_root_check % p else c2c3) % p
-            if q0y & 1:
-                q0y = p - q0y
-
-        # Q1 = map_to_curve(u1), the same steps.
-        tv1 = u1 * u1 * 2 % p
-        q1d = tv1 + 1
-        xd2 = q1d * q1d % p
-        gxd = xd2 * q1d
-        gx1 = (j3 * tv1 - j * xd2) % p
-        g2 = gxd * gxd % p
-        tv3 = g2 * gxd * gx1 % p
-        q1y = powmod(g2 * g2 * tv3, c4, p) * tv3 % p
-        t = q1y * q1y * gxd % p
-        if t == gx1:
-            q1n = minus_j
-            if not q1y & 1:
-                q1y = p - q1y
-        elif t + gx1 == p:
-            q1n = minus_j
-            q1y = q1y * c3 % p
-            if not q1y & 1:
-                q1y = p - q1y
-        else:
-            q1n = minus_j * tv1
-            q1y = q1y * u1 * (c2 if t == gx1 * x2_root_check % p else c2c3) % p
-            if q1y & 1:
-                q1y = p - q1y
-
-        # R = Q0 + Q1 as X / Z. For Q0 = (s0, t0), Q1 = (s1, t1) with Q0 != +-Q1 and s0 s1 != 0,
-        # the affine law s_R = slope^2 - A - s0 - s1 equals (s0 t1 - s1 t0)^2 /
-        # (s0 s1 (s1 - s0)^2), which needs fewer steps. With s_i = q_in / q_id this gives
-        # X = (q0n q1d t1 - q1n q0d t0)^2 q0d q1d and Z = q0n q1n (q1n q0d - q0n q1d)^2;
-        # Z = 0 exactly where the formula does not apply.
-        cross0 = q0n * q1d
-        cross1 = q1n * q0d
-        w = cross0 * q1y - cross1 * q0y
-        m = cross1 - cross0
-        x = w * w * q0d * q1d % p
-        z = q0n * q1n * m * m % p
-
-        # P = 8 R by three x-only doublings: X' = AA BB, Z' = E (AA + a24 E), E = AA - BB.
-        s = x + z
-        d = x - z
-        aa = s * s
-        bb = d * d
-        e = aa - bb
-        x = aa * bb % p
-        z = e * (aa + a24 * e) % p
-        s = x + z
-        d = x - z
-        aa = s * s
-        bb = d * d
-        e = aa - bb
-        x = aa * bb % p
-        z = e * (aa + a24 * e) % p
-        s = x + z
-        d = x - z
-        aa = s * s
-        bb = d * d
-        e = aa - bb
-        x = aa * bb % p
-        z = e * (aa + a24 * e) % p
-
-        if z:
-            append((x * invert(z, p) % p).to_bytes(32, "little"))
-        else:
-            # Q0 = +-Q1, a map output (0, 0), or R of order dividing 8: chance about 2^-250 per
-            # message. The affine path handles these cases exactly.
-            append(hash_to_curve(msg, dst))
-
-    out = np.frombuffer(bytearray(b"".join(encoded)), dtype=np.uint8)
-    return out.reshape(len(encoded), ELEMENT_SIZE)
+    encoded, exceptional = _h2c25519.hash_to_curve_many(msgs, h2c.dst_prime(dst, _HASH))
+    out = np.frombuffer(bytearray(encoded), dtype=np.uint8).reshape(len(msgs), ELEMENT_SIZE)
+    # Q0 = +-Q1, a map output (0, 0), or a sum of order dividing 8: chance about 2^-250 per
+    # message, where the projective formulas do not apply. The affine path handles them exactly.
+    for index in exceptional:
+        out[index] = np.frombuffer(hash_to_curve(msgs[index], dst), dtype=np.uint8)
+    return out

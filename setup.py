@@ -1,0 +1,17 @@
+"""Build configuration that pyproject.toml cannot express: the C extension.
+
+Everything else (metadata, dependencies, packages) is in pyproject.toml.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        # RFC 9380 hash-to-curve for curve25519 in bulk (see src/cleanroom/crypto/_h2c25519.c).
+        Extension(
+            "cleanroom.crypto._h2c25519",
+            ["src/cleanroom/crypto/_h2c25519.c"],
+            extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wextra", "-Werror=implicit"],
+        )
+    ],
+)

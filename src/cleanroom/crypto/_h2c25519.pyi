@@ -1,0 +1,3 @@
+from collections.abc import Sequence
+
+def hash_to_curve_many(msgs: Sequence[bytes], dst_prime: bytes, /) -> tuple[bytes, list[int]]: ...
