@@ -34,6 +34,7 @@ from cleanroom.protocol import AdvertiserResult, AdvertiserRole
 from cleanroom.service import tls
 from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
 from cleanroom.service._generated.cleanroom.v1 import matcher_pb2_grpc as pb_grpc
+from cleanroom.service.client import PlatformClient
 from cleanroom.service.server import PlatformServer, ServerOptions
 from cleanroom.service.servicer import INTERNAL_ERROR_DETAILS
 from cleanroom.service.status import ERROR_NAME_KEY
@@ -130,7 +131,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 def advertiser_role(
-    customers: list[Person], mode: Mode, suite_id: str = "x25519-sha512-ell2-ro"
+    customers: list[Person],
+    mode: Mode,
+    suite_id: str = "x25519-sha512-ell2-ro",
+    *,
+    hashed: bool = True,
 ) -> AdvertiserRole:
     messages, record_ids = [], []
     for record, person in enumerate(customers):
@@ -140,7 +145,8 @@ def advertiser_role(
     role = AdvertiserRole(
         get_suite(suite_id), mode, messages, record_ids, engine=BatchEngine(workers=1)
     )
-    role.encrypt_list()
+    if hashed:
+        role.encrypt_list()
     return role
 
 
@@ -256,6 +262,34 @@ def test_ids_mode_with_a_grant_returns_the_matched_records(world: World) -> None
     assert set(result.matched_record_ids.tolist()) == records
     assert result.count == len(records) and result.epsilon_charged == 0
     assert ledger(world, "acme")[-1].state == "completed"
+
+
+def test_the_platform_client_opens_first_and_hashes_while_the_session_runs(world: World) -> None:
+    # The real client path: no encrypt_list beforehand, so U is computed on gRPC's sending
+    # thread while V is taken on this one.
+    records, _ = truth(world, world.customers)
+    role = advertiser_role(world.customers, Mode.IDS, hashed=False)
+    with PlatformClient(f"localhost:{world.port}", tls_dir=world.root / "acme") as client:
+        result = client.match(role)
+    assert result.matched_record_ids is not None
+    assert set(result.matched_record_ids.tolist()) == records
+    assert role.encrypt_seconds is not None
+    assert ledger(world, "acme")[-1].state == "completed"
+
+
+def test_a_failure_while_hashing_in_the_session_is_raised_and_aborts_it(world: World) -> None:
+    # The list's hashing fails on gRPC's sending thread after the session opened: the client
+    # raises that failure itself (not gRPC's "Exception iterating requests"), and the platform
+    # aborts the session without charging it.
+    role = advertiser_role(world.customers, Mode.COUNT, hashed=False)
+    role._messages = [*role._messages[:-1], "not bytes"]  # type: ignore[list-item]
+    with (
+        PlatformClient(f"localhost:{world.port}", tls_dir=world.root / "beta") as client,
+        pytest.raises(TypeError, match="is str, not bytes"),
+    ):
+        client.match(role)
+    last = wait_for_state(world, "beta", "aborted")
+    assert last.epsilon_charged == 0 and last.result_count is None
 
 
 def test_get_policy_tells_the_advertiser_its_settings_and_n(world: World) -> None:

@@ -27,10 +27,12 @@ without marketing consent are dropped while reading.
      "server": "...", "input": "...", "suite": "...", "epoch_id": 3,
      "platform_set_size": 1000000,
      "phases": {"read_list": 0.4, "get_policy": 0.01, "wait_policy": 0.0, "normalize": 1.2,
-                "hash_encrypt_list": 3.1, "match": 9.8, "write_out": 0.1}}
+                "plan_list": 0.1, "match": 11.2, "hash_encrypt_list": 3.1, "write_out": 0.1}}
 
 ``get_policy`` is the policy call's own duration, which overlaps ``read_list``; ``wait_policy``
-is what was left of it after the list was read.
+is what was left of it after the list was read. ``plan_list`` groups the records and counts
+them for the session's opening; ``hash_encrypt_list`` (U = E_a(H(x))) runs inside ``match``:
+the session opens first, so the platform loads its set while the list is hashed.
 
 ``records_read = without_consent + rejected.rows + sent``. ``rejected.by_reason`` counts every
 problem found: an ``invalid_<kind>`` value does not stop its record from being sent if another
@@ -236,14 +238,16 @@ def run_match(args: argparse.Namespace) -> int:
                     engine=engine,
                     progress=progress,
                 )
-                with _timed(phases, "hash_encrypt_list"):
-                    role.encrypt_list()
+                with _timed(phases, "plan_list"):
+                    customers_sent = role.record_count
                 check_policy_info(
-                    info, mode=mode, suite_id=suite.suite_id, record_count=role.record_count
+                    info, mode=mode, suite_id=suite.suite_id, record_count=customers_sent
                 )
                 in_session = True
                 with _timed(phases, "match"):
                     result = client.match(role)
+                if role.encrypt_seconds is not None:
+                    phases["hash_encrypt_list"] = role.encrypt_seconds
         except CleanroomError as exc:
             if isinstance(exc.__cause__, grpc.RpcError) and not isinstance(
                 exc, PlatformUnreachable

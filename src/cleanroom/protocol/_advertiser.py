@@ -1,16 +1,21 @@
 """The advertiser's side of a matching session, as a state machine without I/O (DESIGN §3).
 
-The CLI builds the role from its normalized list, lets it hash and encrypt the list before it
-connects (so no session stays open while it hashes), then relays messages::
+The CLI builds the role from its normalized list and relays messages::
 
     role = AdvertiserRole(suite, Mode.COUNT, messages, record_ids)
-    role.encrypt_list()                     # n hash+multiply; before connecting
-    send(role.open_session())
+    send(role.open_session())               # counts only: the list is not hashed yet
     for message in incoming:
         send(role.handle(message))
         if role.finished:
             break
     print(role.result.reported_as)
+
+The session opens before the list is hashed, so the platform loads its set V while the
+advertiser hashes: the U stream (returned for ``session_opened``) computes U = E_a(H(x)) when it
+is first read, on the thread that sends, while the thread that receives encrypts V. Both use the
+same batch engine, so neither side's cores wait for the other's phase to end. A caller may also
+call :meth:`AdvertiserRole.encrypt_list` itself, before or while the session runs (it is
+thread-safe and computes U once).
 
 Records that share an identifier (the same email on two rows) are one customer to the
 protocol: they get one record tag, so the identifier is sent once and the customer is counted
@@ -20,6 +25,8 @@ once. U never repeats an element, which would tell the platform which records sh
 from __future__ import annotations
 
 import enum
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -38,7 +45,7 @@ from cleanroom.errors import (
 from cleanroom.identifiers import NORMALIZATION_VERSION
 from cleanroom.policy import Mode
 from cleanroom.protocol._constants import MAX_CHUNK_BYTES, PROTOCOL_VERSION, RECORD_TAG_SIZE
-from cleanroom.protocol._rows import find_duplicate, first_occurrence, match_rows
+from cleanroom.protocol._rows import find_duplicate, match_rows
 from cleanroom.protocol._shuffle import random_permutation
 from cleanroom.protocol._wire import (
     ChunkReceiver,
@@ -137,7 +144,14 @@ class AdvertiserRole:
         # Fresh per session, never stored or sent.
         self._key = suite.generate_key()
         self._state = _State.CREATED
-        self._prepared = False
+        self._planned = False
+        self._u: NDArray[np.uint8] | None = None
+        # encrypt_list runs on whichever thread asks first (the CLI's, or gRPC's sending thread
+        # reading the U stream); the others wait for it and share its result or its failure.
+        self._encrypt_lock = threading.Lock()
+        self._encrypt_failure: BaseException | None = None
+        self.encrypt_seconds: float | None = None
+        """Wall time of hashing and encrypting the list, once done."""
         self.result: AdvertiserResult | None = None
         """Set when the result has arrived."""
 
@@ -148,43 +162,39 @@ class AdvertiserRole:
 
     @property
     def record_count(self) -> int:
-        """Distinct customers in the list (records sharing an identifier count once).
-
-        Known only once the list is hashed: reading it calls :meth:`encrypt_list`.
-        """
-        self.encrypt_list()
+        """Distinct customers in the list (records sharing an identifier count once)."""
+        self._plan()
         return self._group_count
 
     @property
     def identifier_count(self) -> int:
-        """Distinct identifiers in the list, the size n of U (calls :meth:`encrypt_list`)."""
-        self.encrypt_list()
-        return len(self._u)
+        """Distinct identifiers in the list, the size n of U."""
+        self._plan()
+        return len(self._u_source)
 
-    def encrypt_list(self) -> None:
-        """Compute U = E_a(H(x)) for the distinct identifiers, with tags, in a random order.
+    def _plan(self) -> None:
+        """Group the records, pick U's order and its tags: everything but the cryptography.
 
-        The expensive step of the advertiser (n hash-to-curve and scalar multiplications); call
-        it before connecting. Calling it again does nothing.
+        Equal messages hash to equal elements (and distinct ones to distinct elements, but for
+        a chance of about 2^-250), so repeats are found on the messages, before hashing.
         """
-        if self._prepared:
+        if self._planned:
             return
         messages = self._messages
-        encrypted = self._suite.hash_and_encrypt(
-            self._key,
-            messages,
-            self._suite.dst,
-            engine=self._engine,
-            progress=self._progress_for("hash and encrypt list", len(messages)),
+        first_index: dict[bytes, int] = {}
+        remember = first_index.setdefault
+        first = np.fromiter(
+            (remember(message, i) for i, message in enumerate(messages)),
+            dtype=np.intp,
+            count=len(messages),
         )
-        # Equal messages hash to equal elements, so repeats are found on the elements, fast.
-        self._first = first_occurrence(encrypted)
-        distinct = np.flatnonzero(self._first == np.arange(len(messages)))
+        self._first = first
+        distinct = np.flatnonzero(first == np.arange(len(messages)))
         record_values, record_of_message = np.unique(self._record_ids, return_inverse=True)
         self._record_values = record_values
         self._record_of_message = record_of_message.astype(np.intp, copy=False)
         group_of_record = _merge_records_sharing_identifiers(
-            len(record_values), self._record_of_message, self._first
+            len(record_values), self._record_of_message, first
         )
         self._group_count = int(group_of_record.max()) + 1 if len(group_of_record) else 0
         self._group_of_record = group_of_record
@@ -194,19 +204,48 @@ class AdvertiserRole:
         # A fresh random order, so U's order says nothing about the list's order.
         order = distinct[random_permutation(len(distinct))]
         self._u_source = order  # U row -> index of its message
-        self._u = encrypted[order]
         self._u_tags = tag_of_group[group_of_record[self._record_of_message[order]]]
-        self._prepared = True
+        self._planned = True
+
+    def encrypt_list(self) -> None:
+        """Compute U = E_a(H(x)) for the distinct identifiers, in U's random order.
+
+        The expensive step of the advertiser (n hash-to-curve and scalar multiplications). The
+        U stream calls it when first read; a caller may call it earlier, from any thread. It
+        runs once: later calls return at once, or wait for the running one, and re-raise its
+        failure if it failed.
+        """
+        with self._encrypt_lock:
+            if self._encrypt_failure is not None:
+                raise self._encrypt_failure
+            if self._u is not None:
+                return
+            self._plan()
+            started = time.perf_counter()
+            order = self._u_source
+            messages = self._messages
+            try:
+                self._u = self._suite.hash_and_encrypt(
+                    self._key,
+                    [messages[i] for i in order],
+                    self._suite.dst,
+                    engine=self._engine,
+                    progress=self._progress_for("hash and encrypt list", len(order)),
+                )
+            except BaseException as exc:
+                self._encrypt_failure = exc
+                raise
+            self.encrypt_seconds = time.perf_counter() - started
 
     def open_session(self) -> pb.ClientMessage:
-        """Return the OpenSession message (hashing the list first if not done yet).
+        """Return the OpenSession message (the list's counts; it need not be hashed yet).
 
         Raises:
             OutOfOrder: the session was opened already.
         """
         if self._state is not _State.CREATED:
             raise OutOfOrder("the session was opened already")
-        self.encrypt_list()
+        self._plan()
         self._state = _State.AWAITING_OPENED
         return pb.ClientMessage(
             open_session=pb.OpenSession(
@@ -215,7 +254,7 @@ class AdvertiserRole:
                 normalization_version=NORMALIZATION_VERSION,
                 protocol_version=PROTOCOL_VERSION,
                 record_count=self._group_count,
-                identifier_count=len(self._u),
+                identifier_count=len(self._u_source),
             )
         )
 
@@ -223,7 +262,9 @@ class AdvertiserRole:
         """Handle one message from the platform.
 
         Every check and state change happens before this returns; the returned iterator only
-        slices already computed arrays into messages.
+        slices computed arrays into messages, except the U stream (the reply to
+        ``session_opened``), which first computes U (:meth:`encrypt_list`) and raises its
+        failure.
 
         Args:
             message: the next ServerMessage of the stream.
@@ -285,11 +326,14 @@ class AdvertiserRole:
         self._w = np.empty((total, size), dtype=np.uint8)
         self._w_progress = self._progress_for("encrypt platform set", total)
         self._state = _State.RECEIVING_V
-        return self._stream_u(self._u, self._u_tags)
+        return self._stream_u()
 
-    def _stream_u(
-        self, u: NDArray[np.uint8], tags: NDArray[np.uint32]
-    ) -> Iterator[pb.ClientMessage]:
+    def _stream_u(self) -> Iterator[pb.ClientMessage]:
+        # A generator: U is computed when the sending thread first asks for a chunk, while the
+        # receiving thread goes on taking V.
+        self.encrypt_list()
+        u, tags = self._u, self._u_tags
+        assert u is not None  # encrypt_list either set it or raised
         per_chunk = rows_per_chunk(u.shape[1] + RECORD_TAG_SIZE, self._max_chunk_bytes)
         for start, stop in chunk_spans(len(u), per_chunk):
             chunk = pb.AdvertiserSetChunk(
@@ -326,7 +370,7 @@ class AdvertiserRole:
             w_sent = self._w[random_permutation(len(self._w))]
         if self._mode is Mode.IDS:
             self._u_prime = ChunkReceiver(
-                "encrypted advertiser set U'", len(self._u), self._suite.element_size
+                "encrypted advertiser set U'", len(self._u_source), self._suite.element_size
             )
             self._state = _State.RECEIVING_U_PRIME
         else:

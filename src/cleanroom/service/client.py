@@ -203,7 +203,8 @@ class PlatformClient:
     def match(self, role: AdvertiserRole) -> AdvertiserResult:
         """Run one session: relay messages between ``role`` and the platform until the result.
 
-        Call ``role.encrypt_list()`` first, so no session stays open while the list is hashed.
+        The session opens before the list is hashed: gRPC's sending thread computes U when it
+        reads the U stream, while this thread takes V (see :class:`AdvertiserRole`).
 
         Args:
             role: a fresh advertiser role.
@@ -218,16 +219,21 @@ class PlatformClient:
                 or the role refused what the platform sent (the call is then cancelled).
         """
         outgoing: queue.SimpleQueue[Iterator[pb.ClientMessage] | None] = queue.SimpleQueue()
-        # gRPC reads this generator from its own thread; the role's reply iterators only slice
-        # arrays it has finished computing, so reading them there is safe.
+        # gRPC reads this generator from its own thread, where the U stream hashes the list. A
+        # failure there must not vanish into gRPC's log as "Exception iterating requests":
+        # _Sending keeps it, cancels the call, and this thread raises it.
+        sending = _Sending(outgoing)
         outgoing.put(iter([role.open_session()]))
-        call = self._match(_drain(outgoing), timeout=self._match_timeout)
+        call = self._match(sending.messages(), timeout=self._match_timeout)
+        sending.call = call
         try:
             for message in call:
                 outgoing.put(role.handle(message))
                 if role.finished:
                     outgoing.put(None)  # after the Close: the stream's half-close
         except grpc.RpcError as exc:
+            if sending.failure is not None:
+                raise sending.failure from None
             raise self._error(exc, self._match_timeout, session=True) from exc
         except BaseException:
             call.cancel()  # tell the platform at once instead of letting it wait
@@ -264,9 +270,23 @@ class PlatformClient:
         return error_from_status(code, details, error_name)
 
 
-def _drain(
-    outgoing: queue.SimpleQueue[Iterator[pb.ClientMessage] | None],
-) -> Iterator[pb.ClientMessage]:
-    """Yield every message put on ``outgoing`` until ``None`` (the end of the stream)."""
-    while (batch := outgoing.get()) is not None:
-        yield from batch
+class _Sending:
+    """The request side of a Match call: the messages put on ``outgoing``, until ``None``.
+
+    If producing a message fails (the U stream hashing the list), the failure is kept in
+    :attr:`failure`, the call is cancelled, and the stream ends without raising into gRPC.
+    """
+
+    def __init__(self, outgoing: queue.SimpleQueue[Iterator[pb.ClientMessage] | None]) -> None:
+        self._outgoing = outgoing
+        self.call: grpc.RpcContext | None = None
+        self.failure: BaseException | None = None
+
+    def messages(self) -> Iterator[pb.ClientMessage]:
+        try:
+            while (batch := self._outgoing.get()) is not None:
+                yield from batch
+        except Exception as exc:
+            self.failure = exc
+            if self.call is not None:
+                self.call.cancel()
