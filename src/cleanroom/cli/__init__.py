@@ -10,13 +10,15 @@ Exit codes: 0 success, 1 a failure of the operation, 2 bad input or usage.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from cleanroom import __version__
 from cleanroom.errors import CleanroomError, InvalidInput
 
-__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "build_parser", "console_main", "main"]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -61,5 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def console_main() -> NoReturn:
+    """The ``cleanroom`` console script: :func:`main`, then exit with its code."""
+    code = main()
+    # Whatever is alive now lives until exit anyway. Freezing it spares the interpreter's final
+    # garbage collection a pass over every object of the command's imports and data: about
+    # 0.1 s of every command (0.09-0.16 s measured at the end of a 10^4 match).
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    console_main()
