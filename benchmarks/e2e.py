@@ -903,10 +903,11 @@ def render(
         "",
         "Phases of the cleanroom sessions (the CLI's own `phases`, seconds; `match` is the whole "
         "gRPC session: V down, W and U up, U' down in ids mode, the platform's encryption of U "
-        "and the intersection; `get_policy`, when `wait_policy` is reported, overlaps "
-        "`read_list`), the rest of the wall (interpreter start, imports, exit), CPU seconds "
-        "of the client's process tree and of the server's during the session; OpenMined's "
-        "phases, seconds:",
+        "and the intersection; `hash_encrypt_list`, when `plan_list` is reported, runs inside "
+        "`match`, as the session opens before the list is hashed; `get_policy`, when "
+        "`wait_policy` is reported, overlaps `read_list`), the rest of the wall (interpreter "
+        "start, imports, exit), CPU seconds of the client's process tree and of the server's "
+        "during the session; OpenMined's phases, seconds:",
         "",
     ]
     phase_names: list[str] = []
