@@ -289,6 +289,40 @@ def test_records_sharing_an_identifier_are_one_customer() -> None:
     assert result.matched_record_ids.tolist() == [10, 20]
 
 
+def test_the_session_opens_before_the_list_is_hashed() -> None:
+    # OpenSession's counts come from the messages; U is computed when the U stream is first
+    # read, and the session then completes exactly as when the list was hashed beforehand.
+    adv = advertiser(Mode.IDS)
+    first = adv.open_session()
+    assert (first.open_session.record_count, first.open_session.identifier_count) == (8, 9)
+    assert adv.encrypt_seconds is None  # nothing hashed yet
+    platform = open_platform()(read_open_session(first))
+    opened, *v_chunks = platform.start()
+    u_stream = adv.handle(opened)
+    assert adv.encrypt_seconds is None  # still nothing: the stream is lazy
+    u_chunks = list(u_stream)
+    assert adv.encrypt_seconds is not None and len(u_chunks) == 1
+    replies = [reply for chunk in u_chunks for reply in platform.handle(chunk)]
+    w_chunks = [w for chunk in v_chunks for w in adv.handle(chunk)]
+    replies += [reply for chunk in w_chunks for reply in platform.handle(chunk)]
+    for reply in replies:
+        for close in adv.handle(reply):
+            platform.handle(close)
+    assert adv.result is not None and adv.result.matched_record_ids is not None
+    assert adv.result.matched_record_ids.tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_failed_hashing_is_raised_again_not_repeated() -> None:
+    # The sending thread and the CLI may both ask for U: the second gets the first's failure.
+    messages: list[bytes] = [email("a@x.com"), "not bytes"]  # type: ignore[list-item]
+    adv = AdvertiserRole(X25519, Mode.COUNT, messages, [0, 1])
+    with pytest.raises(TypeError, match="is str, not bytes") as first:
+        adv.encrypt_list()
+    with pytest.raises(TypeError) as second:
+        adv.encrypt_list()
+    assert second.value is first.value
+
+
 def test_advertiser_needs_one_record_id_per_identifier() -> None:
     with pytest.raises(InvalidInput, match="2 identifiers but 1 record ids"):
         AdvertiserRole(X25519, Mode.COUNT, [b"a", b"b"], [1])

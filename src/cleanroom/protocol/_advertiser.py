@@ -149,6 +149,9 @@ class AdvertiserRole:
         # encrypt_list runs on whichever thread asks first (the CLI's, or gRPC's sending thread
         # reading the U stream); the others wait for it and share its result or its failure.
         self._encrypt_lock = threading.Lock()
+        # The plan draws U's random order and tags: it must be drawn once, even when
+        # open_session and an early encrypt_list on another thread both ask for it.
+        self._plan_lock = threading.Lock()
         self._encrypt_failure: BaseException | None = None
         self.encrypt_seconds: float | None = None
         """Wall time of hashing and encrypting the list, once done."""
@@ -178,8 +181,11 @@ class AdvertiserRole:
         Equal messages hash to equal elements (and distinct ones to distinct elements, but for
         a chance of about 2^-250), so repeats are found on the messages, before hashing.
         """
-        if self._planned:
-            return
+        with self._plan_lock:
+            if not self._planned:
+                self._plan_once()
+
+    def _plan_once(self) -> None:
         messages = self._messages
         first_index: dict[bytes, int] = {}
         remember = first_index.setdefault
