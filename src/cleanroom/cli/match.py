@@ -230,18 +230,17 @@ def run_match(args: argparse.Namespace) -> int:
                 check_policy_info(
                     info, mode=mode, suite_id=suite.suite_id, record_count=prepared.records_sent
                 )
-                role = AdvertiserRole(
-                    suite,
-                    mode,
-                    prepared.messages,
-                    prepared.record_ids,
-                    engine=engine,
-                    progress=progress,
-                )
-                with _timed(phases, "plan_list"):
-                    customers_sent = role.record_count
+                with _timed(phases, "plan_list"):  # the role groups the records when built
+                    role = AdvertiserRole(
+                        suite,
+                        mode,
+                        prepared.messages,
+                        prepared.record_ids,
+                        engine=engine,
+                        progress=progress,
+                    )
                 check_policy_info(
-                    info, mode=mode, suite_id=suite.suite_id, record_count=customers_sent
+                    info, mode=mode, suite_id=suite.suite_id, record_count=role.record_count
                 )
                 in_session = True
                 with _timed(phases, "match"):

@@ -144,14 +144,11 @@ class AdvertiserRole:
         # Fresh per session, never stored or sent.
         self._key = suite.generate_key()
         self._state = _State.CREATED
-        self._planned = False
+        self._plan()
         self._u: NDArray[np.uint8] | None = None
         # encrypt_list runs on whichever thread asks first (the CLI's, or gRPC's sending thread
         # reading the U stream); the others wait for it and share its result or its failure.
         self._encrypt_lock = threading.Lock()
-        # The plan draws U's random order and tags: it must be drawn once, even when
-        # open_session and an early encrypt_list on another thread both ask for it.
-        self._plan_lock = threading.Lock()
         self._encrypt_failure: BaseException | None = None
         self.encrypt_seconds: float | None = None
         """Wall time of hashing and encrypting the list, once done."""
@@ -166,26 +163,21 @@ class AdvertiserRole:
     @property
     def record_count(self) -> int:
         """Distinct customers in the list (records sharing an identifier count once)."""
-        self._plan()
         return self._group_count
 
     @property
     def identifier_count(self) -> int:
         """Distinct identifiers in the list, the size n of U."""
-        self._plan()
         return len(self._u_source)
 
     def _plan(self) -> None:
         """Group the records, pick U's order and its tags: everything but the cryptography.
 
-        Equal messages hash to equal elements (and distinct ones to distinct elements, but for
-        a chance of about 2^-250), so repeats are found on the messages, before hashing.
+        Done once, when the role is built: the session's opening needs the counts, and the
+        plan's random order and tags must not change afterwards. Equal messages hash to equal
+        elements (and distinct ones to distinct elements, but for a chance of about 2^-250), so
+        repeats are found on the messages, before hashing.
         """
-        with self._plan_lock:
-            if not self._planned:
-                self._plan_once()
-
-    def _plan_once(self) -> None:
         messages = self._messages
         first_index: dict[bytes, int] = {}
         remember = first_index.setdefault
@@ -211,7 +203,6 @@ class AdvertiserRole:
         order = distinct[random_permutation(len(distinct))]
         self._u_source = order  # U row -> index of its message
         self._u_tags = tag_of_group[group_of_record[self._record_of_message[order]]]
-        self._planned = True
 
     def encrypt_list(self) -> None:
         """Compute U = E_a(H(x)) for the distinct identifiers, in U's random order.
@@ -226,7 +217,6 @@ class AdvertiserRole:
                 raise self._encrypt_failure
             if self._u is not None:
                 return
-            self._plan()
             started = time.perf_counter()
             order = self._u_source
             messages = self._messages
@@ -251,7 +241,6 @@ class AdvertiserRole:
         """
         if self._state is not _State.CREATED:
             raise OutOfOrder("the session was opened already")
-        self._plan()
         self._state = _State.AWAITING_OPENED
         return pb.ClientMessage(
             open_session=pb.OpenSession(
