@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,10 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from cleanroom.cli import main
 from cleanroom.crypto import BatchEngine, get_suite
-from cleanroom.errors import InvalidInput
+from cleanroom.errors import InvalidInput, PolicyRefused
 from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import Mode, load_policy
-from cleanroom.protocol import AdvertiserResult, AdvertiserRole
+from cleanroom.protocol import AdvertiserResult, AdvertiserRole, ProgressFactory
 from cleanroom.service import tls
 from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
 from cleanroom.service._generated.cleanroom.v1 import matcher_pb2_grpc as pb_grpc
@@ -136,6 +137,8 @@ def advertiser_role(
     suite_id: str = "x25519-sha512-ell2-ro",
     *,
     hashed: bool = True,
+    engine: BatchEngine | None = None,
+    progress: ProgressFactory | None = None,
 ) -> AdvertiserRole:
     messages, record_ids = [], []
     for record, person in enumerate(customers):
@@ -143,7 +146,12 @@ def advertiser_role(
             messages.append(hash_message(kind, identifier_digest(kind, value)))
             record_ids.append(record)
     role = AdvertiserRole(
-        get_suite(suite_id), mode, messages, record_ids, engine=BatchEngine(workers=1)
+        get_suite(suite_id),
+        mode,
+        messages,
+        record_ids,
+        engine=engine or BatchEngine(workers=1),
+        progress=progress,
     )
     if hashed:
         role.encrypt_list()
@@ -265,16 +273,60 @@ def test_ids_mode_with_a_grant_returns_the_matched_records(world: World) -> None
 
 
 def test_the_platform_client_opens_first_and_hashes_while_the_session_runs(world: World) -> None:
-    # The real client path: no encrypt_list beforehand, so U is computed on gRPC's sending
-    # thread while V is taken on this one.
+    # The real client path: no encrypt_list beforehand, so U is computed on the client's own
+    # hashing thread (started as the session opens) while V is taken on this one.
     records, _ = truth(world, world.customers)
-    role = advertiser_role(world.customers, Mode.IDS, hashed=False)
+    hashed_on: set[str] = set()
+
+    def progress(phase: str, total: int) -> Callable[[int], object]:
+        def update(done: int) -> None:
+            if phase == "hash and encrypt list":
+                hashed_on.add(threading.current_thread().name)
+
+        return update
+
+    role = advertiser_role(world.customers, Mode.IDS, hashed=False, progress=progress)
     with PlatformClient(f"localhost:{world.port}", tls_dir=world.root / "acme") as client:
         result = client.match(role)
     assert result.matched_record_ids is not None
     assert set(result.matched_record_ids.tolist()) == records
     assert role.encrypt_seconds is not None
+    assert hashed_on == {"encrypt-list"}
     assert ledger(world, "acme")[-1].state == "completed"
+
+
+def test_a_refused_session_stops_the_hashing_it_started(world: World) -> None:
+    # The client starts hashing as the session opens; when the platform refuses, the role is
+    # abandoned and the hashing stops after the chunk it is on instead of running to the end.
+    refused_seen = threading.Event()
+    chunks_done: list[int] = []
+
+    def progress(phase: str, total: int) -> Callable[[int], object]:
+        def update(done: int) -> None:
+            chunks_done.append(done)
+            refused_seen.wait(TIMEOUT)  # hold the first chunk until the refusal has arrived
+
+        return update
+
+    role = advertiser_role(
+        world.customers[:200],
+        Mode.IDS,
+        hashed=False,
+        engine=BatchEngine(workers=1, chunk_size=4),
+        progress=progress,
+    )
+    with (
+        PlatformClient(f"localhost:{world.port}", tls_dir=world.root / "beta") as client,
+        pytest.raises(PolicyRefused, match="mode 'ids' is not allowed"),
+    ):
+        client.match(role)
+    refused_seen.set()
+    with pytest.raises(CancelledError, match="abandoned"):
+        role.encrypt_list()  # waits for the hashing thread, then raises what stopped it
+    # At most the chunk it was on (of 100: 200 records, two identifiers each), none if the
+    # refusal came back before the first chunk was done.
+    assert chunks_done in ([], [4])
+    assert role.encrypt_seconds is None
 
 
 def test_a_failure_while_hashing_in_the_session_is_raised_and_aborts_it(world: World) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError
 
 import numpy as np
 import pytest
@@ -321,6 +322,35 @@ def test_a_failed_hashing_is_raised_again_not_repeated() -> None:
     with pytest.raises(TypeError) as second:
         adv.encrypt_list()
     assert second.value is first.value
+
+
+def test_an_abandoned_role_does_not_hash_its_list() -> None:
+    adv = AdvertiserRole(X25519, Mode.COUNT, [email("a@x.com"), email("b@x.com")], [0, 1])
+    adv.abandon()
+    for _ in range(2):  # and every later call says so again
+        with pytest.raises(CancelledError, match="abandoned before the list was hashed"):
+            adv.encrypt_list()
+    assert adv.encrypt_seconds is None
+
+
+def test_abandoning_stops_the_hashing_after_the_chunk_it_is_on() -> None:
+    adv: AdvertiserRole
+
+    def progress(phase: str, total: int) -> Callable[[int], object]:
+        return lambda done: adv.abandon()  # the session fails while the first chunk is done
+
+    messages = [email(f"user{i}@x.com") for i in range(12)]
+    adv = AdvertiserRole(
+        X25519,
+        Mode.COUNT,
+        messages,
+        list(range(12)),
+        engine=BatchEngine(workers=1, chunk_size=4),
+        progress=progress,
+    )
+    with pytest.raises(CancelledError, match="abandoned while the list was hashed"):
+        adv.encrypt_list()
+    assert adv.encrypt_seconds is None
 
 
 def test_advertiser_needs_one_record_id_per_identifier() -> None:

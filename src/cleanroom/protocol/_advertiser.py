@@ -15,7 +15,8 @@ advertiser hashes: the U stream (returned for ``session_opened``) computes U = E
 is first read, on the thread that sends, while the thread that receives encrypts V. Both use the
 same batch engine, so neither side's cores wait for the other's phase to end. A caller may also
 call :meth:`AdvertiserRole.encrypt_list` itself, before or while the session runs (it is
-thread-safe and computes U once).
+thread-safe and computes U once), and :meth:`AdvertiserRole.abandon` stops it when the session
+fails.
 
 Records that share an identifier (the same email on two rows) are one customer to the
 protocol: they get one record tag, so the identifier is sent once and the customer is counted
@@ -28,6 +29,7 @@ import enum
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,6 +152,7 @@ class AdvertiserRole:
         # reading the U stream); the others wait for it and share its result or its failure.
         self._encrypt_lock = threading.Lock()
         self._encrypt_failure: BaseException | None = None
+        self._abandoned = threading.Event()
         self.encrypt_seconds: float | None = None
         """Wall time of hashing and encrypting the list, once done."""
         self.result: AdvertiserResult | None = None
@@ -220,18 +223,37 @@ class AdvertiserRole:
             started = time.perf_counter()
             order = self._u_source
             messages = self._messages
+            report = self._progress_for("hash and encrypt list", len(order))
+
+            def progress(done: int) -> None:
+                # Called after each chunk: an abandoned session stops here, not at the end.
+                if self._abandoned.is_set():
+                    raise CancelledError("the session was abandoned while the list was hashed")
+                if report is not None:
+                    report(done)
+
             try:
+                if self._abandoned.is_set():
+                    raise CancelledError("the session was abandoned before the list was hashed")
                 self._u = self._suite.hash_and_encrypt(
                     self._key,
                     [messages[i] for i in order],
                     self._suite.dst,
                     engine=self._engine,
-                    progress=self._progress_for("hash and encrypt list", len(order)),
+                    progress=progress,
                 )
             except BaseException as exc:
                 self._encrypt_failure = exc
                 raise
             self.encrypt_seconds = time.perf_counter() - started
+
+    def abandon(self) -> None:
+        """Stop computing U: the session failed, so the work would be wasted.
+
+        A running :meth:`encrypt_list` stops after its current chunk and raises
+        ``concurrent.futures.CancelledError``, as does every later call.
+        """
+        self._abandoned.set()
 
     def open_session(self) -> pb.ClientMessage:
         """Return the OpenSession message (the list's counts; it need not be hashed yet).

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,8 +204,10 @@ class PlatformClient:
     def match(self, role: AdvertiserRole) -> AdvertiserResult:
         """Run one session: relay messages between ``role`` and the platform until the result.
 
-        The session opens before the list is hashed: gRPC's sending thread computes U when it
-        reads the U stream, while this thread takes V (see :class:`AdvertiserRole`).
+        The session opens before the list is hashed: a thread of this client starts computing
+        U as the OpenSession message leaves, gRPC's sending thread sends U once it is computed,
+        and this thread takes V meanwhile (see :class:`AdvertiserRole`). If the session fails,
+        the role is abandoned, which stops the hashing.
 
         Args:
             role: a fresh advertiser role.
@@ -226,6 +229,12 @@ class PlatformClient:
         outgoing.put(iter([role.open_session()]))
         call = self._match(sending.messages(), timeout=self._match_timeout)
         sending.call = call
+        # Hashing starts now rather than when the U stream is first read: the platform takes
+        # about a second to open a session of a million (eligibility, loading V), and the
+        # workers would idle through it. The role keeps a failure for the U stream to raise.
+        threading.Thread(
+            target=_encrypt_quietly, args=(role,), name="encrypt-list", daemon=True
+        ).start()
         try:
             for message in call:
                 outgoing.put(role.handle(message))
@@ -240,6 +249,8 @@ class PlatformClient:
             raise
         finally:
             outgoing.put(None)  # in every case, so gRPC's sending thread can end
+            if role.result is None:
+                role.abandon()  # the session failed: stop hashing the list
         if role.result is None:
             raise ProtocolError("the platform ended the session without sending a result")
         return role.result
@@ -268,6 +279,14 @@ class PlatformClient:
             if key == ERROR_NAME_KEY:
                 error_name = value if isinstance(value, str) else value.decode(errors="replace")
         return error_from_status(code, details, error_name)
+
+
+def _encrypt_quietly(role: AdvertiserRole) -> None:
+    """Compute the role's U; a failure is kept by the role and raised by its U stream."""
+    try:
+        role.encrypt_list()
+    except BaseException:  # kept by the role: raised again where the U stream reads it
+        return
 
 
 class _Sending:
