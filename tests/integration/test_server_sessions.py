@@ -330,9 +330,9 @@ def test_a_refused_session_stops_the_hashing_it_started(world: World) -> None:
 
 
 def test_a_failure_while_hashing_in_the_session_is_raised_and_aborts_it(world: World) -> None:
-    # The list's hashing fails on gRPC's sending thread after the session opened: the client
-    # raises that failure itself (not gRPC's "Exception iterating requests"), and the platform
-    # aborts the session without charging it.
+    # The list's hashing fails after the session opened, on the client's hashing thread; the
+    # U stream re-raises it on gRPC's sending thread, the client raises it itself (not gRPC's
+    # "Exception iterating requests"), and the platform aborts the session without charging it.
     role = advertiser_role(world.customers, Mode.COUNT, hashed=False)
     role._messages = [*role._messages[:-1], "not bytes"]  # type: ignore[list-item]
     with (

@@ -148,8 +148,9 @@ class AdvertiserRole:
         self._state = _State.CREATED
         self._plan()
         self._u: NDArray[np.uint8] | None = None
-        # encrypt_list runs on whichever thread asks first (the CLI's, or gRPC's sending thread
-        # reading the U stream); the others wait for it and share its result or its failure.
+        # encrypt_list runs on whichever thread asks first (the client's hashing thread, or
+        # gRPC's sending thread reading the U stream); the others wait for it and share its
+        # result or its failure.
         self._encrypt_lock = threading.Lock()
         self._encrypt_failure: BaseException | None = None
         self._abandoned = threading.Event()
