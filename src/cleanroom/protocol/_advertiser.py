@@ -12,7 +12,8 @@ The CLI builds the role from its normalized list and relays messages::
 
 The session opens before the list is hashed, so the platform loads its set V while the
 advertiser hashes: the U stream (returned for ``session_opened``) computes U = E_a(H(x)) when it
-is first read, on the thread that sends, while the thread that receives encrypts V. Both use the
+is first read, on the thread that sends, unless another thread started it already (the client
+does, as the session opens), while the thread that receives encrypts V. Both use the
 same batch engine, so neither side's cores wait for the other's phase to end. A caller may also
 call :meth:`AdvertiserRole.encrypt_list` itself, before or while the session runs (it is
 thread-safe and computes U once), and :meth:`AdvertiserRole.abandon` stops it when the session
@@ -347,7 +348,8 @@ class AdvertiserRole:
         return self._stream_u()
 
     def _stream_u(self) -> Iterator[pb.ClientMessage]:
-        # A generator: U is computed when the sending thread first asks for a chunk, while the
+        # A generator: when the sending thread first asks for a chunk, U is computed here, or
+        # waited for if another thread (the client's hashing thread) is computing it, while the
         # receiving thread goes on taking V.
         self.encrypt_list()
         u, tags = self._u, self._u_tags
