@@ -13,9 +13,10 @@ Every call has a deadline; for each one the test asserts that
   ``FAILED_PRECONDITION``, ``RESOURCE_EXHAUSTED``), never ``UNKNOWN``, ``INTERNAL`` or a
   ``DEADLINE_EXCEEDED`` (a hang), and its details never carry a traceback;
 - a refused call names its error class in the trailing metadata;
-- a body that does not parse as the method's protobuf never reaches cleanroom's code: gRPC
-  refuses it with ``INTERNAL`` and its fixed text ``Exception deserializing request!`` (nothing
-  from the request, no traceback), and any session it interrupts is aborted;
+- a body that does not parse as the method's protobuf is refused like any other bad data:
+  ``INVALID_ARGUMENT`` with ``InvalidMessage`` (not gRPC's own ``INTERNAL`` "Exception
+  deserializing request!", which would blame the platform), and any session it interrupts is
+  aborted and recorded;
 - the session ledger is left with nothing open, exactly one ``match.*`` audit entry was written
   for the call, and privacy budget was charged only for sessions that completed.
 
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -106,9 +108,6 @@ CLIENT_FAULTS = frozenset(
         grpc.StatusCode.RESOURCE_EXHAUSTED,
     }
 )
-# gRPC itself refuses a body that does not parse as the method's message, before any of
-# cleanroom's code runs; this is its fixed text (no traceback, nothing from the request).
-GRPC_UNPARSABLE = "Exception deserializing request!"
 
 Identifier = tuple[str, str]
 
@@ -681,14 +680,13 @@ def _raw_match(channel: grpc.Channel, bodies: list[bytes]) -> Outcome:
 
 
 def assert_clean_raw_status(outcome: Outcome) -> None:
-    _tally(outcome)
-    if outcome.code is grpc.StatusCode.INTERNAL:
-        # Refused by gRPC before the servicer saw it: its fixed text, nothing else.
-        assert outcome.details == GRPC_UNPARSABLE, outcome
-        assert outcome.error_name is None
-        return
     assert outcome.code is not grpc.StatusCode.DEADLINE_EXCEEDED, "the server hung"
     assert_clean_status(outcome)
+    if outcome.error_name == "InvalidMessage" and "does not parse" in outcome.details:
+        # Only the size and the expected type: nothing of the body comes back.
+        assert re.fullmatch(
+            r"a request of \d+ bytes does not parse as cleanroom\.v1\.\w+", outcome.details
+        ), outcome
 
 
 @settings(max_examples=examples(60))
@@ -704,6 +702,48 @@ def test_raw_bytes_on_the_match_stream_are_refused_cleanly(
     # reached the servicer, and an empty stream is refused before any session.
     settle(platform.db, before, expected_new=None)
     assert _match_entries(platform.db) - before <= 1
+
+
+# The body of a length-delimited field 1 announcing 4 GiB: not a protobuf message of any type.
+UNPARSABLE = b"\x0a\xff\xff\xff\xff\x0f"
+
+
+def test_an_unparsable_body_mid_session_is_invalid_argument_and_aborts_the_session(
+    platform: Platform,
+) -> None:
+    role = honest_role(platform, Mode.COUNT, 4)
+    before = _match_entries(platform.db)
+    outcome = _raw_match(
+        platform.fuzz_channel, [role.open_session().SerializeToString(), UNPARSABLE]
+    )
+    assert outcome.code is grpc.StatusCode.INVALID_ARGUMENT, outcome
+    assert outcome.error_name == "InvalidMessage"
+    assert outcome.details == "a request of 6 bytes does not parse as cleanroom.v1.ClientMessage"
+    settle(platform.db, before)
+    assert _new_entries(platform.db, before)[0][0] == "match.aborted"
+    assert _ledger(platform.db, FUZZER)[-1].state == "aborted"
+
+
+def test_an_unparsable_first_body_opens_no_session(platform: Platform) -> None:
+    before = _match_entries(platform.db)
+    sessions_before = len(_ledger(platform.db, FUZZER))
+    outcome = _raw_match(platform.fuzz_channel, [UNPARSABLE])
+    assert outcome.code is grpc.StatusCode.INVALID_ARGUMENT, outcome
+    assert outcome.error_name == "InvalidMessage"
+    settle(platform.db, before, expected_new=0)
+    assert len(_ledger(platform.db, FUZZER)) == sessions_before
+
+
+def test_an_unparsable_policy_request_is_invalid_argument(platform: Platform) -> None:
+    call = platform.fuzz_channel.unary_unary(
+        "/cleanroom.v1.Matcher/GetPolicy", request_serializer=None, response_deserializer=None
+    )
+    with pytest.raises(grpc.RpcError) as raised:
+        call(UNPARSABLE, timeout=CALL_DEADLINE)
+    outcome = _outcome(raised.value, [])
+    assert outcome.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert outcome.error_name == "InvalidMessage"
+    assert outcome.details == "a request of 6 bytes does not parse as cleanroom.v1.PolicyRequest"
 
 
 @settings(max_examples=examples(40))

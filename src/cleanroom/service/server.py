@@ -33,9 +33,8 @@ from cleanroom.policy import Policy
 from cleanroom.protocol import MAX_CHUNK_BYTES
 from cleanroom.service import tls
 from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
-from cleanroom.service._generated.cleanroom.v1 import matcher_pb2_grpc as pb_grpc
 from cleanroom.service.platform_sessions import PlatformSessions
-from cleanroom.service.servicer import Identify, MatcherServicer
+from cleanroom.service.servicer import Identify, MatcherServicer, add_matcher_to_server
 
 __all__ = [
     "DEFAULT_GRACE_SECONDS",
@@ -166,7 +165,7 @@ class PlatformServer:
             maximum_concurrent_rpcs=threads,
         )
         servicer = MatcherServicer(self.sessions, identify, session_timeout=options.session_timeout)
-        pb_grpc.add_MatcherServicer_to_server(servicer, self._server)  # type: ignore[no-untyped-call]
+        add_matcher_to_server(servicer, self._server)
         self._health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(

@@ -2,7 +2,10 @@
 
 All meaning lives in :mod:`cleanroom.service.platform_sessions` and :mod:`cleanroom.protocol`;
 this adapter identifies the caller, relays messages, and turns errors into statuses in ONE place
-(:func:`abort_with_status`).
+(:func:`abort_with_status`). :func:`add_matcher_to_server` registers it with request parsers that
+hand an unparsable body to the servicer as :class:`Undecodable`, so that it too is refused in that
+one place (``INVALID_ARGUMENT``, :class:`~cleanroom.errors.InvalidMessage`) rather than by gRPC
+itself as ``INTERNAL``, and a session it interrupts is aborted and recorded like any other.
 """
 
 from __future__ import annotations
@@ -10,17 +13,25 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
-from cleanroom.errors import CleanroomError, OutOfOrder
+from cleanroom.errors import CleanroomError, InvalidMessage, OutOfOrder
 from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
 from cleanroom.service._generated.cleanroom.v1 import matcher_pb2_grpc as pb_grpc
 from cleanroom.service.platform_sessions import MatchSession, PlatformSessions
 from cleanroom.service.status import ERROR_NAME_KEY, status_for
 
-__all__ = ["INTERNAL_ERROR_DETAILS", "MatcherServicer", "abort_with_status"]
+__all__ = [
+    "INTERNAL_ERROR_DETAILS",
+    "MatcherServicer",
+    "Undecodable",
+    "abort_with_status",
+    "add_matcher_to_server",
+    "parse_or_mark",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +39,76 @@ INTERNAL_ERROR_DETAILS = "the platform failed to handle the call; its operator h
 """What a client is told of the platform's own failures (the log has the rest)."""
 
 Identify = Callable[[grpc.ServicerContext], str]
+
+_M = TypeVar("_M", bound=Message)
+
+
+class Undecodable:
+    """A request body that does not parse as its method's protobuf message.
+
+    Only its size and the expected type are kept: nothing of the body reaches a status or a log.
+    """
+
+    __slots__ = ("expected", "size")
+
+    def __init__(self, expected: str, size: int) -> None:
+        self.expected = expected
+        self.size = size
+
+    def __repr__(self) -> str:
+        return f"Undecodable({self.expected}, {self.size} bytes)"
+
+    def error(self) -> InvalidMessage:
+        """The error the call is refused with."""
+        return InvalidMessage(f"a request of {self.size} bytes does not parse as {self.expected}")
+
+
+def parse_or_mark(message_type: type[_M]) -> Callable[[bytes], _M | Undecodable]:
+    """A request deserializer for ``message_type`` that marks an unparsable body, never raises.
+
+    gRPC answers a deserializer's exception itself, with ``INTERNAL`` ("Exception deserializing
+    request!"): the status of the platform's own failure, for what is the client's bad data.
+    """
+    expected = message_type.DESCRIPTOR.full_name
+
+    def parse(body: bytes) -> _M | Undecodable:
+        try:
+            return message_type.FromString(body)
+        # Whatever parsing hostile bytes raises (DecodeError, or a nesting limit's error), the
+        # body is not a message of this type.
+        except Exception:
+            return Undecodable(expected, len(body))
+
+    return parse
+
+
+def add_matcher_to_server(servicer: MatcherServicer, server: grpc.Server) -> None:
+    """Register ``servicer`` as ``cleanroom.v1.Matcher`` on ``server``, with marking parsers.
+
+    This replaces the generated ``add_MatcherServicer_to_server``, whose parsers raise.
+    """
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        "GetPolicy": grpc.unary_unary_rpc_method_handler(
+            servicer.GetPolicy,
+            request_deserializer=parse_or_mark(pb.PolicyRequest),
+            response_serializer=pb.PolicyInfo.SerializeToString,
+        ),
+        "Match": grpc.stream_stream_rpc_method_handler(
+            servicer.Match,
+            request_deserializer=parse_or_mark(pb.ClientMessage),
+            response_serializer=pb.ServerMessage.SerializeToString,
+        ),
+    }
+    name = pb.DESCRIPTOR.services_by_name["Matcher"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    server.add_registered_method_handlers(name, handlers)
+
+
+def _parsed(requests: Iterator[pb.ClientMessage | Undecodable]) -> Iterator[pb.ClientMessage]:
+    for request in requests:
+        if isinstance(request, Undecodable):
+            raise request.error()
+        yield request
 
 
 def abort_with_status(context: grpc.ServicerContext, error: BaseException) -> NoReturn:
@@ -65,29 +146,36 @@ class MatcherServicer(pb_grpc.MatcherServicer):  # type: ignore[misc, unused-ign
         self._identify = identify
         self._session_timeout = session_timeout
 
-    def GetPolicy(self, request: pb.PolicyRequest, context: grpc.ServicerContext) -> pb.PolicyInfo:
+    def GetPolicy(
+        self, request: pb.PolicyRequest | Undecodable, context: grpc.ServicerContext
+    ) -> pb.PolicyInfo:
         """The policy for the calling advertiser."""
         try:
+            if isinstance(request, Undecodable):
+                raise request.error()
             return self._sessions.policy_info(self._identify(context))
         except Exception as exc:
             abort_with_status(context, exc)
 
     def Match(
-        self, request_iterator: Iterator[pb.ClientMessage], context: grpc.ServicerContext
+        self,
+        request_iterator: Iterator[pb.ClientMessage | Undecodable],
+        context: grpc.ServicerContext,
     ) -> Iterator[pb.ServerMessage]:
         """One matching session over a bidirectional stream."""
+        requests = _parsed(request_iterator)
         session: MatchSession | None = None
         watch = _SessionWatch(context, self._session_timeout)
         reason = "the stream ended before the session completed"
         try:
             advertiser = self._identify(context)
-            first = next(request_iterator, None)
+            first = next(requests, None)
             if first is None:
                 raise OutOfOrder("the stream ended before open_session")
             session = self._sessions.open(advertiser, first)
             watch.attach(session)
             yield from session.start()
-            for message in request_iterator:
+            for message in requests:
                 yield from session.handle(message)
                 if session.finished:
                     return
