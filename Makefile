@@ -61,9 +61,9 @@ $(OM_STAMP): benchmarks/openmined-constraints.txt
 	$(OM_VENV)/bin/python -m pip install --quiet -c benchmarks/openmined-constraints.txt openmined-psi
 	touch $(OM_STAMP)
 
-# Reinstall when the project's dependencies or pins change, or the C extension's source does
-# (the editable install compiles it into src/).
-$(STAMP): $(BIN)/python pyproject.toml setup.py constraints.txt src/cleanroom/crypto/_h2c25519.c
+# Reinstall when the project's dependencies or pins change, or the C extensions' sources do
+# (the editable install compiles them into src/).
+$(STAMP): $(BIN)/python pyproject.toml setup.py constraints.txt $(wildcard src/cleanroom/crypto/*.c src/cleanroom/crypto/*.h)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)

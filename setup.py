@@ -1,4 +1,4 @@
-"""Build configuration that pyproject.toml cannot express: the C extension.
+"""Build configuration that pyproject.toml cannot express: the C extensions.
 
 Everything else (metadata, dependencies, packages) is in pyproject.toml.
 """
@@ -12,6 +12,14 @@ setup(
             "cleanroom.crypto._h2c25519",
             ["src/cleanroom/crypto/_h2c25519.c"],
             extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wextra", "-Werror=implicit"],
-        )
+            depends=["src/cleanroom/crypto/_fe25519.h"],
+        ),
+        # Curve membership of many u-coordinates at once (see src/cleanroom/crypto/_check25519.c).
+        Extension(
+            "cleanroom.crypto._check25519",
+            ["src/cleanroom/crypto/_check25519.c"],
+            extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wextra", "-Werror=implicit"],
+            depends=["src/cleanroom/crypto/_fe25519.h"],
+        ),
     ],
 )

@@ -20,6 +20,7 @@ run in chunks across processes through :class:`~cleanroom.crypto.batch.BatchEngi
 from __future__ import annotations
 
 import abc
+import secrets
 from collections.abc import Callable, Sequence
 from typing import ClassVar, Final
 
@@ -29,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from numpy.typing import NDArray
 
-from cleanroom.crypto import h2c_curve25519, h2c_p256
+from cleanroom.crypto import _check25519, h2c_curve25519, h2c_p256
 from cleanroom.crypto.batch import BatchEngine, default_engine
 from cleanroom.crypto.keys import SecretKey
 from cleanroom.errors import InvalidElement, InvalidKey, UnknownSuite
@@ -48,10 +49,10 @@ DEFAULT_SUITE_ID: Final[str] = SUITE_IDS[0]
 
 ProgressCallback = Callable[[int], object]
 
-# GMP's Jacobi symbol: about 1.5 µs on 255-bit numbers, the bulk of validation's cost.
+# GMP's Jacobi symbol: about 1.5 µs on 255-bit numbers, hence one per 64 subset products of a
+# chunk (X25519) rather than one per row; P-256 still takes one per row.
 _jacobi = gmpy2.jacobi
 _P25519: Final = gmpy2.mpz(2**255 - 19)
-_A25519: Final = gmpy2.mpz(486662)
 
 # Rows per slice when validating in this process, so memory stays bounded on huge arrays.
 _VALIDATE_SLICE_ROWS = 65_536
@@ -342,21 +343,31 @@ class X25519Suite(Suite):
         return None
 
     def validate_rows(self, rows: bytes) -> None:
-        self._check_elements(self.split_rows(rows))
+        self._check_elements(rows, self.split_rows(rows))
 
-    def _check_elements(self, units: list[bytes]) -> None:
-        # Fast path, one pass per check over the whole chunk with locals only: validation has to
-        # cost under a tenth of the scalar multiplication it protects.
-        # GMP integers throughout, reduced before the Jacobi symbol: ~10% of validation's cost.
-        p, a, jacobi, from_bytes = _P25519, _A25519, _jacobi, gmpy2.mpz.from_bytes
-        xs = [from_bytes(u, "little") for u in units]
+    def _check_elements(self, rows: bytes, units: list[bytes]) -> None:
+        # Fast path: canonical encodings and small order exactly, curve membership by the random
+        # subset test (_check25519.c: 64 Legendre symbols of random subset products instead of
+        # one per row; a chunk with a twist point passes with probability 2^-64, a valid chunk
+        # always does). About 0.4 µs a row against 2.3 µs for a Jacobi symbol per row, on
+        # millions of received rows per session.
+        count = len(units)
+        masks = secrets.token_bytes(
+            -(-count // _check25519.GROUP) * _check25519.MASK_BYTES_PER_GROUP
+        )
+        noncanonical, products = _check25519.twist_test(rows, masks)
+        p, jacobi, from_bytes = _P25519, _jacobi, gmpy2.mpz.from_bytes
         if (
-            self.SMALL_ORDER_U.isdisjoint(units)
-            and max(xs, default=0) < p
-            and min([jacobi(x * (x * (x + a) + 1) % p, p) for x in xs], default=1) == 1
+            noncanonical < 0
+            and self.SMALL_ORDER_U.isdisjoint(units)
+            and all(
+                jacobi(from_bytes(products[i : i + 32], "little"), p) == 1
+                for i in range(0, len(products), 32)
+            )
         ):
             return
-        # Slow path, only on failure: find the first bad row and say why.
+        # Slow path, only on failure: the exact check, row by row, finds the first bad row and
+        # says why. It is the authority: it alone decides that a row is bad.
         for row, u in enumerate(units):
             problem = self.element_problem(u)
             if problem is not None:
@@ -364,7 +375,7 @@ class X25519Suite(Suite):
 
     def encrypt_rows(self, key_bytes: bytes, rows: bytes) -> bytes:
         units = self.split_rows(rows)
-        self._check_elements(units)
+        self._check_elements(rows, units)
         return self._exchange_all(key_bytes, units)
 
     def hash_and_encrypt_rows(self, key_bytes: bytes, msgs: Sequence[bytes], dst: bytes) -> bytes:

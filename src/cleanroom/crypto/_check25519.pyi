@@ -1,0 +1,5 @@
+TESTS: int
+GROUP: int
+MASK_BYTES_PER_GROUP: int
+
+def twist_test(rows: bytes, masks: bytes, /) -> tuple[int, bytes]: ...

@@ -1,0 +1,136 @@
+"""The random subset test of curve membership (``_check25519``) and the X25519 validation on it."""
+
+from __future__ import annotations
+
+import secrets
+
+import gmpy2
+import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cleanroom.crypto import _check25519, get_suite
+from cleanroom.errors import InvalidElement
+
+P = 2**255 - 19
+A = 486662
+X25519 = get_suite("x25519-sha512-ell2-ro")
+
+
+def rhs(u: int) -> int:
+    return (u * (u * (u + A) + 1)) % P
+
+
+def mask_size(rows: int) -> int:
+    return -(-rows // _check25519.GROUP) * _check25519.MASK_BYTES_PER_GROUP
+
+
+def reference_products(units: list[int], masks: bytes) -> list[int]:
+    """Test t multiplies in row r iff bit r % 4 of test t's nibble in r's group is set."""
+    products = []
+    for test in range(_check25519.TESTS):
+        product = 1
+        for row, u in enumerate(units):
+            group = masks[(row // 4) * _check25519.MASK_BYTES_PER_GROUP :]
+            nibble = (group[test // 2] >> (4 * (test % 2))) & 0xF
+            if nibble >> (row % 4) & 1:
+                product = product * rhs(u) % P
+        products.append(product)
+    return products
+
+
+def curve_points(count: int) -> list[bytes]:
+    return [X25519PrivateKey.generate().public_key().public_bytes_raw() for _ in range(count)]
+
+
+def twist_point() -> bytes:
+    while True:
+        u = secrets.randbelow(P)
+        if gmpy2.jacobi(rhs(u), P) == -1:
+            return u.to_bytes(32, "little")
+
+
+def test_the_module_constants_fit_the_masks() -> None:
+    assert _check25519.TESTS == 64
+    assert _check25519.MASK_BYTES_PER_GROUP * 8 == _check25519.TESTS * _check25519.GROUP
+
+
+@settings(max_examples=60, deadline=None)
+@given(units=st.lists(st.integers(0, P - 1), max_size=13), seed=st.binary(min_size=32, max_size=32))
+def test_products_are_those_of_the_subsets_the_masks_choose(units: list[int], seed: bytes) -> None:
+    masks = (seed * (mask_size(len(units)) // 32 + 1))[: mask_size(len(units))]
+    rows = b"".join(u.to_bytes(32, "little") for u in units)
+    noncanonical, packed = _check25519.twist_test(rows, masks)
+    assert noncanonical == -1
+    products = [int.from_bytes(packed[i : i + 32], "little") for i in range(0, len(packed), 32)]
+    assert products == reference_products(units, masks)
+
+
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        ((2**255 - 19).to_bytes(32, "little"), "p itself"),
+        ((2**255 - 1).to_bytes(32, "little"), "2^255 - 1"),
+        (bytes(31) + b"\x80", "top bit set"),
+        (b"\xff" * 32, "all ones"),
+    ],
+)
+def test_the_first_noncanonical_row_is_named(bad: bytes, why: str) -> None:
+    rows = curve_points(5)
+    rows[3] = bad
+    rows.append(bad)
+    noncanonical, _ = _check25519.twist_test(b"".join(rows), bytes(mask_size(6)))
+    assert noncanonical == 3, why
+    # p - 1 is canonical (it is of small order: the suite's exact check refuses it).
+    canonical = (P - 1).to_bytes(32, "little")
+    assert _check25519.twist_test(canonical, bytes(mask_size(1)))[0] == -1
+
+
+def test_wrong_sizes_are_refused() -> None:
+    with pytest.raises(ValueError, match="whole number of 32-byte"):
+        _check25519.twist_test(bytes(33), bytes(32))
+    with pytest.raises(ValueError, match="masks must be 64 bytes for 5 rows, got 40"):
+        _check25519.twist_test(bytes(32 * 5), bytes(40))
+
+
+def test_a_chunk_of_curve_points_always_passes() -> None:
+    for count in (0, 1, 3, 4, 5, 257, 8192):
+        X25519.validate_rows(b"".join(curve_points(count)))
+
+
+@pytest.mark.parametrize("position", [0, 1, 2, 3, 4, 1000, 4095])
+def test_one_twist_point_anywhere_in_a_chunk_is_refused_naming_its_row(position: int) -> None:
+    rows = curve_points(4096)
+    rows[position] = twist_point()
+    with pytest.raises(InvalidElement) as raised:
+        X25519.validate_rows(b"".join(rows))
+    assert raised.value.row == position
+    assert raised.value.reason == "not on the curve (twist point)"
+
+
+def test_two_twist_points_whose_product_is_a_square_are_refused() -> None:
+    # A single product over the whole chunk would pass these: (-1) * (-1) = +1. Random subsets
+    # separate them.
+    rows = curve_points(1000)
+    rows[10], rows[11] = twist_point(), twist_point()
+    product = rhs(int.from_bytes(rows[10], "little")) * rhs(int.from_bytes(rows[11], "little"))
+    assert gmpy2.jacobi(product % P, P) == 1
+    with pytest.raises(InvalidElement) as raised:
+        X25519.validate_rows(b"".join(rows))
+    assert raised.value.row == 10
+
+
+def test_a_twist_point_makes_about_half_of_the_products_non_squares() -> None:
+    rows = curve_points(100)
+    rows[42] = twist_point()
+    masks = secrets.token_bytes(mask_size(100))
+    noncanonical, packed = _check25519.twist_test(b"".join(rows), masks)
+    assert noncanonical == -1
+    symbols = [
+        gmpy2.jacobi(int.from_bytes(packed[i : i + 32], "little"), P)
+        for i in range(0, len(packed), 32)
+    ]
+    assert set(symbols) <= {1, -1}
+    # Binomial(64, 1/2): outside [8, 56] with probability below 10^-9.
+    assert 8 <= symbols.count(-1) <= 56
