@@ -196,7 +196,7 @@ def run_match(args: argparse.Namespace) -> int:
             # The client closes first, which cancels a policy call still in flight, so leaving
             # the thread pool never waits for the platform.
             with (
-                ThreadPoolExecutor(1, thread_name_prefix="get-policy") as background,
+                ThreadPoolExecutor(2, thread_name_prefix="match-background") as background,
                 PlatformClient(
                     address,
                     tls_dir=args.tls_dir,
@@ -218,8 +218,11 @@ def run_match(args: argparse.Namespace) -> int:
                 workers = engine or default_engine()
                 if len(customers.rows) > workers.chunk_size:
                     # A list too large for one chunk will be hashed on the workers: start them
-                    # now, so their start-up overlaps the normalization, not the hashing.
-                    workers.start()
+                    # now, so their start-up overlaps the normalization, not the hashing. On a
+                    # thread: the first worker waits for the fork server to load the crypto
+                    # modules (about 0.2 s), which the normalization need not wait for. A
+                    # failure to start shows again, and is reported, at the first real job.
+                    background.submit(workers.start)
                 with _timed(phases, "wait_policy"):
                     info, phases["get_policy"] = asked.result()
                 suite = _choose_suite(info, args.suite)
