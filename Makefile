@@ -7,7 +7,7 @@ BENCH_STAMP := $(VENV)/.bench-installed
 OM_VENV  := .venv-openmined
 OM_STAMP := $(OM_VENV)/.installed
 
-.PHONY: demo test lint typecheck proto-check pytest proto bench bench-core bench-platform bench-match bench-load clean
+.PHONY: demo test lint typecheck proto-check pytest proto bench bench-core bench-platform bench-match bench-load bench-validation clean
 
 demo: $(STAMP)
 	$(BIN)/cleanroom demo
@@ -43,6 +43,9 @@ bench-platform: $(STAMP)
 
 bench-load: $(STAMP)
 	$(BIN)/python benchmarks/load.py --advertisers 8 --records 20000 --platform-users 50000 --rounds 2 --write-results
+
+bench-validation: $(STAMP)
+	$(BIN)/python benchmarks/validation.py --write-results
 
 bench-match: $(STAMP)
 	$(BIN)/python benchmarks/match.py --repeat 3 --write-results
