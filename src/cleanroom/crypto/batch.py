@@ -102,7 +102,7 @@ def _encrypt_task(suite: Suite, key_bytes: bytes, rows: bytes) -> _TaskResult:
 
 
 def _validate_task(suite: Suite, rows: bytes) -> _TaskResult:
-    # The rows come back unchanged: 32 bytes a row is noise next to the Jacobi symbol.
+    # The rows come back unchanged: copying 32 bytes a row is noise next to checking it.
     try:
         suite.validate_rows(rows)
     except InvalidElement as exc:
