@@ -151,9 +151,10 @@ class MatcherServicer(pb_grpc.MatcherServicer):  # type: ignore[misc, unused-ign
     ) -> pb.PolicyInfo:
         """The policy for the calling advertiser."""
         try:
+            advertiser = self._identify(context)  # who asks comes first, as in Match
             if isinstance(request, Undecodable):
                 raise request.error()
-            return self._sessions.policy_info(self._identify(context))
+            return self._sessions.policy_info(advertiser)
         except Exception as exc:
             abort_with_status(context, exc)
 
