@@ -356,12 +356,11 @@ class X25519Suite(Suite):
             -(-count // _check25519.GROUP) * _check25519.MASK_BYTES_PER_GROUP
         )
         noncanonical, products = _check25519.twist_test(rows, masks)
-        p, jacobi, from_bytes = _P25519, _jacobi, gmpy2.mpz.from_bytes
         if (
             noncanonical < 0
             and self.SMALL_ORDER_U.isdisjoint(units)
             and all(
-                jacobi(from_bytes(products[i : i + 32], "little"), p) == 1
+                _jacobi(gmpy2.mpz.from_bytes(products[i : i + 32], "little"), _P25519) == 1
                 for i in range(0, len(products), 32)
             )
         ):

@@ -32,9 +32,13 @@ from cleanroom.errors import InvalidInput, ListenFailed
 from cleanroom.policy import Policy
 from cleanroom.protocol import MAX_CHUNK_BYTES
 from cleanroom.service import tls
-from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
 from cleanroom.service.platform_sessions import PlatformSessions
-from cleanroom.service.servicer import Identify, MatcherServicer, add_matcher_to_server
+from cleanroom.service.servicer import (
+    SERVICE_NAME,
+    Identify,
+    MatcherServicer,
+    add_matcher_to_server,
+)
 
 __all__ = [
     "DEFAULT_GRACE_SECONDS",
@@ -50,9 +54,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-SERVICE_NAME: Final[str] = pb.DESCRIPTOR.services_by_name["Matcher"].full_name
-"""``cleanroom.v1.Matcher``: the name health checks and reflection know the service by."""
 
 INSECURE_ADVERTISER: Final = "insecure-local"
 """The advertiser every plaintext (``--insecure``) caller is, unless told otherwise."""

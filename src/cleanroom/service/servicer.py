@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Final, NoReturn, TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -26,6 +26,7 @@ from cleanroom.service.status import ERROR_NAME_KEY, status_for
 
 __all__ = [
     "INTERNAL_ERROR_DETAILS",
+    "SERVICE_NAME",
     "MatcherServicer",
     "Undecodable",
     "abort_with_status",
@@ -39,6 +40,10 @@ INTERNAL_ERROR_DETAILS = "the platform failed to handle the call; its operator h
 """What a client is told of the platform's own failures (the log has the rest)."""
 
 Identify = Callable[[grpc.ServicerContext], str]
+
+SERVICE_NAME: Final[str] = pb.DESCRIPTOR.services_by_name["Matcher"].full_name
+"""``cleanroom.v1.Matcher``: the service this servicer implements, and the name the server's
+health checks and reflection know it by."""
 
 _M = TypeVar("_M", bound=Message)
 
@@ -99,9 +104,8 @@ def add_matcher_to_server(servicer: MatcherServicer, server: grpc.Server) -> Non
             response_serializer=pb.ServerMessage.SerializeToString,
         ),
     }
-    name = pb.DESCRIPTOR.services_by_name["Matcher"].full_name
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
-    server.add_registered_method_handlers(name, handlers)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
 def _parsed(requests: Iterator[pb.ClientMessage | Undecodable]) -> Iterator[pb.ClientMessage]:
