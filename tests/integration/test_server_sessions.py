@@ -596,13 +596,68 @@ def test_health_check_reports_serving(world: World) -> None:
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
+def test_health_list_reports_every_service(world: World) -> None:
+    with world.channel("beta") as channel:
+        reply = health_pb2_grpc.HealthStub(channel).List(
+            health_pb2.HealthListRequest(), timeout=TIMEOUT
+        )
+    assert {name: s.status for name, s in reply.statuses.items()} == {
+        "": health_pb2.HealthCheckResponse.SERVING,
+        "cleanroom.v1.Matcher": health_pb2.HealthCheckResponse.SERVING,
+    }
+
+
 def test_reflection_lists_the_matcher_service(world: World) -> None:
     with world.channel("beta") as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         request = reflection_pb2.ServerReflectionRequest(list_services="")
         (reply,) = list(stub.ServerReflectionInfo(iter([request]), timeout=TIMEOUT))
     names = {service.name for service in reply.list_services_response.service}
-    assert {"cleanroom.v1.Matcher", "grpc.health.v1.Health"} <= names
+    assert {
+        "cleanroom.v1.Matcher",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.reflection.v1.ServerReflection",
+    } <= names
+
+
+def test_reflection_v1alpha_resolves_the_matcher_for_a_client(world: World) -> None:
+    from google.protobuf.descriptor_pool import DescriptorPool
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+
+    with world.channel("beta") as channel:
+        pool = DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
+        service = pool.FindServiceByName("cleanroom.v1.Matcher")
+        assert {m.name for m in service.methods} >= {"GetPolicy", "Match"}
+
+
+@pytest.mark.parametrize("symbol", ["cleanroom.v1.Matcher", "grpc.reflection.v1.ServerReflection"])
+def test_reflection_v1_answers_as_current_clients_ask(world: World, symbol: str) -> None:
+    from google.protobuf import descriptor_pb2
+
+    # grpcio-reflection ships v1alpha stubs only; v1 has the same messages on the wire.
+    with world.channel("beta") as channel:
+        info = channel.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        requests = [
+            reflection_pb2.ServerReflectionRequest(list_services=""),
+            reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol),
+        ]
+        listed, found = list(info(iter(requests), timeout=TIMEOUT))
+    assert "grpc.reflection.v1.ServerReflection" in {
+        s.name for s in listed.list_services_response.service
+    }
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(raw)
+        for raw in found.file_descriptor_response.file_descriptor_proto
+    ]
+    package = symbol.rsplit(".", 1)[0]
+    assert any(f.package == package and f.service for f in files), found
 
 
 def test_plaintext_is_refused_off_loopback(world: World) -> None:

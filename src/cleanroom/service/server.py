@@ -1,7 +1,8 @@
 """The platform's gRPC server: construction, the serve loop, and a clean stop on SIGTERM.
 
 One :class:`PlatformServer` serves ``cleanroom.v1.Matcher`` plus standard health checking
-(``grpc.health.v1.Health``, status per service) and server reflection over mTLS, or over
+(``grpc.health.v1.Health``: Check, Watch and List, status per service) and server reflection
+(``grpc.reflection.v1`` and ``v1alpha``) over mTLS, or over
 plaintext on a loopback address only. Sessions of several advertisers run at once, each on its
 own gRPC thread that only relays messages; the scalar multiplications run on the batch engine.
 
@@ -24,8 +25,7 @@ from types import FrameType
 from typing import Final, TextIO
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[import-untyped, unused-ignore]
-from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped, unused-ignore]
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped, unused-ignore]
 
 from cleanroom.crypto import BatchEngine, default_engine
 from cleanroom.errors import InvalidInput, ListenFailed
@@ -38,6 +38,11 @@ from cleanroom.service.servicer import (
     Identify,
     MatcherServicer,
     add_matcher_to_server,
+)
+from cleanroom.service.standard_services import (
+    HEALTH_SERVICE_NAME,
+    HealthServicer,
+    enable_reflection,
 )
 
 __all__ = [
@@ -167,11 +172,9 @@ class PlatformServer:
         )
         servicer = MatcherServicer(self.sessions, identify, session_timeout=options.session_timeout)
         add_matcher_to_server(servicer, self._server)
-        self._health = health.HealthServicer()
+        self._health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
-        )
+        enable_reflection((SERVICE_NAME, HEALTH_SERVICE_NAME), self._server)
         try:
             if credentials is None:
                 bound = self._server.add_insecure_port(options.listen)
