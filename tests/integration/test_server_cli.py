@@ -17,6 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 from _match_stream import MatchStream, run_role
+from _platform_processes import Server
 from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -220,3 +221,24 @@ def _wait_until_open(db: Path) -> None:
                 return
         time.sleep(0.05)
     raise AssertionError("the session never opened")
+
+
+@pytest.mark.parametrize(("level", "logged"), [("info", True), ("warning", False)])
+def test_serve_logs_json_lines_at_the_level_asked_for(
+    platform: tuple[Path, list[Person]], level: str, logged: bool
+) -> None:
+    db, _ = platform
+    server = Server(
+        db,
+        db.parent / "policy.toml",
+        *("--workers", "1", "--log-format", "json", "--log-level", level),
+    )
+    server.stop()
+    lines = server.log().splitlines()
+    entries = [json.loads(line) for line in lines]  # every line is one JSON object
+    messages = [entry["message"] for entry in entries]
+    assert ("serving mTLS" in messages) is logged, lines
+    assert ("received SIGTERM: stopping" in messages) is logged, lines
+    for entry in entries:
+        assert set(entry) >= {"time", "level", "logger", "message"}
+        assert entry["level"] in {"info", "warning", "error"} if logged else {"warning", "error"}

@@ -5,6 +5,7 @@ Commands::
     cleanroom platform serve --db PATH --listen HOST:PORT [--policy FILE.toml] [--tls-dir DIR]
                              [--insecure [--insecure-advertiser NAME]] [--workers N]
                              [--max-sessions N] [--session-timeout S] [--grace S]
+                             [--log-level LEVEL] [--log-format text|json]
     cleanroom platform issue-cert --db PATH --advertiser NAME --out DIR [--tls-dir DIR]
                                   [--valid-days N] [--overwrite]
     cleanroom platform audiences list --db PATH [--json]
@@ -25,8 +26,6 @@ Everything here is presentation: the work is done by :mod:`cleanroom.service` an
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from cleanroom.cli._args import (
     positive_int,
     print_json,
 )
+from cleanroom.cli._logging import add_log_options, configure_logging
 from cleanroom.errors import InvalidInput
 from cleanroom.policy import load_policy
 from cleanroom.service import server as platform_server
@@ -99,6 +99,7 @@ def register_service_commands(commands: Any) -> None:
         metavar="SECONDS",
         help="on SIGTERM, time open sessions get to finish (default: %(default)s)",
     )
+    add_log_options(serve)
     serve.set_defaults(run=run_serve)
 
     issue = db_command(commands, "issue-cert", "issue an advertiser's client certificate")
@@ -149,11 +150,7 @@ def run_serve(args: argparse.Namespace) -> int:
     """``platform serve``."""
     if args.insecure_advertiser is not None and not args.insecure:
         raise InvalidInput("--insecure-advertiser applies only with --insecure")
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.log_level, args.log_format)
     policy = load_policy(args.policy)
     # Fail here, naming the file, rather than on the first call.
     open_database(args.db).close()
