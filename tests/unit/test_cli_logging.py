@@ -5,8 +5,20 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Iterator
+
+import pytest
 
 from cleanroom.cli._logging import configure_logging
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logger() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def test_json_lines_carry_the_fields_and_an_exception() -> None:
