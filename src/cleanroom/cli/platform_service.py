@@ -6,6 +6,7 @@ Commands::
                              [--insecure [--insecure-advertiser NAME]] [--workers N]
                              [--max-sessions N] [--session-timeout S] [--grace S]
                              [--log-level LEVEL] [--log-format text|json]
+                             [--http HOST:PORT [--http-token FILE] [--http-client-ca FILE]]
     cleanroom platform issue-cert --db PATH --advertiser NAME --out DIR [--tls-dir DIR]
                                   [--valid-days N] [--overwrite]
     cleanroom platform audiences list --db PATH [--json]
@@ -18,6 +19,8 @@ Commands::
 ``--insecure-advertiser`` names (default ``insecure-local``), so a policy can still give it its
 own table. ``serve`` prints ``listening on HOST:PORT`` (the real port when 0 was asked for) and
 stops cleanly on SIGTERM or Ctrl-C: open sessions get ``--grace`` seconds, then are aborted.
+With ``--http`` it also serves the privacy officer's dashboard, ``/metrics`` and ``/healthz``
+(see :mod:`cleanroom.service.dashboard`) and prints ``dashboard on URL``.
 
 Everything here is presentation: the work is done by :mod:`cleanroom.service` and
 :mod:`cleanroom.store`.
@@ -42,6 +45,7 @@ from cleanroom.errors import InvalidInput
 from cleanroom.policy import load_policy
 from cleanroom.service import server as platform_server
 from cleanroom.service import tls
+from cleanroom.service.dashboard import DashboardOptions
 from cleanroom.store import audit, sessions
 from cleanroom.store.database import open_database, transaction
 from cleanroom.store.fields import format_timestamp
@@ -99,6 +103,26 @@ def register_service_commands(commands: Any) -> None:
         metavar="SECONDS",
         help="on SIGTERM, time open sessions get to finish (default: %(default)s)",
     )
+    serve.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help="also serve the dashboard, /metrics and /healthz over HTTP, read-only "
+        "(e.g. 127.0.0.1:9464; another address than loopback needs --http-token or "
+        "--http-client-ca)",
+    )
+    serve.add_argument(
+        "--http-token",
+        type=Path,
+        metavar="FILE",
+        help="with --http: require this bearer token (a file readable only by its owner)",
+    )
+    serve.add_argument(
+        "--http-client-ca",
+        type=Path,
+        metavar="FILE",
+        help="with --http: serve HTTPS with the platform's server certificate and require a "
+        "client certificate from this CA (your operators' CA, not the advertisers')",
+    )
     add_log_options(serve)
     serve.set_defaults(run=run_serve)
 
@@ -150,6 +174,8 @@ def run_serve(args: argparse.Namespace) -> int:
     """``platform serve``."""
     if args.insecure_advertiser is not None and not args.insecure:
         raise InvalidInput("--insecure-advertiser applies only with --insecure")
+    if args.http is None and (args.http_token or args.http_client_ca):
+        raise InvalidInput("--http-token and --http-client-ca apply only with --http")
     configure_logging(args.log_level, args.log_format)
     policy = load_policy(args.policy)
     # Fail here, naming the file, rather than on the first call.
@@ -167,6 +193,11 @@ def run_serve(args: argparse.Namespace) -> int:
             max_sessions=args.max_sessions,
             session_timeout=args.session_timeout,
             engine=engine,
+            dashboard=None
+            if args.http is None
+            else DashboardOptions(
+                listen=args.http, token_file=args.http_token, client_ca=args.http_client_ca
+            ),
         )
         return platform_server.serve(options, grace=args.grace)
 

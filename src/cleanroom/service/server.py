@@ -32,6 +32,7 @@ from cleanroom.errors import InvalidInput, ListenFailed
 from cleanroom.policy import Policy
 from cleanroom.protocol import MAX_CHUNK_BYTES
 from cleanroom.service import tls
+from cleanroom.service.dashboard import DashboardOptions, DashboardServer
 from cleanroom.service.platform_sessions import PlatformSessions
 from cleanroom.service.servicer import (
     SERVICE_NAME,
@@ -44,6 +45,7 @@ from cleanroom.service.standard_services import (
     HealthServicer,
     enable_reflection,
 )
+from cleanroom.store.epochs import current_epoch
 
 __all__ = [
     "DEFAULT_GRACE_SECONDS",
@@ -94,6 +96,7 @@ class ServerOptions:
         max_sessions: sessions served at once (more calls are refused ``RESOURCE_EXHAUSTED``).
         session_timeout: seconds a session may last before it is aborted.
         engine: the batch engine for the sessions (``None``: the process-wide default).
+        dashboard: also serve the dashboard, ``/metrics`` and ``/healthz`` over HTTP.
     """
 
     db_path: Path
@@ -104,6 +107,7 @@ class ServerOptions:
     max_sessions: int = DEFAULT_MAX_SESSIONS
     session_timeout: float = DEFAULT_SESSION_TIMEOUT
     engine: BatchEngine | None = None
+    dashboard: DashboardOptions | None = None
 
 
 def parse_listen_address(listen: str) -> tuple[str, int]:
@@ -189,6 +193,32 @@ class PlatformServer:
         self.address: str = f"{host}:{bound}"
         """``HOST:PORT`` as clients reach it."""
         self.secure = credentials is not None
+        self._serving = False
+        self.dashboard: DashboardServer | None = None
+        """The HTTP dashboard, when asked for."""
+        if options.dashboard is not None:
+            try:
+                self.dashboard = DashboardServer(
+                    options.dashboard,
+                    db_path=options.db_path,
+                    policy=options.policy,
+                    tls_dir=options.tls_dir or tls.default_tls_dir(options.db_path),
+                    health=self._health_facts,
+                    active_sessions=self.sessions.active_count,
+                )
+            except BaseException:
+                self._server.stop(None)
+                raise
+
+    def _health_facts(self) -> tuple[bool, dict[str, object]]:
+        """For ``/healthz``: serving only while the gRPC service is up and an epoch exists."""
+        with self.sessions.connect() as db:
+            epoch = current_epoch(db)
+        facts: dict[str, object] = {
+            "epoch": None if epoch is None else epoch.epoch_id,
+            "active_sessions": self.sessions.active_count(),
+        }
+        return self._serving and epoch is not None, facts
 
     def start(self) -> None:
         """Abort sessions a previous run left open, then serve."""
@@ -200,9 +230,13 @@ class PlatformServer:
         self._server.start()
         for service in ("", SERVICE_NAME):
             self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self._serving = True
+        if self.dashboard is not None:
+            self.dashboard.start()
 
     def stop(self, grace: float = DEFAULT_GRACE_SECONDS) -> None:
         """Stop serving; sessions under way get ``grace`` seconds, then are aborted."""
+        self._serving = False
         self._health.enter_graceful_shutdown()
         self._server.stop(grace).wait()
         # Calls are cancelled now; a handler still inside the engine has not noticed yet.
@@ -211,6 +245,8 @@ class PlatformServer:
             logger.info("aborted %d sessions on stop", aborted)
         if not self.sessions.wait_idle(_ABORT_WAIT_SECONDS):
             logger.warning("sessions still running after stop; their rows were marked aborted")
+        if self.dashboard is not None:
+            self.dashboard.stop()
 
     def __enter__(self) -> PlatformServer:
         self.start()
@@ -251,6 +287,8 @@ def serve(
         logger.info("serving %s", "mTLS" if server.secure else "plaintext (loopback only)")
         # Exactly this line: scripts and tests read the real port from it.
         print(f"listening on {server.address}", file=out, flush=True)
+        if server.dashboard is not None:
+            print(f"dashboard on {server.dashboard.url}", file=out, flush=True)
         # A timed wait: the main thread must wake to run the signal handler promptly.
         while not stopping.wait(timeout=1.0):
             pass

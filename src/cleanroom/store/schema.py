@@ -28,7 +28,7 @@ __all__ = [
 APPLICATION_ID = 0x434C524D
 
 #: The schema version this build writes (``PRAGMA user_version``).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Stored states of an identifier's ads-matching consent.
 CONSENT_STATES: tuple[str, ...] = ("granted", "denied", "revoked")
@@ -173,8 +173,18 @@ CREATE UNIQUE INDEX one_open_session_per_advertiser ON match_sessions (advertise
     WHERE state = 'open';
 """
 
+# Version 3: how many identifiers were eligible over time (cleanroom.store.history), sampled
+# by the server; excluded holds the counts by reason as a JSON object.
+_ELIGIBILITY_HISTORY_V3 = """
+CREATE TABLE eligibility_samples (
+    at       INTEGER PRIMARY KEY,
+    eligible INTEGER NOT NULL,
+    excluded TEXT NOT NULL
+) STRICT;
+"""
+
 #: Migrations from version ``v`` to ``v + 1``, applied in order by :func:`migrate`.
-_MIGRATIONS: dict[int, str] = {1: _SESSIONS_V2}
+_MIGRATIONS: dict[int, str] = {1: _SESSIONS_V2, 2: _ELIGIBILITY_HISTORY_V3}
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
