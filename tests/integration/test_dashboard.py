@@ -326,6 +326,7 @@ def test_the_browser_shows_what_the_privacy_officer_needs(
     for advertiser in ("acme", "beta", "thrifty"):
         assert advertiser in text
     assert "Verified" in text
+    assert "2 of 4" in text  # acme: ε spent of its budget
     assert "4 completed · 1 refused · 0 aborted · 0 open" in text
     assert "BudgetExhausted" in text
     assert "consent.revoke" in text

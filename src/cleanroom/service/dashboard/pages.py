@@ -87,6 +87,7 @@ def render_dashboard(snapshot: OperatorSnapshot, *, now: float) -> str:
                 0.0
                 if view.epsilon_budget <= 0
                 else min(1.0, view.epsilon_spent / view.epsilon_budget),
+                note=f" of {_number(view.epsilon_budget)}",
             )
             for view in snapshot.advertisers
         ],
