@@ -385,6 +385,14 @@ def test_another_address_than_loopback_needs_a_token_or_client_certificates(
     )
     assert code == 2
     assert "--http-token" in capsys.readouterr().err
+    code = main(
+        [
+            *("platform", "serve", "--db", str(platform.db), "--listen", "127.0.0.1:0"),
+            *("--http-token", str(platform.root / "policy.toml")),
+        ]
+    )
+    assert code == 2
+    assert "only with --http" in capsys.readouterr().err
 
 
 def _server_with(platform: Platform, dashboard: DashboardOptions) -> PlatformServer:
