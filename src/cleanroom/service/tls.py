@@ -33,7 +33,6 @@ import datetime
 import ipaddress
 import os
 import re
-import secrets
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cleanroom._files import fsync_path, private_directory
+from cleanroom._files import PLATFORM_TLS_DIR, private_directory, write_atomically
 from cleanroom.errors import InvalidInput, TlsConfigError, Unauthenticated
 
 __all__ = [
@@ -132,7 +131,7 @@ class TlsPaths:
 
 def default_tls_dir(database: Path) -> Path:
     """Return the TLS folder that belongs to a platform database: ``tls`` beside it."""
-    return database.parent / "tls"
+    return database.parent / PLATFORM_TLS_DIR
 
 
 def validate_advertiser_name(name: str) -> str:
@@ -706,24 +705,5 @@ def _certificate_pem(cert: x509.Certificate) -> bytes:
 
 
 def _write_file(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` atomically with exactly ``mode``: never a partial file.
-
-    The bytes go to a fresh random name created with ``O_EXCL`` (never through a planted file
-    or link) and the final mode from the start, are fsynced, then renamed over ``path``.
-    """
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-        try:
-            os.fchmod(fd, mode)  # the umask may have cleared bits we want, e.g. 0644 -> 0600
-            with os.fdopen(fd, "wb", closefd=False) as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
-        fsync_path(path.parent)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise TlsConfigError(f"cannot write TLS file {path}: {exc.strerror or exc}") from exc
+    """Write a TLS file atomically with exactly ``mode`` (see :func:`write_atomically`)."""
+    write_atomically(path, data, mode, TlsConfigError)
