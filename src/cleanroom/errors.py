@@ -16,7 +16,8 @@ CLI, the gRPC adapter) catches one base. Errors caused by bad input also derive 
     ├── UnknownSuite (ValueError)          a ciphersuite id this build does not implement
     ├── StoreError                         the platform database cannot be used as asked
     │   ├── NotOurDatabase                 the file is not a cleanroom platform database
-    │   └── AuditChainBroken               the audit log's hash chain was changed, cut or reordered
+    │   ├── AuditChainBroken               the audit log was changed, cut, reordered or re-signed
+    │   └── LedgerMismatch                 the session ledger disagrees with the signed audit log
     ├── ProtocolError                      the other party broke the order of the protocol
     │   ├── OutOfOrder                     a message arrived in a round where it is not allowed
     │   ├── WrongSession                   a message carries another session's id
@@ -30,6 +31,7 @@ CLI, the gRPC adapter) catches one base. Errors caused by bad input also derive 
     ├── PlatformUnreachable                the platform cannot be reached or did not answer in time
     ├── ListenFailed                       the server cannot listen on the address it was given
     ├── SessionAborted                     a match session was aborted before it completed
+    ├── ReceiptInvalid                     a session receipt's signature or contents do not verify
     ├── DemoFailed                         a step of `cleanroom demo` failed (a command, a check)
     └── ClusterUnreachable                 the Dask cluster is unreachable, workerless, or failed
 
@@ -51,6 +53,7 @@ __all__ = [
     "InvalidKey",
     "InvalidMessage",
     "InvalidPolicy",
+    "LedgerMismatch",
     "LimitExceeded",
     "ListenFailed",
     "NotOurDatabase",
@@ -59,6 +62,7 @@ __all__ = [
     "PlatformUnreachable",
     "PolicyRefused",
     "ProtocolError",
+    "ReceiptInvalid",
     "SessionAborted",
     "StoreError",
     "TlsConfigError",
@@ -158,6 +162,12 @@ class AuditChainBroken(StoreError):
         return (type(self), (self.entry, self.reason))
 
 
+class LedgerMismatch(StoreError):
+    """The ledger of match sessions disagrees with the signed audit log: a session's state or
+    charge, or an advertiser's privacy budget spent in an epoch, was changed in one and not the
+    other (the ledger is what the budget check reads; the signed log is what holds)."""
+
+
 class InvalidMessage(InvalidInput):
     """A protocol message is malformed: a missing field, a wrong size, count or offset."""
 
@@ -228,6 +238,12 @@ class ListenFailed(CleanroomError):
 class SessionAborted(CleanroomError):
     """A match session was aborted before it completed (the client went away, the server is
     stopping, or the session ran past its time limit): nothing was charged or stored."""
+
+
+class ReceiptInvalid(CleanroomError):
+    """A session receipt does not verify: its signature is not the platform's audit key's, it
+    cannot be read, or it states another session, count or charge than the result it came
+    with."""
 
 
 class DemoFailed(CleanroomError):

@@ -42,14 +42,14 @@ from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
 from cleanroom.service.status import ERROR_NAME_KEY
 from cleanroom.store import sessions
 from cleanroom.store.database import open_database
-from cleanroom.store.eligibility import NEVER_PERMITTED_SOURCES, PERMITTED_SOURCES
+from cleanroom.store.eligibility import DEFAULT_PERMITTED_SOURCES, NEVER_PERMITTED_SOURCES
 from cleanroom.synthetic import Person, generate_people
 
 TIMEOUT = 60.0
 EPOCH_ID = 1
 SUITE_ID = "x25519-sha512-ell2-ro"
 NEVER = sorted(NEVER_PERMITTED_SOURCES)
-PERMITTED = sorted(PERMITTED_SOURCES)
+PERMITTED = sorted(DEFAULT_PERMITTED_SOURCES)
 
 # Users whose email was given at signup (matchable) but whose phone came from a never-permitted
 # source: the Twitter case. Then users with nothing but never-permitted identifiers. Then the

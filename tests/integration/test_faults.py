@@ -334,7 +334,8 @@ def _epoch_files(db: Path) -> tuple[int, int, int, list[str], list[str]]:
     with open_database(db) as database:
         epoch = current_epoch(database)
         instance = database.instance_id
-        keys = sorted(p.name for p in database.keys_dir.iterdir())
+        # Epoch keys only: the audit signing key lives there too, and stays.
+        keys = sorted(p.name for p in database.keys_dir.iterdir() if p != database.audit_key_path)
         files = sorted(p.name for p in database.epochs_dir.iterdir() if p.suffix != ".lock")
     assert epoch is not None
     v = np.load(

@@ -73,8 +73,10 @@ def test_end_to_end_through_the_console_script(tmp_path: Path) -> None:
     rotated = _run("platform", "epoch", "rotate", "--db", db, "--workers", "1")
     assert rotated.returncode == 0, rotated.stderr
     assert "epoch 1 is current: 3 eligible identifiers" in rotated.stdout
-    keys = list((tmp_path / "keys").iterdir())
-    assert len(keys) == 1 and oct(keys[0].stat().st_mode & 0o777) == "0o600"
+    keys = sorted((tmp_path / "keys").iterdir())
+    assert "audit.key" in [key.name for key in keys] and len(keys) == 2
+    assert all(oct(key.stat().st_mode & 0o777) == "0o600" for key in keys)
+    assert oct(db.stat().st_mode & 0o777) == "0o600"
     status = _run("platform", "status", "--db", db, "--json")
     assert status.returncode == 0, status.stderr
     data = json.loads(status.stdout)
@@ -82,6 +84,7 @@ def test_end_to_end_through_the_console_script(tmp_path: Path) -> None:
     assert data["eligible_identifiers"] == 3
     assert data["excluded"] == {
         "deleted": 0,
+        "source_unknown": 0,
         "source_not_permitted": 2,
         "opted_out": 0,
         "revoked": 1,
@@ -90,7 +93,7 @@ def test_end_to_end_through_the_console_script(tmp_path: Path) -> None:
     assert data["epoch"]["id"] == 1 and data["epoch"]["size"] == 3
     assert set(data["epoch"]) == {"id", "size", "created_at"}
     verify = _run("platform", "audit", "verify", "--db", db)
-    assert verify.returncode == 0 and "intact: 3 entries" in verify.stdout
+    assert verify.returncode == 0 and "intact: 4 entries, last signed at" in verify.stdout
 
 
 def test_two_factor_with_consent_is_never_eligible(
@@ -204,7 +207,7 @@ def test_unusable_file_is_refused_before_anything_is_written(
     code, out, err = _cli(capsys, "platform", "import", "--db", db, path)
     assert code == 2 and message in err and out == ""
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0] == 0
+    assert conn.execute("SELECT action FROM audit_log").fetchall() == [("database.init",)]
     assert conn.execute("SELECT COUNT(*) FROM users").fetchone()[0] == 0
 
 
@@ -243,7 +246,7 @@ def test_audit_tampering_is_detected(
     _cli(capsys, "platform", "consent", "revoke", "--db", db, "--user", "alice")
     _cli(capsys, "platform", "consent", "grant", "--db", db, "--user", "alice")
     code, out, _ = _cli(capsys, "platform", "audit", "verify", "--db", db)
-    assert code == 0 and "4 entries" in out
+    assert code == 0 and "5 entries" in out
     code, out, _ = _cli(capsys, "platform", "audit", "show", "--db", db)
     assert code == 0 and "consent.revoke" in out
     conn = sqlite3.connect(db, isolation_level=None)

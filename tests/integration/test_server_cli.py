@@ -99,7 +99,8 @@ def test_issue_cert_writes_the_advertiser_folder_and_audits_it(
 ) -> None:
     db, _ = platform
     folder = db.parent / "acme"
-    assert {p.name for p in folder.iterdir()} == {"ca.crt", "client.crt", "client.key"}
+    assert {p.name for p in folder.iterdir()} == {"ca.crt", "client.crt", "client.key", "audit.pub"}
+    assert (folder / "audit.pub").read_bytes() == (db.parent / "audit.pub").read_bytes()
     assert (folder / "client.key").stat().st_mode & 0o077 == 0
     assert tls.advertiser_from_certificate((folder / "client.crt").read_bytes()) == "acme"
     with open_database(db) as database:

@@ -313,7 +313,7 @@ def _snapshot(db: Database) -> tuple[int, ...]:
 
 def assert_store_intact(db: Database) -> None:
     assert db.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    audit.verify(db.conn)
+    audit.verify(db)
     # Whatever a file claims, security-collected identifiers never become eligible.
     placeholders = ",".join("?" * len(NEVER_PERMITTED_SOURCES))
     leaked = db.conn.execute(

@@ -833,7 +833,7 @@ def test_after_the_fuzz_the_server_serves_and_the_store_is_intact(platform: Plat
 
     with open_database(platform.db) as database:
         assert database.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        audit.verify(database.conn)
+        audit.verify(database)
         rows = sessions.list_sessions(database)
     assert rows and all(r.state != "open" for r in rows)
     assert all(r.epsilon_charged == 0 for r in rows if r.state != "completed")

@@ -45,6 +45,7 @@ from cleanroom.cli import main
 from cleanroom.crypto import BatchEngine
 from cleanroom.policy import policy_from_mapping
 from cleanroom.service.server import PlatformServer, ServerOptions
+from cleanroom.store.audit_key import AUDIT_KEY_ENV
 from cleanroom.synthetic import generate_people, messy_email, messy_phone
 
 Identifier = tuple[str, str]  # (kind, canonical value)
@@ -333,10 +334,14 @@ def identity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Identity]:
     cli_ok("platform", "init", "--db", db)
     cli_ok("platform", "issue-cert", "--db", db, "--advertiser", ADVERTISER, "--out", root / "acme")
     engine = BatchEngine(workers=1)
-    try:
-        yield Identity(root / "tls", root / "acme", engine)
-    finally:
-        engine.close()
+    # Every example's database signs with this platform's audit key, kept apart from them as an
+    # operator would, so the advertiser's folder checks their receipts.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(AUDIT_KEY_ENV, str(root / "keys" / "audit.key"))
+        try:
+            yield Identity(root / "tls", root / "acme", engine)
+        finally:
+            engine.close()
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[str]]) -> Path:

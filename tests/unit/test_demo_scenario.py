@@ -26,7 +26,7 @@ from cleanroom.demo_scenario import (
 )
 from cleanroom.errors import InvalidInput
 from cleanroom.identifiers import normalize_batch
-from cleanroom.store import NEVER_PERMITTED_SOURCES, PERMITTED_SOURCES
+from cleanroom.store import DEFAULT_PERMITTED_SOURCES, NEVER_PERMITTED_SOURCES
 from cleanroom.store.fields import REVOKED, parse_consent, parse_timestamp
 
 USERS = 2_000
@@ -90,7 +90,7 @@ def _platform_eligibility(
                 revoked_at is not None and (consent_at is None or revoked_at >= consent_at)
             )
             active = flag is True and not revoked
-            if active and row["source"] in PERMITTED_SOURCES:
+            if active and row["source"] in DEFAULT_PERMITTED_SOURCES:
                 eligible[(kind, value)] = row["user_id"]
             elif active and row["source"] in NEVER_PERMITTED_SOURCES:
                 never_permitted[(kind, value)] = row["user_id"]

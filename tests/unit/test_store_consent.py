@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cleanroom.errors import ImportFailed, InvalidInput, UnknownUser
-from cleanroom.store import consent
+from cleanroom.store import consent, sessions
 from cleanroom.store.audiences import audience_members, store_audience
 from cleanroom.store.database import Database, init_database, transaction
 from cleanroom.store.importer import import_platform_csv
@@ -29,12 +29,22 @@ def db(tmp_path: Path) -> Iterator[Database]:
     path = tmp_path / "in.csv"
     path.write_text(ROWS)
     import_platform_csv(database, path)
-    rows = np.array([r[0] for r in database.conn.execute("SELECT id FROM users")], np.int64)
     with transaction(database.conn):
-        store_audience(database, "s1", "adv", rows)
-        store_audience(database, "s2", "adv", rows[:2])
+        # Audience 1: everyone (alice through email and phone); audience 2: alice and bob.
+        store_audience(database, "s1", "adv", *_matched(database, "alice", "bob", "carol"))
+        store_audience(database, "s2", "adv", *_matched(database, "alice", "bob"))
     with database:
         yield database
+
+
+def _matched(db: Database, *users: str) -> tuple[np.ndarray, np.ndarray]:
+    """(user, identifier) pairs of every identifier of ``users``, as a match would give them."""
+    pairs = db.conn.execute(
+        "SELECT i.user_row, i.id FROM identifiers AS i JOIN users AS u ON u.id = i.user_row "
+        f"WHERE u.external_id IN ({', '.join('?' * len(users))})",
+        users,
+    ).fetchall()
+    return np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64)
 
 
 def _eligible_users(db: Database) -> set[str]:
@@ -48,9 +58,7 @@ def _eligible_users(db: Database) -> set[str]:
 
 
 def _audience_size(db: Database, audience: int) -> int:
-    return int(
-        db.conn.execute("SELECT size FROM audiences WHERE id = ?", (audience,)).fetchone()[0]
-    )
+    return next(a.size for a in sessions.audience_summaries(db) if a.id == audience)
 
 
 def test_revoke_is_effective_at_once_and_leaves_audiences(db: Database) -> None:

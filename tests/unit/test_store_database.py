@@ -37,9 +37,11 @@ def test_init_twice_changes_nothing(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "keys").stat().st_mode) == 0o700
 
 
-def test_init_in_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match="does not exist"):
-        init_database(tmp_path / "nowhere" / "platform.db")
+def test_init_creates_a_missing_directory_privately(tmp_path: Path) -> None:
+    db, created = init_database(tmp_path / "new" / "platform.db")
+    with db:
+        assert created
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o700
 
 
 def test_open_missing_database_says_how_to_create_one(tmp_path: Path) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from cleanroom.store import consent, eligibility
-from cleanroom.store.database import Database, init_database
+from cleanroom.store.database import Database, init_database, open_database
 from cleanroom.store.importer import import_platform_csv
 from cleanroom.store.users import delete_user
 
@@ -106,10 +107,19 @@ def test_source_lists_are_disjoint_and_cover_the_design() -> None:
         "security",
         "contact_upload",
     } == eligibility.NEVER_PERMITTED_SOURCES
-    assert not eligibility.NEVER_PERMITTED_SOURCES & eligibility.PERMITTED_SOURCES
-    assert eligibility.KNOWN_SOURCES == (
-        eligibility.NEVER_PERMITTED_SOURCES | eligibility.PERMITTED_SOURCES
-    )
+    assert not eligibility.NEVER_PERMITTED_SOURCES & eligibility.DEFAULT_PERMITTED_SOURCES
+
+
+def test_expiry_follows_the_connections_clock(db: Database) -> None:
+    # "expired" expired in 2021 and "future" consents from 2999: what is eligible depends on
+    # the moment asked, and every read asks the connection's clock.
+    path = db.path
+    at_2020 = int(datetime(2020, 6, 1, tzinfo=UTC).timestamp())
+    at_3000 = int(datetime(3000, 1, 1, tzinfo=UTC).timestamp())
+    with open_database(path, clock=lambda: at_2020) as then:
+        assert _reasons(then)["expired"] is None and _reasons(then)["future"] == "no_consent"
+    with open_database(path, clock=lambda: at_3000) as later:
+        assert _reasons(later)["expired"] == "no_consent" and _reasons(later)["future"] is None
 
 
 def test_views_are_per_connection_and_never_stored(db: Database) -> None:

@@ -46,8 +46,12 @@ def _message(db: Database, identifier_id: int) -> bytes:
 
 
 def _files(db: Database) -> list[str]:
+    """The epochs' files: keys and arrays (not the lock, not the audit key, which stays)."""
     return sorted(
-        p.name for d in (db.keys_dir, db.epochs_dir) for p in d.iterdir() if ".lock" not in p.name
+        p.name
+        for d in (db.keys_dir, db.epochs_dir)
+        for p in d.iterdir()
+        if ".lock" not in p.name and p != db.audit_key_path
     )
 
 
@@ -217,18 +221,30 @@ def test_repeated_elements_are_streamed_once_with_every_owner() -> None:
     # Rows 3 and 5 repeat rows 0 and 1; row 6 repeats row 0 again.
     elements = distinct[[0, 1, 2, 0, 3, 1, 0, 4]]
     users = np.array([10, 11, 12, 13, 14, 15, 16, 17], dtype=np.int64)
-    out = epochs._distinct(info, elements, users)
+    ids = users + 100  # the identifier behind each row
+    out = epochs._distinct(info, elements, users, ids)
     assert np.array_equal(out.elements, distinct)
     assert out.user_rows.tolist() == [10, 11, 12, 14, 17]
+    assert out.identifier_ids.tolist() == [110, 111, 112, 114, 117]
     rows, owners = out.other_owners
     assert sorted(zip(rows.tolist(), owners.tolist(), strict=True)) == [(0, 13), (0, 16), (1, 15)]
+    assert (out.other_identifiers - owners).tolist() == [100, 100, 100]
+    # Which (user, identifier) pairs stand behind matched rows: each row's own, then its others'.
+    matched_users, matched_ids = out.matched_identifiers(np.array([0, 2], dtype=np.int64))
+    assert sorted(zip(matched_users.tolist(), matched_ids.tolist(), strict=True)) == [
+        (10, 110),
+        (12, 112),
+        (13, 113),
+        (16, 116),
+    ]
 
 
 def test_elements_sharing_only_a_prefix_are_kept_apart() -> None:
     info = epochs.EpochInfo.__new__(epochs.EpochInfo)
     elements = np.zeros((3, 32), dtype=np.uint8)
     elements[:, 8] = [1, 2, 1]  # same first 8 bytes; rows 0 and 2 are equal, row 1 differs
-    out = epochs._distinct(info, elements, np.array([1, 2, 3], dtype=np.int64))
+    users = np.array([1, 2, 3], dtype=np.int64)
+    out = epochs._distinct(info, elements, users, users + 10)
     assert out.user_rows.tolist() == [1, 2]
     assert [r.tolist() for r in out.other_owners] == [[0], [3]]
 

@@ -80,7 +80,7 @@ def test_every_bad_row_is_reported_with_row_column_and_reason(db: Database, tmp_
         "u1,email,ok@example.com,signup,true,,\n"  # line 2: fine
         ",email,x@example.com,signup,true,,\n"  # 3: no user
         "u3,fax,123,signup,true,,\n"  # 4
-        "u4,email,y@example.com,billboard,true,,\n"  # 5
+        "u4,email,y@example.com, ,true,,\n"  # 5
         "u5,email,z@example.com,signup,perhaps,,\n"  # 6
         "u6,email,w@example.com,signup,true,yesterday,\n"  # 7
         "u7,email,not-an-email,signup,true,,\n"  # 8
@@ -94,7 +94,7 @@ def test_every_bad_row_is_reported_with_row_column_and_reason(db: Database, tmp_
     assert got == {
         (3, "user_id", "missing_user_id"),
         (4, "type", "unknown_type"),
-        (5, "source", "unknown_source"),
+        (5, "source", "missing_source"),
         (6, "ads_matching_consent", "bad_consent"),
         (7, "consent_at", "bad_timestamp"),
         (8, "value", "invalid_identifier"),
@@ -146,7 +146,7 @@ def test_missing_required_column_fails_before_writing(db: Database, tmp_path: Pa
     path = _csv(tmp_path, "u1,email,a@example.com,true\n", header="user_id,type,value,consent\n")
     with pytest.raises(ImportFailed, match=r"missing required column.*'source'"):
         import_platform_csv(db, path)
-    assert db.conn.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0] == 0
+    assert db.conn.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0] == 1  # its creation
     assert _identifiers(db) == []
 
 
@@ -200,7 +200,7 @@ def test_unknown_region_fails_before_writing(db: Database, tmp_path: Path) -> No
     path = _csv(tmp_path, "u1,phone,4155552671,signup,true,,\n")
     with pytest.raises(InvalidInput):
         import_platform_csv(db, path, default_region="ZZ")
-    assert db.conn.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0] == 0
+    assert db.conn.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0] == 1  # its creation
 
 
 def test_reimporting_an_old_grant_does_not_undo_a_later_revocation(
@@ -246,4 +246,26 @@ def test_small_chunks_give_the_same_result(db: Database, tmp_path: Path) -> None
 def test_import_is_audited(db: Database, tmp_path: Path) -> None:
     import_platform_csv(db, _csv(tmp_path, "u1,email,a@example.com,signup,true,,\n"))
     actions = [row[0] for row in db.conn.execute("SELECT action FROM audit_log ORDER BY seq")]
-    assert actions == ["import.started", "import"]
+    assert actions == ["database.init", "import.started", "import"]
+
+
+def test_a_source_the_platform_has_not_registered_is_stored_reported_and_never_eligible(
+    db: Database, tmp_path: Path
+) -> None:
+    path = _csv(
+        tmp_path,
+        "u1,maid,6f1c5a3e-0d2b-4c1e-9a7f-2b3c4d5e6f70,app,true,,\n"  # 2
+        "u2,maid,7f1c5a3e-0d2b-4c1e-9a7f-2b3c4d5e6f71, App ,true,,\n"  # 3: the same name
+        "u3,email,ok@example.com,signup,true,,\n"  # 4
+        "u4,email,kiosk@example.com,kiosk,true,,\n",  # 5
+    )
+    report = import_platform_csv(db, path)
+    assert (report.added, report.source_unknown) == (4, 3)
+    assert report.unknown_sources == {"app": 2, "kiosk": 1}
+    assert report.unknown_source_examples == [(2, "app"), (3, "app"), (5, "kiosk")]
+    assert report.as_dict()["source_unknown"] == {"rows": 3, "sources": {"app": 2, "kiosk": 1}}
+    stored = {row[2]: row[3] for row in _identifiers(db)}
+    assert stored["6f1c5a3e-0d2b-4c1e-9a7f-2b3c4d5e6f70"] == "app"
+    assert stored["7f1c5a3e-0d2b-4c1e-9a7f-2b3c4d5e6f71"] == "app"  # trimmed, lower-cased
+    eligible = db.conn.execute("SELECT COUNT(*) FROM eligible_identifiers").fetchone()[0]
+    assert eligible == 1

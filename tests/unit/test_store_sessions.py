@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cleanroom.store import schema, sessions
+from cleanroom.store import audit, schema, sessions
 from cleanroom.store.audiences import store_audience
 from cleanroom.store.database import Database, init_database, open_database, transaction
 from cleanroom.store.importer import import_platform_csv
@@ -160,9 +160,10 @@ def test_audiences_are_summarized_with_their_members(db: Database, tmp_path: Pat
         "u1,email,a@example.com,signup,true\nu2,email,b@example.com,signup,true\n"
     )
     import_platform_csv(db, csv)
-    rows = np.array([r[0] for r in db.conn.execute("SELECT id FROM users ORDER BY id")])
+    pairs = db.conn.execute("SELECT user_row, id FROM identifiers ORDER BY id").fetchall()
+    users, identifiers = (np.array([p[i] for p in pairs], np.int64) for i in (0, 1))
     with transaction(db.conn):
-        audience = store_audience(db, "cd" * 16, "acme", rows)
+        audience = store_audience(db, "cd" * 16, "acme", users, identifiers).audience_id
     (summary,) = sessions.audience_summaries(db)
     assert (summary.id, summary.advertiser, summary.size) == (audience, "acme", 2)
     found = sessions.audience_summary(db, audience)
@@ -171,13 +172,22 @@ def test_audiences_are_summarized_with_their_members(db: Database, tmp_path: Pat
     assert sessions.audience_summary(db, audience + 1) is None
 
 
-def test_a_version_1_database_gains_the_ledger_on_open(db: Database) -> None:
-    db.conn.execute("DROP TABLE match_sessions")
-    db.conn.execute("DROP TABLE eligibility_samples")
-    db.conn.execute("PRAGMA user_version = 1")
-    path = db.path
-    db.close()
+def test_a_version_1_database_gains_the_ledger_and_a_signed_log_on_open(tmp_path: Path) -> None:
+    # A database as version 1 made it: its schema, stamped as ours, before any ledger.
+    path = tmp_path / "platform.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    schema._run_script(
+        conn,
+        schema._SCHEMA_V1
+        + f"PRAGMA application_id = {schema.APPLICATION_ID};\nPRAGMA user_version = 1;\n"
+        + "INSERT INTO meta VALUES ('instance_id', '0123456789abcdef');\n",
+    )
+    conn.close()
     with open_database(path) as reopened:
         version = reopened.conn.execute("PRAGMA user_version").fetchone()[0]
-        assert version == schema.SCHEMA_VERSION
+        assert version == schema.SCHEMA_VERSION == 4
         assert sessions.list_sessions(reopened) == []
+        (entry,) = audit.entries(reopened.conn)
+        assert entry.action == "schema.migrate" and entry.details["from_schema"] == 1
+        checked = audit.verify(reopened)
+        assert (checked.entries, checked.first_signed) == (1, 1)

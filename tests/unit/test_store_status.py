@@ -24,6 +24,7 @@ def test_status_counts_everything(tmp_path: Path) -> None:
         "c,email,c@example.com,signup,true\n"
         "d,email,d@example.com,signup,true\n"
         "e,email,e@example.com,signup,true\n"
+        "f,email,f@example.com,kiosk,true\n"
     )
     with db:
         import_platform_csv(db, path)
@@ -32,11 +33,12 @@ def test_status_counts_everything(tmp_path: Path) -> None:
         delete_user(db, "e")
         summary = platform_status(db).as_dict()
         assert summary == {
-            "users": 4,
-            "identifiers": 6,
+            "users": 5,
+            "identifiers": 7,
             "eligible_identifiers": 1,
             "excluded": {
                 "deleted": 1,
+                "source_unknown": 1,
                 "source_not_permitted": 1,
                 "opted_out": 1,
                 "revoked": 1,

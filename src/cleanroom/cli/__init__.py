@@ -35,7 +35,7 @@ EXIT_USAGE = 2
 
 
 #: The commands, each registered by the module ``cleanroom.cli.<name>``.
-COMMANDS: tuple[str, ...] = ("demo", "platform", "match")
+COMMANDS: tuple[str, ...] = ("demo", "platform", "match", "receipt")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

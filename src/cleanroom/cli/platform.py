@@ -10,9 +10,16 @@ Commands::
     cleanroom platform user delete --db PATH --user ID
     cleanroom platform epoch rotate|refresh --db PATH [--workers N | --dask-scheduler URL]
                                             [--suite ID]
+    cleanroom platform sources list --db PATH [--json]
+    cleanroom platform sources permit|deny --db PATH NAME...
     cleanroom platform status --db PATH [--json]
-    cleanroom platform audit verify|show --db PATH [--limit N] [--json]
+    cleanroom platform audit verify --db PATH [--key audit.pub] [--receipt FILE]... [--json]
+    cleanroom platform audit show --db PATH [--limit N] [--json]
     cleanroom platform serve|issue-cert|audiences|sessions …   (see cli/platform_service.py)
+
+Every command that writes appends a signed audit entry: the audit signing key is read from
+``keys/audit.key`` beside the database, or from ``$CLEANROOM_AUDIT_KEY`` (see
+:mod:`cleanroom.store.audit_key`).
 
 Everything here is presentation: the work is done by :mod:`cleanroom.store`.
 """
@@ -42,7 +49,7 @@ from cleanroom.crypto import DEFAULT_SUITE_ID, SUITE_IDS, default_engine
 from cleanroom.errors import ImportFailed
 from cleanroom.identifiers import KINDS
 from cleanroom.service import tls
-from cleanroom.store import audit, consent, epochs, importer, status, users
+from cleanroom.store import audit, audit_key, consent, epochs, importer, sources, status, users
 from cleanroom.store.csvfile import RowRejection, parse_column_mapping
 from cleanroom.store.database import init_database, open_database
 from cleanroom.store.eligibility import NEVER_PERMITTED_SOURCES
@@ -117,13 +124,34 @@ def register(subparsers: Any) -> None:
     add_dask_scheduler_option(refresh)
     refresh.set_defaults(run=run_epoch_refresh)
 
+    _register_sources(commands)
+
     stat = db_command(commands, "status", "counts of users, identifiers, exclusions, epoch")
     stat.add_argument("--json", action="store_true", help="print one JSON object")
     stat.set_defaults(run=run_status)
 
-    log = commands.add_parser("audit", help="the hash-chained audit log")
+    log = commands.add_parser("audit", help="the signed, hash-chained audit log")
     log_commands = log.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
-    verify = db_command(log_commands, "verify", "check the hash chain (exit 1 naming a break)")
+    verify = db_command(
+        log_commands,
+        "verify",
+        "check the chain, its signatures, the session ledger against it, and receipts "
+        "(exit 1 naming what is wrong)",
+    )
+    verify.add_argument(
+        "--key",
+        type=Path,
+        metavar="audit.pub",
+        help="the audit public key to check signatures with (default: audit.pub beside --db)",
+    )
+    verify.add_argument(
+        "--receipt",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a session receipt whose entry the log must still hold unchanged (repeatable)",
+    )
     verify.add_argument("--json", action="store_true", help="print one JSON object")
     verify.set_defaults(run=run_audit_verify)
     show = db_command(log_commands, "show", "list entries")
@@ -157,6 +185,23 @@ def _register_consent(commands: Any) -> None:
     bulk.add_argument("--rejects", type=Path, help="write every rejected row to this CSV file")
     bulk.add_argument("--json", action="store_true", help="print the report as one JSON object")
     bulk.set_defaults(run=run_consent_import)
+
+
+def _register_sources(commands: Any) -> None:
+    group = commands.add_parser(
+        "sources", help="the platform's own source names: which may be used for ads"
+    )
+    sub = group.add_subparsers(dest="sources_command", metavar="COMMAND", required=True)
+    listing = db_command(sub, "list", "registered sources, and unregistered ones in the data")
+    listing.add_argument("--json", action="store_true", help="print one JSON object")
+    listing.set_defaults(run=run_sources_list)
+    for name, help_text in (
+        ("permit", "permit sources for ads (their identifiers become eligible at once)"),
+        ("deny", "deny sources (their identifiers stop being eligible and leave audiences)"),
+    ):
+        command = db_command(sub, name, help_text)
+        command.add_argument("names", nargs="+", metavar="NAME", help="source names")
+        command.set_defaults(run=run_sources_change, permitted=name == "permit")
 
 
 def _add_column_option(parser: argparse.ArgumentParser, fields: tuple[str, ...]) -> None:
@@ -206,11 +251,15 @@ def run_init(args: argparse.Namespace) -> int:
     db, created = init_database(args.db)
     with db:
         if created:
-            print(f"created platform database {db.path}")
+            print(f"created platform database {db.path} (mode 0600)")
         else:
             print(f"platform database {db.path} already exists; nothing changed")
         print(f"  keys:   {db.keys_dir} (mode 0700)")
         print(f"  epochs: {db.epochs_dir} (mode 0700)")
+        print(
+            f"  audit:  signing key {db.audit_key_path} (mode 0600), public key "
+            f"{db.audit_public_key_path}"
+        )
     tls_dir = tls.default_tls_dir(db.path)
     names = list(dict.fromkeys([*tls.DEFAULT_SERVER_NAMES, *args.server_name]))
     if (tls_dir / tls.CA_CERT_FILE).exists():
@@ -241,6 +290,9 @@ def run_import(args: argparse.Namespace) -> int:
     if args.json:
         data = report.as_dict()
         data["examples"] = [vars(example) for example in report.examples]
+        data["source_unknown"]["examples"] = [
+            {"row": row, "source": source} for row, source in report.unknown_source_examples
+        ]
         print_json(data)
         return 0
     print(f"imported {report.path}: {report.rows} rows")
@@ -255,6 +307,15 @@ def run_import(args: argparse.Namespace) -> int:
             f"({', '.join(sorted(NEVER_PERMITTED_SOURCES))}) claimed consent: stored, "
             "never eligible"
         )
+    if report.source_unknown:
+        named = ", ".join(f"{name} {count}" for name, count in report.unknown_sources.most_common())
+        print(
+            f"  {report.source_unknown} rows from sources the platform has not registered "
+            f"({named}): stored, never eligible until permitted with 'cleanroom platform "
+            "sources permit NAME'"
+        )
+        for row, source in report.unknown_source_examples:
+            print(f"    row {row}: source {source!r}")
     if report.shared_identifiers:
         print(
             f"  {report.shared_identifiers} rows hold an identifier that more than one user "
@@ -413,13 +474,82 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_audit_verify(args: argparse.Namespace) -> int:
-    """``platform audit verify``: exit 0 when intact; a break raises (exit 1, naming it)."""
+    """``platform audit verify``: exit 0 when intact; anything wrong raises (exit 1, naming it)."""
+    # Imported here: only this command reads receipts.
+    from cleanroom.cli.receipt import load_public_key, load_receipt
+
     with open_database(args.db) as db:
-        checked = audit.verify(db.conn)
+        key_path = args.key or db.audit_public_key_path
+        public_key = load_public_key(key_path) if args.key else audit_key.read_public_key(key_path)
+        pinned = []
+        for path in args.receipt:
+            receipt = load_receipt(path)
+            receipt.verify(public_key)
+            pinned.append(
+                audit.PinnedEntry(
+                    receipt.audit_seq,
+                    receipt.audit_hash,
+                    receipt.entry_details(),
+                    f"receipt {path}",
+                )
+            )
+        checked = audit.verify(db, public_key, pinned)
     if args.json:
-        print_json({"intact": True, "entries": checked})
-    else:
-        print(f"audit log intact: {checked} entries")
+        print_json(
+            {
+                "intact": True,
+                "entries": checked.entries,
+                "last_signed_at": checked.last_at,
+                "signed_from": checked.first_signed,
+                "audit_key": checked.key_id,
+                "sessions_checked": checked.sessions,
+                "receipts_checked": checked.pinned,
+            }
+        )
+        return 0
+    print(f"intact: {checked.entries} entries, last signed at {checked.last_at}")
+    if checked.first_signed > 1:
+        print(
+            f"  entries 1-{checked.first_signed - 1} were written before signing began; the "
+            f"signed migration entry {checked.first_signed} covers them through the chain"
+        )
+    print(
+        f"  signatures verified with audit key {checked.key_id} ({key_path}); "
+        f"{checked.sessions} finished sessions agree with the ledger"
+    )
+    for path in args.receipt:
+        print(f"  receipt {path}: its entry is in the log, unchanged")
+    return 0
+
+
+def run_sources_list(args: argparse.Namespace) -> int:
+    """``platform sources list``."""
+    with open_database(args.db) as db:
+        listed = sources.list_sources(db)
+    if args.json:
+        print_json({"sources": [source.as_dict() for source in listed]})
+        return 0
+    print(f"{'source':<24} {'state':<16} {'identifiers':>12}")
+    for source in listed:
+        print(f"{source.name:<24} {source.state:<16} {source.identifiers:>12}")
+    return 0
+
+
+def run_sources_change(args: argparse.Namespace) -> int:
+    """``platform sources permit|deny``."""
+    with open_database(args.db) as db:
+        if args.permitted:
+            change = sources.permit_sources(db, args.names)
+        else:
+            change = sources.deny_sources(db, args.names)
+    verb = "permitted" if args.permitted else "denied"
+    already = sorted(set(change.names) - set(change.changed))
+    if change.changed:
+        print(f"{verb}: {', '.join(change.changed)} ({change.identifiers} identifiers stored)")
+    if already:
+        print(f"already {verb}: {', '.join(already)}")
+    if change.memberships_left:
+        print(f"  {change.memberships_left} audience memberships ended")
     return 0
 
 

@@ -7,14 +7,20 @@ Commands::
                              [--max-sessions N] [--session-timeout S] [--grace S]
                              [--log-level LEVEL] [--log-format text|json]
                              [--http HOST:PORT [--http-token FILE] [--http-client-ca FILE]]
+                             [--sweep-interval S]
     cleanroom platform issue-cert --db PATH --advertiser NAME --out DIR [--tls-dir DIR]
                                   [--valid-days N] [--overwrite]
     cleanroom platform audiences list --db PATH [--json]
     cleanroom platform audiences show ID --db PATH [--json]
+    cleanroom platform audiences sweep --db PATH [--json]
     cleanroom platform sessions list --db PATH [--advertiser NAME] [--json]
 
 ``serve`` uses the ``tls`` folder beside the database (made by ``platform init``) unless
 ``--tls-dir`` says otherwise, and takes each advertiser's name from its client certificate.
+While it serves, it sweeps stored audiences every ``--sweep-interval`` seconds (reads never
+show a member who lost eligibility; the sweep deletes such memberships and audits how many).
+``issue-cert`` also copies the platform's ``audit.pub`` into the advertiser's folder, so the
+advertiser's client checks every session receipt's signature.
 ``--insecure`` serves plaintext, on a loopback address only; every caller is then the advertiser
 ``--insecure-advertiser`` names (default ``insecure-local``), so a policy can still give it its
 own table. ``serve`` prints ``listening on HOST:PORT`` (the real port when 0 was asked for) and
@@ -32,6 +38,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from cleanroom._signing import AUDIT_PUBLIC_KEY_FILE
 from cleanroom.cli._args import (
     batch_engine,
     db_command,
@@ -45,8 +52,11 @@ from cleanroom.errors import InvalidInput
 from cleanroom.policy import load_policy
 from cleanroom.service import server as platform_server
 from cleanroom.service import tls
+from cleanroom.service.audience_sweep import DEFAULT_SWEEP_INTERVAL
 from cleanroom.service.dashboard import DashboardOptions
-from cleanroom.store import audit, sessions
+from cleanroom.store import audit, audit_key, sessions
+from cleanroom.store.audiences import sweep_audiences
+from cleanroom.store.audit_key import write_public_key
 from cleanroom.store.database import open_database, transaction
 from cleanroom.store.fields import format_timestamp
 
@@ -123,6 +133,14 @@ def register_service_commands(commands: Any) -> None:
         help="with --http: serve HTTPS with the platform's server certificate and require a "
         "client certificate from this CA (your operators' CA, not the advertisers')",
     )
+    serve.add_argument(
+        "--sweep-interval",
+        type=positive_float,
+        default=DEFAULT_SWEEP_INTERVAL,
+        metavar="SECONDS",
+        help="sweep stored audiences of members who lost eligibility this often "
+        "(default: %(default)s)",
+    )
     add_log_options(serve)
     serve.set_defaults(run=run_serve)
 
@@ -156,6 +174,13 @@ def register_service_commands(commands: Any) -> None:
     show.add_argument("audience_id", type=positive_int, metavar="ID")
     show.add_argument("--json", action="store_true", help="print one JSON object")
     show.set_defaults(run=run_audiences_show)
+    sweep = db_command(
+        audience_commands,
+        "sweep",
+        "delete memberships of users who lost eligibility (reads already hide them); audited",
+    )
+    sweep.add_argument("--json", action="store_true", help="print one JSON object")
+    sweep.set_defaults(run=run_audiences_sweep)
 
     ledger = commands.add_parser("sessions", help="the ledger of match sessions")
     ledger_commands = ledger.add_subparsers(
@@ -198,6 +223,7 @@ def run_serve(args: argparse.Namespace) -> int:
             else DashboardOptions(
                 listen=args.http, token_file=args.http_token, client_ca=args.http_client_ca
             ),
+            sweep_interval=args.sweep_interval,
         )
         return platform_server.serve(options, grace=args.grace)
 
@@ -206,6 +232,7 @@ def run_issue_cert(args: argparse.Namespace) -> int:
     """``platform issue-cert``: the certificate, and an audit entry saying who got one."""
     tls_dir = args.tls_dir or tls.default_tls_dir(args.db)
     with open_database(args.db) as db:
+        audit_public_key = audit_key.read_public_key(db.audit_public_key_path)
         out = tls.issue_advertiser_certificate(
             tls_dir,
             args.advertiser,
@@ -213,14 +240,19 @@ def run_issue_cert(args: argparse.Namespace) -> int:
             valid_days=args.valid_days,
             overwrite=args.overwrite,
         )
+        # The advertiser checks every receipt's signature with it.
+        write_public_key(out, audit_public_key)
         with transaction(db.conn):
             audit.append(
-                db.conn,
+                db,
                 "tls.issue",
                 {"advertiser": args.advertiser, "valid_days": args.valid_days},
             )
     print(f"issued a certificate for advertiser {args.advertiser!r} in {out}")
-    print(f"  {tls.CA_CERT_FILE}, {tls.CLIENT_CERT_FILE}, {tls.CLIENT_KEY_FILE} (mode 0600)")
+    print(
+        f"  {tls.CA_CERT_FILE}, {tls.CLIENT_CERT_FILE}, {tls.CLIENT_KEY_FILE} (mode 0600), "
+        f"{AUDIT_PUBLIC_KEY_FILE} (checks the platform's session receipts)"
+    )
     print(f"  valid for {args.valid_days} days; use it with: cleanroom match --tls-dir {out}")
     return 0
 
@@ -258,6 +290,20 @@ def run_audiences_show(args: argparse.Namespace) -> int:
     )
     for user_id in user_ids:
         print(user_id)
+    return 0
+
+
+def run_audiences_sweep(args: argparse.Namespace) -> int:
+    """``platform audiences sweep``."""
+    with open_database(args.db) as db:
+        sweep = sweep_audiences(db)
+    if args.json:
+        print_json({"memberships_removed": sweep.memberships_removed, "audiences": sweep.audiences})
+        return 0
+    print(
+        f"removed {sweep.memberships_removed} memberships of users no longer eligible, from "
+        f"{sweep.audiences} audiences"
+    )
     return 0
 
 

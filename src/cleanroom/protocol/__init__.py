@@ -24,6 +24,7 @@ from cleanroom.protocol._platform import (
     read_open_session,
 )
 from cleanroom.protocol._policy_info import check_policy_info, policy_info
+from cleanroom.protocol._receipt import Receipt, issue_receipt, read_receipt
 from cleanroom.protocol._wire import ProgressFactory, mode_from_wire, mode_to_wire
 
 __all__ = [
@@ -38,11 +39,14 @@ __all__ = [
     "PlatformOutcome",
     "PlatformRole",
     "ProgressFactory",
+    "Receipt",
     "SessionRequest",
     "check_policy_info",
+    "issue_receipt",
     "mode_from_wire",
     "mode_to_wire",
     "policy_info",
     "read_open_session",
+    "read_receipt",
     "run_locally",
 ]

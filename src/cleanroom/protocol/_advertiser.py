@@ -48,6 +48,7 @@ from cleanroom.errors import (
 from cleanroom.identifiers import NORMALIZATION_VERSION
 from cleanroom.policy import Mode
 from cleanroom.protocol._constants import MAX_CHUNK_BYTES, PROTOCOL_VERSION, RECORD_TAG_SIZE
+from cleanroom.protocol._receipt import Receipt, read_receipt
 from cleanroom.protocol._rows import find_duplicate, match_rows
 from cleanroom.protocol._shuffle import random_permutation
 from cleanroom.protocol._wire import (
@@ -85,6 +86,9 @@ class AdvertiserResult:
         noise_applied: whether the count was noised.
         matched_record_ids: ids mode: the record ids (as given) with at least one identifier in
             the platform's set, ascending; ``None`` in the other modes.
+        receipt: the platform's signed receipt for the session, checked to state this result
+            (its signature is checked against the platform's ``audit.pub`` by the client);
+            ``None`` if the platform sent none.
     """
 
     session_id: bytes
@@ -96,6 +100,7 @@ class AdvertiserResult:
     epsilon_remaining: float
     noise_applied: bool
     matched_record_ids: NDArray[np.int64] | None
+    receipt: Receipt | None = None
 
 
 class _State(enum.Enum):
@@ -438,6 +443,16 @@ class AdvertiserRole:
                 raise InvalidMessage(
                     f"the platform reports {count} matched records, U' shows {matched_groups}"
                 )
+        receipt = None
+        if result.receipt:
+            receipt = read_receipt(result.receipt)
+            receipt.check_result(
+                session_id=self._session_id,
+                mode=self._mode.value,
+                count=count,
+                epsilon_charged=result.epsilon_charged,
+                epoch=self._epoch_id,
+            )
         self.result = AdvertiserResult(
             session_id=self._session_id,
             epoch_id=self._epoch_id,
@@ -448,6 +463,7 @@ class AdvertiserRole:
             epsilon_remaining=result.epsilon_remaining,
             noise_applied=result.noise_applied,
             matched_record_ids=matched_record_ids,
+            receipt=receipt,
         )
         self._state = _State.FINISHED
         return iter([pb.ClientMessage(close=pb.Close(session_id=self._session_id))])

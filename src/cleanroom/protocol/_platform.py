@@ -181,6 +181,8 @@ class PlatformOutcome:
         epsilon_remaining: the advertiser's budget left after this release.
         matched_user_ids: audience mode: the distinct platform users matched, ascending (the
             audience to store); ``None`` in the other modes.
+        matched_rows: audience mode: the rows of V that matched, ascending (which identifiers
+            each user matched through); ``None`` in the other modes.
     """
 
     session_id: bytes
@@ -192,6 +194,7 @@ class PlatformOutcome:
     release: Release
     epsilon_remaining: float
     matched_user_ids: NDArray[np.int64] | None
+    matched_rows: NDArray[np.int64] | None = None
 
 
 class _State(enum.Enum):
@@ -432,9 +435,11 @@ class PlatformRole:
         u_index, w_index = match_rows(self._u_prime, w)
         mode = self._request.mode
         matched_users: NDArray[np.int64] | None = None
+        matched_rows: NDArray[np.int64] | None = None
         if mode is Mode.AUDIENCE:
             # W is in V's order in audience mode, so a W row is a V row is a platform user.
             matched_users = self._inputs.owners_of(w_index)
+            matched_rows = np.sort(w_index).astype(np.int64)
             release = release_count(len(matched_users), self._decision.settings)
         else:
             # Records, not identifiers: a record matching on email and phone counts once.
@@ -456,6 +461,7 @@ class PlatformRole:
             release=release,
             epsilon_remaining=self._decision.epsilon_remaining(release.epsilon_charged),
             matched_user_ids=matched_users,
+            matched_rows=matched_rows,
         )
 
     def _stream_result(self, outcome: PlatformOutcome) -> Iterator[pb.ServerMessage]:

@@ -30,11 +30,13 @@ from typing import Final
 # Typed by types-grpcio when it is installed; the ignore keeps mypy quiet when it is not.
 import grpc  # type: ignore[import-untyped, unused-ignore]
 
+from cleanroom._signing import AUDIT_PUBLIC_KEY_FILE, public_key_from_pem
 from cleanroom.errors import (
     CleanroomError,
     InvalidInput,
     PlatformUnreachable,
     ProtocolError,
+    ReceiptInvalid,
 )
 from cleanroom.protocol import PROTOCOL_VERSION, AdvertiserResult, AdvertiserRole
 from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
@@ -213,9 +215,12 @@ class PlatformClient:
             role: a fresh advertiser role.
 
         Returns:
-            The role's result.
+            The role's result, its receipt checked against the ``audit.pub`` of the TLS folder
+            when there is one.
 
         Raises:
+            ReceiptInvalid: the platform's receipt is missing or does not verify (the session
+                completed and was charged: its result is not to be trusted).
             PlatformUnreachable: the platform cannot be reached or the session ran past its
                 deadline.
             CleanroomError: the platform refused or failed the session (the error it raised),
@@ -253,7 +258,37 @@ class PlatformClient:
                 role.abandon()  # the session failed: stop hashing the list
         if role.result is None:
             raise ProtocolError("the platform ended the session without sending a result")
+        self._check_receipt(role.result)
         return role.result
+
+    def _check_receipt(self, result: AdvertiserResult) -> None:
+        """Check the receipt's signature with the ``audit.pub`` in the TLS folder, if there.
+
+        The role already checked that the receipt states this result; the signature says the
+        platform's audit key stands behind it, so its log must keep the entry it names.
+
+        Raises:
+            ReceiptInvalid: the receipt is missing or its signature does not verify.
+        """
+        if self._tls_dir is None:
+            return
+        key_path = self._tls_dir / AUDIT_PUBLIC_KEY_FILE
+        try:
+            pem = key_path.read_bytes()
+        except FileNotFoundError:
+            return  # a folder issued before receipts: nothing to check them with
+        except OSError as exc:
+            raise ReceiptInvalid(f"cannot read {key_path}: {exc.strerror or exc}") from exc
+        try:
+            public_key = public_key_from_pem(pem)
+        except ValueError as exc:
+            raise ReceiptInvalid(f"{key_path} is not an audit public key ({exc})") from None
+        if result.receipt is None:
+            raise ReceiptInvalid(
+                f"the platform sent no receipt for session {result.session_id.hex()}, though "
+                f"its audit key is in {key_path}"
+            )
+        result.receipt.verify(public_key)
 
     def _error(self, exc: grpc.RpcError, timeout: float, *, session: bool) -> CleanroomError:
         if not isinstance(exc, grpc.Call):

@@ -38,13 +38,14 @@ from cleanroom.errors import (
     StoreError,
     VersionMismatch,
 )
-from cleanroom.policy import Policy, SessionDecision, check_session
+from cleanroom.policy import Mode, Policy, SessionDecision, check_session
 from cleanroom.protocol import (
     MAX_IDENTIFIERS_PER_RECORD,
     PlatformInputs,
     PlatformOutcome,
     PlatformRole,
     SessionRequest,
+    issue_receipt,
     policy_info,
     read_open_session,
 )
@@ -54,6 +55,7 @@ from cleanroom.store.audiences import store_audience
 from cleanroom.store.database import Database, open_database, transaction, unix_now
 from cleanroom.store.epochs import (
     EpochInfo,
+    MatchableEpoch,
     current_epoch,
     epoch_key,
     matchable_epoch,
@@ -233,7 +235,7 @@ class PlatformSessions:
                 logger.info("session of %s refused: %s", advertiser, refusal)
                 raise refusal
             try:
-                role = self._build_role(db, request, decision, epoch)
+                role, matchable = self._build_role(db, request, decision, epoch)
                 with transaction(db.conn):
                     sessions.attach_session_id(db, ledger_id, role.session_id.hex())
             except BaseException as exc:
@@ -242,7 +244,10 @@ class PlatformSessions:
                     if record is not None:
                         _abort_in_transaction(db, record, _reason(exc), self._clock())
                 raise
-        session = MatchSession(self, advertiser, ledger_id, role)
+        # Audience mode keeps the epoch's index -> (user, identifier) map, to store who matched
+        # through which identifier.
+        audience_index = matchable if request.mode is Mode.AUDIENCE else None
+        session = MatchSession(self, advertiser, ledger_id, role, audience_index=audience_index)
         self._register(session)
         logger.info(
             "session %s of %s opened: mode %s, %d records, %d identifiers",
@@ -287,7 +292,7 @@ class PlatformSessions:
 
     def _build_role(
         self, db: Database, request: SessionRequest, decision: SessionDecision, epoch: EpochInfo
-    ) -> PlatformRole:
+    ) -> tuple[PlatformRole, MatchableEpoch]:
         matchable = matchable_epoch(db)
         if matchable.epoch.epoch_id != epoch.epoch_id:
             # The budget was checked against the old epoch's ledger: start over.
@@ -299,7 +304,7 @@ class PlatformSessions:
             user_ids=matchable.user_rows,
             other_owners=matchable.other_owners,
         )
-        return PlatformRole(request, decision, inputs, engine=self._engine)
+        return PlatformRole(request, decision, inputs, engine=self._engine), matchable
 
     def _refuse(
         self,
@@ -314,20 +319,27 @@ class PlatformSessions:
             _record_refusal(db, advertiser, error, request, epoch, now)
         logger.info("session of %s refused: %s", advertiser, error)
 
-    def _persist(self, session: MatchSession, outcome: PlatformOutcome) -> None:
-        """Charge, store the audience and audit, in one transaction (before any reply)."""
+    def _persist(self, session: MatchSession, outcome: PlatformOutcome) -> bytes:
+        """Charge, store the audience and audit, in one transaction (before any reply).
+
+        Returns:
+            The session's receipt: the audit entry's sequence number and hash with the
+            session's facts, signed with the audit key (UTF-8 JSON, for ``MatchResult``).
+        """
         release = outcome.release
         session_hex = outcome.session_id.hex()
         with self.connect() as db, transaction(db.conn):
-            audience_id = None
+            audience = None
             # An audience whose count was not released ("fewer than N") is not stored: a list
             # padded with made-up rows around one victim would otherwise leave a one-person
             # audience to aim ads at. The released count decides, so what is kept never
             # depends on more than what the advertiser was told.
-            if outcome.matched_user_ids is not None and release.count is not None:
-                audience_id = store_audience(
-                    db, session_hex, outcome.advertiser, outcome.matched_user_ids
-                )
+            index = session.audience_index
+            if outcome.matched_rows is not None and index is not None and release.count is not None:
+                # Only users still eligible in THIS transaction are stored: a revocation,
+                # deletion, opt-out or expiry while the session ran leaves them out.
+                users, identifiers = index.matched_identifiers(outcome.matched_rows)
+                audience = store_audience(db, session_hex, outcome.advertiser, users, identifiers)
             completed = sessions.complete_session(
                 db,
                 session.ledger_id,
@@ -335,38 +347,57 @@ class PlatformSessions:
                 noise_applied=release.noise_applied,
                 result_count=release.count,
                 reported_as=release.reported_as,
-                audience_id=audience_id,
+                audience_id=None if audience is None else audience.audience_id,
                 now=self._clock(),
             )
             if not completed:
                 # Aborted meanwhile (shutdown, time limit): raising rolls the audience back.
                 raise SessionAborted(f"session {session_hex} was aborted before it completed")
-            audit.append(
-                db.conn,
-                "match.completed",
-                {
-                    "ledger_id": session.ledger_id,
-                    "session": session_hex,
-                    "advertiser": outcome.advertiser,
-                    "mode": outcome.mode.value,
-                    "epoch": outcome.epoch_id,
-                    "records": outcome.record_count,
-                    "identifiers": outcome.identifier_count,
-                    "count": release.count,
-                    "reported_as": release.reported_as,
-                    "epsilon_charged": release.epsilon_charged,
-                    "epsilon_remaining": outcome.epsilon_remaining,
-                    "noise_applied": release.noise_applied,
-                    "audience": audience_id,
-                },
+            details: dict[str, Any] = {
+                "ledger_id": session.ledger_id,
+                "session": session_hex,
+                "advertiser": outcome.advertiser,
+                "mode": outcome.mode.value,
+                "epoch": outcome.epoch_id,
+                "records": outcome.record_count,
+                "identifiers": outcome.identifier_count,
+                "count": release.count,
+                "reported_as": release.reported_as,
+                "epsilon_charged": release.epsilon_charged,
+                "epsilon_remaining": outcome.epsilon_remaining,
+                "noise_applied": release.noise_applied,
+                "audience": None if audience is None else audience.audience_id,
+            }
+            if audience is not None:
+                # How many, never who: users who lost eligibility while the session ran.
+                details["audience_members"] = audience.members
+                details["audience_left_out"] = audience.left_out
+            entry = audit.append(db, "match.completed", details)
+            receipt = issue_receipt(
+                db.audit_signing_key(),
+                session=session_hex,
+                advertiser=outcome.advertiser,
+                mode=outcome.mode.value,
+                count=release.count,
+                reported_as=release.reported_as,
+                epsilon_charged=release.epsilon_charged,
+                noise_applied=release.noise_applied,
+                epoch=outcome.epoch_id,
+                audit_seq=entry.seq,
+                audit_hash=entry.hash,
+                audit_at=entry.at,
             )
         logger.info(
-            "session %s of %s completed: %s (epsilon %g)",
+            "session %s of %s completed: %s (epsilon %g)%s",
             session_hex,
             outcome.advertiser,
             release.reported_as,
             release.epsilon_charged,
+            ""
+            if audience is None or not audience.left_out
+            else f"; {audience.left_out} matched users lost eligibility and were not stored",
         )
+        return receipt.to_json()
 
     def _abort(self, session: MatchSession, reason: str) -> bool:
         with self.connect() as db, transaction(db.conn):
@@ -387,12 +418,20 @@ class MatchSession:
     """
 
     def __init__(
-        self, owner: PlatformSessions, advertiser: str, ledger_id: int, role: PlatformRole
+        self,
+        owner: PlatformSessions,
+        advertiser: str,
+        ledger_id: int,
+        role: PlatformRole,
+        *,
+        audience_index: MatchableEpoch | None = None,
     ) -> None:
         self._owner = owner
         self.advertiser = advertiser
         self.ledger_id = ledger_id
         self._role = role
+        self.audience_index = audience_index
+        """Audience mode: the epoch's map from rows of V to (user, identifier) pairs."""
         self._lock = threading.Lock()
         self._ended = False  # completed or aborted: the ledger row is final
         self._completed = False
@@ -430,8 +469,9 @@ class MatchSession:
             with self._lock:
                 if self._ended:
                     raise SessionAborted("the session was aborted before it completed")
-                self._owner._persist(self, outcome)
+                receipt = self._owner._persist(self, outcome)
                 self._ended = self._completed = True
+            return _with_receipt(replies, receipt)
         return replies
 
     def abort(self, reason: str) -> bool:
@@ -457,6 +497,16 @@ class MatchSession:
             self.abort(reason)
         finally:
             self._owner._unregister(self)
+
+
+def _with_receipt(
+    replies: Iterator[pb.ServerMessage], receipt: bytes
+) -> Iterator[pb.ServerMessage]:
+    """The replies, with the session's receipt in its result (the role knows no audit log)."""
+    for reply in replies:
+        if reply.WhichOneof("round") == "result":
+            reply.result.receipt = receipt
+        yield reply
 
 
 # -- ledger + audit helpers (inside the caller's transaction) ---------------------------------
@@ -501,7 +551,7 @@ def _record_refusal(
         identifier_count=details["identifiers"],
         now=now,
     )
-    audit.append(db.conn, "match.refused", details)
+    audit.append(db, "match.refused", details)
 
 
 def _abort_in_transaction(
@@ -510,7 +560,7 @@ def _abort_in_transaction(
     if not sessions.abort_session(db, record.id, reason, now=now):
         return False
     audit.append(
-        db.conn,
+        db,
         "match.aborted",
         {
             "ledger_id": record.id,

@@ -32,6 +32,7 @@ from cleanroom.errors import InvalidInput, ListenFailed
 from cleanroom.policy import Policy
 from cleanroom.protocol import MAX_CHUNK_BYTES
 from cleanroom.service import tls
+from cleanroom.service.audience_sweep import DEFAULT_SWEEP_INTERVAL, AudienceSweeper
 from cleanroom.service.dashboard import DashboardOptions, DashboardServer
 from cleanroom.service.platform_sessions import PlatformSessions
 from cleanroom.service.servicer import (
@@ -97,6 +98,7 @@ class ServerOptions:
         session_timeout: seconds a session may last before it is aborted.
         engine: the batch engine for the sessions (``None``: the process-wide default).
         dashboard: also serve the dashboard, ``/metrics`` and ``/healthz`` over HTTP.
+        sweep_interval: seconds between sweeps of stored audiences (``None``: no sweep).
     """
 
     db_path: Path
@@ -108,6 +110,7 @@ class ServerOptions:
     session_timeout: float = DEFAULT_SESSION_TIMEOUT
     engine: BatchEngine | None = None
     dashboard: DashboardOptions | None = None
+    sweep_interval: float | None = DEFAULT_SWEEP_INTERVAL
 
 
 def parse_listen_address(listen: str) -> tuple[str, int]:
@@ -160,6 +163,11 @@ class PlatformServer:
 
         self._engine = options.engine
         self.sessions = PlatformSessions(options.db_path, options.policy, engine=options.engine)
+        self._sweeper = (
+            None
+            if options.sweep_interval is None
+            else AudienceSweeper(options.db_path, options.sweep_interval)
+        )
         threads = options.max_sessions + _SPARE_THREADS
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cleanroom-rpc"),
@@ -227,6 +235,8 @@ class PlatformServer:
             logger.warning("aborted %d sessions a previous run left open", recovered)
         # The workers start now, in the background, not inside the first advertiser's session.
         (self._engine or default_engine()).start()
+        if self._sweeper is not None:
+            self._sweeper.start()
         self._server.start()
         for service in ("", SERVICE_NAME):
             self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -238,6 +248,8 @@ class PlatformServer:
         """Stop serving; sessions under way get ``grace`` seconds, then are aborted."""
         self._serving = False
         self._health.enter_graceful_shutdown()
+        if self._sweeper is not None:
+            self._sweeper.stop()
         self._server.stop(grace).wait()
         # Calls are cancelled now; a handler still inside the engine has not noticed yet.
         aborted = self.sessions.abort_all("the platform stopped before the session completed")

@@ -152,10 +152,11 @@ def _check_kind(kind: str | None) -> None:
 
 
 def _memberships(conn: sqlite3.Connection, row: int) -> int:
+    """Audiences the user is a member of, as reads show them (eligible memberships only)."""
     return int(
-        conn.execute("SELECT COUNT(*) FROM audience_members WHERE user_id = ?", (row,)).fetchone()[
-            0
-        ]
+        conn.execute(
+            "SELECT COUNT(*) FROM readable_audience_members WHERE user_id = ?", (row,)
+        ).fetchone()[0]
     )
 
 
@@ -183,7 +184,7 @@ def grant(db: Database, user_id: str, *, kind: str | None = None) -> ConsentChan
         )
         change = ConsentChange(user_id, changed, never_permitted if changed else 0)
         audit.append(
-            conn,
+            db,
             "consent.grant",
             {"user": user_id, "type": kind, "identifiers": change.identifiers},
         )
@@ -208,7 +209,7 @@ def revoke(db: Database, user_id: str, *, kind: str | None = None) -> ConsentCha
         conn.execute("DELETE FROM audience_members WHERE user_id = ?", (row,))
         change = ConsentChange(user_id, changed, 0, before)
         audit.append(
-            conn,
+            db,
             "consent.revoke",
             {
                 "user": user_id,
@@ -249,7 +250,7 @@ def set_opt_out(db: Database, user_id: str, opt_out: str, active: bool) -> Conse
             conn.execute(f"UPDATE users SET {column} = NULL WHERE id = ?", (row,))
         left = before - _memberships(conn, row)
         audit.append(
-            conn,
+            db,
             "opt_out.set" if active else "opt_out.clear",
             {"user": user_id, "opt_out": opt_out, "audiences_left": left},
         )
@@ -315,7 +316,7 @@ def import_consent_csv(
     if progress is not None and pending:
         progress(len(pending))
     with transaction(db.conn):
-        audit.append(db.conn, "consent.import", report.as_dict())
+        audit.append(db, "consent.import", report.as_dict())
     return report
 
 

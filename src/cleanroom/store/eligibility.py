@@ -2,33 +2,44 @@
 
 An identifier is eligible only if all hold:
 
-- its ``source`` is permitted for ads (an allow-list; ``two_factor``, ``recovery``, ``security``
-  and ``contact_upload`` are never permitted, whatever the consent flag says);
+- its ``source`` is registered by the platform as permitted for ads (the ``sources`` table,
+  ``cleanroom platform sources``); ``two_factor``, ``recovery``, ``security`` and
+  ``contact_upload`` are never permitted, whatever the table or the consent flag says, and a
+  source the platform never registered is stored but never eligible;
 - it has an active ads-matching consent (granted, not revoked, not expired, not in the future);
 - its user has no opt-out (``sale_opt_out``, ``targeted_ads_opt_out``) and is not deleted.
 
 The rules live in one SQL view, ``identifier_eligibility``, installed as a TEMP view on every
 connection by :func:`install_views` (so the rules are this module's, never a stale copy in an
-old database file). ``eligible_identifiers`` filters it. Status counts, epoch precompute and
-match-time filtering all read these views, and nothing else decides eligibility.
+old database file). ``eligible_identifiers`` filters it. Status counts, epoch precompute,
+match-time filtering and every read of a stored audience go through these views, and nothing
+else decides eligibility.
+
+"Now" is the connection's clock, the SQL function ``cleanroom_now()`` that
+:mod:`~cleanroom.store.database` registers (the system clock, unless a test gives another).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
 __all__ = [
+    "DEFAULT_PERMITTED_SOURCES",
     "EXCLUSION_REASONS",
-    "KNOWN_SOURCES",
     "NEVER_PERMITTED_SOURCES",
-    "PERMITTED_SOURCES",
+    "NOW_SQL",
+    "SOURCE_NAME",
     "eligible_identifier_ids",
     "eligible_identifiers_and_users",
     "install_views",
+    "normalize_source",
+    "sql_list",
 ]
 
 #: Sources that collected an identifier for a purpose other than marketing. Their identifiers are
@@ -39,18 +50,21 @@ NEVER_PERMITTED_SOURCES: frozenset[str] = frozenset(
     {"two_factor", "recovery", "security", "contact_upload"}
 )
 
-#: Sources where a user gives an identifier as their own, for an account or marketing.
-PERMITTED_SOURCES: frozenset[str] = frozenset(
+#: Sources a new database registers as permitted (``platform init``): where a user gives an
+#: identifier as their own, for an account or marketing. A platform permits its own names with
+#: ``cleanroom platform sources permit``.
+DEFAULT_PERMITTED_SOURCES: frozenset[str] = frozenset(
     {"signup", "profile", "checkout", "newsletter", "crm"}
 )
 
-#: Every source an import accepts; any other value is rejected per row.
-KNOWN_SOURCES: frozenset[str] = PERMITTED_SOURCES | NEVER_PERMITTED_SOURCES
+#: What a source name the platform registers may look like (after trimming and lower-casing).
+SOURCE_NAME: Final = re.compile(r"[a-z0-9][a-z0-9._:-]{0,63}")
 
 #: Why an identifier is not eligible, in the order they are tested (an identifier is counted
 #: under the first that applies).
 EXCLUSION_REASONS: tuple[str, ...] = (
     "deleted",
+    "source_unknown",
     "source_not_permitted",
     "opted_out",
     "revoked",
@@ -58,15 +72,22 @@ EXCLUSION_REASONS: tuple[str, ...] = (
 )
 
 
-def _sql_list(values: frozenset[str]) -> str:
-    # The values are this module's constants, never input, so inlining them is safe.
+def normalize_source(name: str) -> str:
+    """A source name as stored and compared: trimmed and lower-cased."""
+    return name.strip().lower()
+
+
+def sql_list(values: frozenset[str]) -> str:
+    """``'a', 'b'``: constants of this package for an SQL ``IN (…)``, never input."""
     return ", ".join(f"'{v}'" for v in sorted(values))
 
 
-# The clock is read inside SQLite so that a query is one consistent statement.
-_NOW = "CAST(strftime('%s', 'now') AS INTEGER)"
+#: The current time in SQL, as the connection's clock says. An uncorrelated scalar subquery:
+#: SQLite evaluates it once per statement, so a whole query sees one "now".
+NOW_SQL: Final = "(SELECT cleanroom_now())"
 
 _VIEWS = f"""
+DROP VIEW IF EXISTS temp.readable_audience_members;
 DROP VIEW IF EXISTS temp.eligible_identifiers;
 DROP VIEW IF EXISTS temp.identifier_eligibility;
 CREATE TEMP VIEW identifier_eligibility AS
@@ -78,27 +99,46 @@ SELECT
     i.source   AS source,
     CASE
         WHEN u.deleted_at IS NOT NULL OR i.value IS NULL THEN 'deleted'
-        WHEN i.source NOT IN ({_sql_list(PERMITTED_SOURCES)}) THEN 'source_not_permitted'
+        WHEN i.source NOT IN (SELECT name FROM main.sources) THEN 'source_unknown'
+        WHEN i.source IN ({sql_list(NEVER_PERMITTED_SOURCES)})
+            OR i.source NOT IN (SELECT name FROM main.sources WHERE permitted = 1)
+            THEN 'source_not_permitted'
         WHEN u.sale_opt_out_at IS NOT NULL OR u.targeted_ads_opt_out_at IS NOT NULL
             THEN 'opted_out'
         WHEN i.consent = 'revoked' THEN 'revoked'
         WHEN i.consent != 'granted'
-            OR (i.expires_at IS NOT NULL AND i.expires_at <= {_NOW})
-            OR (i.consent_at IS NOT NULL AND i.consent_at > {_NOW})
+            OR (i.expires_at IS NOT NULL AND i.expires_at <= {NOW_SQL})
+            OR (i.consent_at IS NOT NULL AND i.consent_at > {NOW_SQL})
             THEN 'no_consent'
         ELSE NULL
     END AS excluded_reason
-FROM identifiers AS i JOIN users AS u ON u.id = i.user_row;
+FROM main.identifiers AS i JOIN main.users AS u ON u.id = i.user_row;
 
 CREATE TEMP VIEW eligible_identifiers AS
 SELECT identifier_id, user_row, type, value
 FROM identifier_eligibility
 WHERE excluded_reason IS NULL;
+
+-- An audience member is readable while at least one identifier it matched through is eligible
+-- now: every list, count and export of an audience reads this view, so a member whose consent
+-- expired, was revoked, or whose user opted out or was deleted is never shown, whether or not
+-- a sweep has removed the row yet.
+CREATE TEMP VIEW readable_audience_members AS
+SELECT m.audience_id AS audience_id, m.user_id AS user_id
+FROM main.audience_members AS m
+WHERE EXISTS (
+    SELECT 1
+    FROM main.audience_member_identifiers AS matched
+    JOIN eligible_identifiers AS e ON e.identifier_id = matched.identifier_id
+    WHERE matched.audience_id = m.audience_id AND matched.user_id = m.user_id
+        AND e.user_row = m.user_id
+);
 """
 
 
 def install_views(conn: sqlite3.Connection) -> None:
-    """Create the ``identifier_eligibility`` and ``eligible_identifiers`` views on ``conn``.
+    """Create the ``identifier_eligibility``, ``eligible_identifiers`` and
+    ``readable_audience_members`` views on ``conn``.
 
     TEMP views live with the connection, so installing them never writes to the database.
     """

@@ -100,12 +100,32 @@ class MatchableEpoch:
             same identifier eligible twice (two sources, or two accounts sharing an email) has
             the same ``E_b(H(y))``; V carries it once, since a repeated element would both be
             refused by the advertiser and tell it that the identifier is shared.
+        identifier_ids: ``(n,)`` int64, ``identifiers.id`` of each element (private).
+        other_identifiers: ``identifiers.id`` of each of ``other_owners``, aligned with it.
     """
 
     epoch: EpochInfo
     elements: NDArray[np.uint8]
     user_rows: NDArray[np.int64]
     other_owners: tuple[NDArray[np.int64], NDArray[np.int64]]
+    identifier_ids: NDArray[np.int64]
+    other_identifiers: NDArray[np.int64]
+
+    def matched_identifiers(
+        self, rows: NDArray[np.int64]
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """The (user, identifier) pairs behind the given rows of ``elements``.
+
+        Returns:
+            ``(users, identifiers)``, aligned: each row's own pair, then those of its other
+            owners.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        owner_rows, owner_users = self.other_owners
+        further = np.isin(owner_rows, rows)
+        users = np.concatenate([self.user_rows[rows], owner_users[further]])
+        identifiers = np.concatenate([self.identifier_ids[rows], self.other_identifiers[further]])
+        return users, identifiers
 
 
 def current_epoch(db: Database) -> EpochInfo | None:
@@ -186,7 +206,7 @@ def rotate(
                     (epoch_id, suite.suite_id, now, len(ids)),
                 )
                 audit.append(
-                    db.conn,
+                    db,
                     "epoch.rotate",
                     {
                         "epoch": epoch_id,
@@ -269,7 +289,7 @@ def refresh(
                 if switched != 1:
                     raise StoreError("the current epoch changed during the refresh; run it again")
                 audit.append(
-                    db.conn,
+                    db,
                     "epoch.refresh",
                     {"epoch": epoch.epoch_id, "added": len(ids), "size": count + len(ids)},
                 )
@@ -303,17 +323,20 @@ def matchable_epoch(db: Database) -> MatchableEpoch:
                 continue
             raise
         keep = np.isin(ids, eligible_identifier_ids(db.conn), assume_unique=True)
-        return _distinct(epoch, np.ascontiguousarray(elements[keep]), users[keep])
+        return _distinct(epoch, np.ascontiguousarray(elements[keep]), users[keep], ids[keep])
     raise StoreError("the current epoch keeps changing; try again")
 
 
 def _distinct(
-    epoch: EpochInfo, elements: NDArray[np.uint8], users: NDArray[np.int64]
+    epoch: EpochInfo,
+    elements: NDArray[np.uint8],
+    users: NDArray[np.int64],
+    ids: NDArray[np.int64],
 ) -> MatchableEpoch:
     """Keep the first row of each repeated element; record the other rows' users as owners."""
     none = np.empty(0, np.int64)
     if len(elements) < 2:
-        return MatchableEpoch(epoch, elements, users, (none, none))
+        return MatchableEpoch(epoch, elements, users, (none, none), ids, none)
     # Elements are pseudorandom, so their first 8 bytes nearly never collide: sort those, and
     # compare whole rows only where they do (cheap at 10^7 rows, unlike sorting 32-byte rows).
     prefix = np.ascontiguousarray(elements[:, :8]).view(np.uint64).ravel()
@@ -324,14 +347,14 @@ def _distinct(
     collides[order[:-1][same]] = True
     candidates = np.flatnonzero(collides)
     if len(candidates) == 0:
-        return MatchableEpoch(epoch, elements, users, (none, none))
+        return MatchableEpoch(epoch, elements, users, (none, none), ids, none)
     rows = np.ascontiguousarray(elements[candidates])
     as_void = rows.view(np.dtype((np.void, elements.shape[1]))).ravel()
     _, first, inverse = np.unique(as_void, return_index=True, return_inverse=True)
     representative = candidates[first[inverse.ravel()]]
     repeated = candidates[representative != candidates]
     if len(repeated) == 0:
-        return MatchableEpoch(epoch, elements, users, (none, none))
+        return MatchableEpoch(epoch, elements, users, (none, none), ids, none)
     keep = np.ones(len(elements), dtype=bool)
     keep[repeated] = False
     new_index = np.cumsum(keep) - 1
@@ -341,6 +364,8 @@ def _distinct(
         np.ascontiguousarray(elements[keep]),
         users[keep],
         (owner_rows, users[repeated].astype(np.int64)),
+        ids[keep],
+        ids[repeated].astype(np.int64),
     )
 
 

@@ -33,7 +33,7 @@ from cleanroom.identifiers import KINDS, normalize_batch
 from cleanroom.store import audit
 from cleanroom.store.csvfile import CsvScan, RowRejection, open_rows, scan_csv
 from cleanroom.store.database import Database, transaction, unix_now
-from cleanroom.store.eligibility import KNOWN_SOURCES, NEVER_PERMITTED_SOURCES
+from cleanroom.store.eligibility import NEVER_PERMITTED_SOURCES, normalize_source
 from cleanroom.store.fields import REVOKED, parse_consent, parse_timestamp
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ REJECTION_REASONS: dict[str, str] = {
     "malformed_row": "malformed CSV row",
     "missing_user_id": "empty user id",
     "unknown_type": "unknown identifier type",
-    "unknown_source": "unknown source",
+    "missing_source": "empty source",
     "bad_consent": "unreadable consent value",
     "bad_timestamp": "timestamp is not ISO 8601",
     "invalid_identifier": "invalid identifier",
@@ -189,6 +189,10 @@ class ImportReport:
         shared_identifiers: rows whose identifier is held by more than one user (both kept).
         shared_examples: ``(row, type, users)`` of the first few.
         users_added: users newly stored.
+        source_unknown: rows whose source the platform has not registered (``platform
+            sources``): stored, never eligible until the source is permitted.
+        unknown_sources: those rows by source name (the first few names).
+        unknown_source_examples: ``(row, source)`` of the first few.
     """
 
     path: str
@@ -203,6 +207,9 @@ class ImportReport:
     shared_identifiers: int = 0
     shared_examples: list[tuple[int, str, int]] = field(default_factory=list)
     users_added: int = 0
+    source_unknown: int = 0
+    unknown_sources: Counter[str] = field(default_factory=Counter)
+    unknown_source_examples: list[tuple[int, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data (also what the audit entry records, minus examples)."""
@@ -217,6 +224,10 @@ class ImportReport:
             "rejected": dict(sorted(self.rejected.items())),
             "never_permitted_with_consent": self.never_permitted_with_consent,
             "shared_identifiers": self.shared_identifiers,
+            "source_unknown": {
+                "rows": self.source_unknown,
+                "sources": dict(sorted(self.unknown_sources.items())),
+            },
         }
 
 
@@ -243,8 +254,11 @@ class _Kind:
 
 
 #: What a profile resolves to: a fault, or (kind slot, profile id, from a never-permitted source
-#: claiming consent).
-_Resolved = _Fault | tuple[str, int, bool]
+#: claiming consent, the source if the platform has not registered it).
+_Resolved = _Fault | tuple[str, int, bool, str | None]
+
+#: Names of unregistered sources kept in the report (all rows are counted).
+_UNKNOWN_SOURCE_NAMES = 20
 
 
 def import_platform_csv(
@@ -286,7 +300,7 @@ def import_platform_csv(
     report = ImportReport(path=str(path), sha256=scan.sha256)
     importer = _Importer(db, scan, report, default_region, on_reject)
     with transaction(db.conn):
-        audit.append(db.conn, "import.started", {"file": report.path, "sha256": report.sha256})
+        audit.append(db, "import.started", {"file": report.path, "sha256": report.sha256})
     users_before = _count(db.conn, "SELECT COUNT(*) FROM users")
     conn = db.conn
     # A bigger page cache keeps the (type, value) index in memory, and fewer WAL checkpoints
@@ -313,7 +327,7 @@ def import_platform_csv(
         conn.execute(f"PRAGMA wal_autocheckpoint = {int(autocheckpoint)}")
     report.users_added = _count(db.conn, "SELECT COUNT(*) FROM users") - users_before
     with transaction(db.conn):
-        audit.append(db.conn, "import", report.as_dict())
+        audit.append(db, "import", report.as_dict())
     return report
 
 
@@ -338,6 +352,9 @@ class _Importer:
         self.deleted_users = {
             str(row[0])
             for row in db.conn.execute("SELECT external_id FROM users WHERE deleted_at IS NOT NULL")
+        }
+        self.registered_sources = {
+            str(row[0]) for row in db.conn.execute("SELECT name FROM sources")
         }
         self.now = unix_now()
         columns = scan.columns
@@ -438,13 +455,15 @@ class _Importer:
                                     "the user was deleted; rows for it are refused",
                                 )
                             else:
-                                kind, profile_id, claims_never_permitted = resolved
+                                kind, profile_id, claims_never_permitted, unknown = resolved
                                 queue = chunk[kind]
                                 queue.values.append(row[i_value])
                                 queue.lines.append(reader.line_num)
                                 queue.users.append(user_id)
                                 queue.profile_ids.append(profile_id)
                                 never_permitted += claims_never_permitted
+                                if unknown is not None:
+                                    self._unknown_source(reader.line_num, unknown)
                         taken += 1
                         if taken >= chunk_rows:
                             return chunk, taken, False
@@ -466,9 +485,20 @@ class _Importer:
             profile_id = self.next_profile_id
             self.next_profile_id += 1
             self.new_profiles.append((profile_id, kind, source, state, state_at, expires_at))
-            resolved = (kind, profile_id, claims_never_permitted)
+            unknown = None if source in self.registered_sources else source
+            resolved = (kind, profile_id, claims_never_permitted, unknown)
         self.profiles[key] = resolved
         return resolved
+
+    def _unknown_source(self, line: int, source: str) -> None:
+        """Count a row whose source the platform has not registered (stored, never eligible)."""
+        report = self.report
+        report.source_unknown += 1
+        names = report.unknown_sources
+        if source in names or len(names) < _UNKNOWN_SOURCE_NAMES:
+            names[source] += 1
+        if len(report.unknown_source_examples) < _EXAMPLES_PER_REASON:
+            report.unknown_source_examples.append((line, source))
 
     def _validate_profile(
         self, key: tuple[str, ...]
@@ -482,15 +512,11 @@ class _Importer:
                 return _Fault(
                     "type", "unknown_type", f"{raw_kind!r} is not one of {', '.join(KINDS)}"
                 )
-        source = raw_source
-        if source not in KNOWN_SOURCES:
-            source = source.strip().lower()
-            if source not in KNOWN_SOURCES:
-                return _Fault(
-                    "source",
-                    "unknown_source",
-                    f"{raw_source!r} is not one of {', '.join(sorted(KNOWN_SOURCES))}",
-                )
+        # Names are compared trimmed and lower-cased; an unregistered one is stored (and
+        # reported), so permitting it later needs no re-import.
+        source = normalize_source(raw_source)
+        if not source:
+            return _Fault("source", "missing_source", "source is empty")
         consent = parse_consent(raw_consent)
         if consent is None:
             return _Fault(

@@ -12,8 +12,14 @@ the file they came from.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 from cleanroom.errors import NotOurDatabase
+from cleanroom.store.eligibility import (
+    DEFAULT_PERMITTED_SOURCES,
+    NEVER_PERMITTED_SOURCES,
+    sql_list,
+)
 
 __all__ = [
     "APPLICATION_ID",
@@ -28,7 +34,7 @@ __all__ = [
 APPLICATION_ID = 0x434C524D
 
 #: The schema version this build writes (``PRAGMA user_version``).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Stored states of an identifier's ads-matching consent.
 CONSENT_STATES: tuple[str, ...] = ("granted", "denied", "revoked")
@@ -182,9 +188,100 @@ CREATE TABLE eligibility_samples (
     excluded TEXT NOT NULL
 ) STRICT;
 """
+# Version 4: consent for the life of the data, and a log that a database writer cannot rewrite.
+#
+# - sources: the platform's own source names; only a registered, permitted source is eligible.
+#   The never-permitted four are registered denied, and no statement can permit them.
+# - audit_log.signature: each entry's Ed25519 signature (cleanroom.store.audit); entries
+#   written before this version are covered by the signed migration entry that follows them.
+#   INSERT OR REPLACE, REPLACE and UPSERT go through BEFORE INSERT, so requiring the next
+#   sequence number closes them (a REPLACE deletes without firing delete triggers).
+# - audience_member_identifiers: which identifiers each member matched through; a member is
+#   readable only while one of them is eligible (cleanroom.store.audiences). Members stored
+#   before this version matched through any of their identifiers. The stored size goes: it is
+#   counted from the readable members, so it cannot disagree with them.
+_NOW_SQL = "CAST(strftime('%s', 'now') AS INTEGER)"
+_NEVER = sql_list(NEVER_PERMITTED_SOURCES)
+_DEFAULT_SOURCES = ", ".join(
+    [f"('{name}', 1, {_NOW_SQL})" for name in sorted(DEFAULT_PERMITTED_SOURCES)]
+    + [f"('{name}', 0, {_NOW_SQL})" for name in sorted(NEVER_PERMITTED_SOURCES)]
+)
+_LIFE_OF_THE_DATA_V4 = f"""
+CREATE TABLE sources (
+    name       TEXT PRIMARY KEY,
+    permitted  INTEGER NOT NULL CHECK (permitted IN (0, 1)),
+    changed_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TRIGGER never_permitted_sources_stay_denied BEFORE INSERT ON sources
+WHEN NEW.permitted != 0 AND NEW.name IN ({_NEVER})
+BEGIN
+    SELECT RAISE(ABORT, 'two_factor, recovery, security and contact_upload can never be permitted');
+END;
+
+CREATE TRIGGER never_permitted_sources_stay_denied_on_update BEFORE UPDATE ON sources
+WHEN NEW.permitted != 0 AND NEW.name IN ({_NEVER})
+BEGIN
+    SELECT RAISE(ABORT, 'two_factor, recovery, security and contact_upload can never be permitted');
+END;
+
+INSERT INTO sources (name, permitted, changed_at) VALUES {_DEFAULT_SOURCES};
+
+ALTER TABLE audit_log ADD COLUMN signature TEXT;
+
+CREATE TRIGGER audit_log_append_only BEFORE INSERT ON audit_log
+WHEN NEW.seq IS NOT (SELECT COALESCE(MAX(seq), 0) + 1 FROM audit_log)
+BEGIN
+    SELECT RAISE(ABORT, 'the audit log is append-only: an entry takes the next sequence number');
+END;
+
+CREATE TABLE audience_member_identifiers (
+    audience_id   INTEGER NOT NULL,
+    user_id       INTEGER NOT NULL,
+    identifier_id INTEGER NOT NULL REFERENCES identifiers(id),
+    PRIMARY KEY (audience_id, user_id, identifier_id),
+    FOREIGN KEY (audience_id, user_id)
+        REFERENCES audience_members (audience_id, user_id) ON DELETE CASCADE
+) STRICT, WITHOUT ROWID;
+CREATE INDEX audience_member_identifiers_by_identifier
+    ON audience_member_identifiers (identifier_id);
+
+INSERT INTO audience_member_identifiers (audience_id, user_id, identifier_id)
+SELECT m.audience_id, m.user_id, i.id
+FROM audience_members AS m JOIN identifiers AS i ON i.user_row = m.user_id;
+
+-- A member whose last matched identifier is gone leaves the audience.
+CREATE TRIGGER member_without_identifiers_leaves
+AFTER DELETE ON audience_member_identifiers
+WHEN NOT EXISTS (
+    SELECT 1 FROM audience_member_identifiers
+    WHERE audience_id = OLD.audience_id AND user_id = OLD.user_id
+)
+BEGIN
+    DELETE FROM audience_members WHERE audience_id = OLD.audience_id AND user_id = OLD.user_id;
+END;
+
+-- Expiry needs no write to take effect (reads filter it), but once a consent has lapsed, any
+-- change to the identifier (a re-grant, a re-import) first ends the memberships it carried:
+-- a lapse is a loss of eligibility, however soon consent is given again.
+CREATE TRIGGER lapsed_consent_leaves_audiences
+AFTER UPDATE OF consent, consent_at, expires_at ON identifiers
+WHEN (OLD.expires_at IS NOT NULL AND OLD.expires_at <= {_NOW_SQL})
+    OR (NEW.expires_at IS NOT NULL AND NEW.expires_at <= {_NOW_SQL})
+BEGIN
+    DELETE FROM audience_member_identifiers WHERE identifier_id = NEW.id;
+END;
+
+DROP TRIGGER audience_size_follows_members;
+ALTER TABLE audiences DROP COLUMN size;
+"""
 
 #: Migrations from version ``v`` to ``v + 1``, applied in order by :func:`migrate`.
-_MIGRATIONS: dict[int, str] = {1: _SESSIONS_V2, 2: _ELIGIBILITY_HISTORY_V3}
+_MIGRATIONS: dict[int, str] = {
+    1: _SESSIONS_V2,
+    2: _ELIGIBILITY_HISTORY_V3,
+    3: _LIFE_OF_THE_DATA_V4,
+}
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
@@ -235,19 +332,41 @@ def check_identity(conn: sqlite3.Connection, where: str) -> int:
     return version
 
 
-def migrate(conn: sqlite3.Connection, version: int) -> None:
+def migrate(
+    conn: sqlite3.Connection,
+    version: int,
+    finish: Callable[[sqlite3.Connection], object] | None = None,
+) -> None:
     """Bring a database of schema ``version`` up to :data:`SCHEMA_VERSION`, one step at a time.
 
     Each step and its version stamp commit together, so an interrupted migration resumes.
+
+    Args:
+        conn: an autocommit connection.
+        version: the file's schema version.
+        finish: called inside the last step's transaction, after its DDL (to record the
+            migration in the audit log, so that it commits or vanishes with it).
     """
     for step in range(version, SCHEMA_VERSION):
-        _run_script(conn, _MIGRATIONS[step] + f"PRAGMA user_version = {step + 1};\n")
+        last = step + 1 == SCHEMA_VERSION
+        _run_script(
+            conn,
+            _MIGRATIONS[step] + f"PRAGMA user_version = {step + 1};\n",
+            finish if last else None,
+        )
 
 
-def _run_script(conn: sqlite3.Connection, script: str) -> None:
+def _run_script(
+    conn: sqlite3.Connection,
+    script: str,
+    finish: Callable[[sqlite3.Connection], object] | None = None,
+) -> None:
     """Run a DDL script as one transaction (``executescript`` would otherwise commit per step)."""
     try:
-        conn.executescript("BEGIN IMMEDIATE;\n" + script + "COMMIT;\n")
+        conn.executescript("BEGIN IMMEDIATE;\n" + script)
+        if finish is not None:
+            finish(conn)
+        conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")

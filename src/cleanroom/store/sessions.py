@@ -117,7 +117,8 @@ class AudienceSummary:
         id: the audience id.
         session_id: the protocol session id (hex) that produced it.
         advertiser: whose list it was matched against.
-        size: current members (users who lose consent leave it).
+        size: members eligible now (a member whose consent expired or was revoked, who opted
+            out or was deleted is never counted, swept yet or not).
         created_at: Unix seconds when it was stored.
     """
 
@@ -412,21 +413,35 @@ def abort_session(db: Database, row_id: int, reason: str, *, now: int | None = N
 # -- audiences, as the sessions produced them ----------------------------------------------------
 
 
+_SUMMARIES = (
+    "SELECT a.id, a.session_id, a.advertiser, a.created_at, "
+    "(SELECT COUNT(*) FROM readable_audience_members AS m WHERE m.audience_id = a.id) "
+    "FROM audiences AS a"
+)
+
+
 def audience_summaries(db: Database) -> list[AudienceSummary]:
-    """Every stored audience, oldest first."""
-    rows = db.conn.execute(
-        "SELECT id, session_id, advertiser, size, created_at FROM audiences ORDER BY id"
-    ).fetchall()
-    return [AudienceSummary(int(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4])) for r in rows]
+    """Every stored audience, oldest first, each sized by its members eligible now."""
+    rows = db.conn.execute(f"{_SUMMARIES} ORDER BY a.id").fetchall()
+    return [AudienceSummary(int(r[0]), str(r[1]), str(r[2]), int(r[4]), int(r[3])) for r in rows]
 
 
 def audience_summary(db: Database, audience_id: int) -> tuple[AudienceSummary, list[str]] | None:
-    """One stored audience and its current members' external user ids (sorted), or ``None``."""
-    row = db.conn.execute(
-        "SELECT id, session_id, advertiser, size, created_at FROM audiences WHERE id = ?",
-        (audience_id,),
-    ).fetchone()
+    """One stored audience and its members eligible now (external ids, sorted), or ``None``.
+
+    The size is the number of members listed: both come from one read.
+    """
+    conn = db.conn
+    conn.execute("BEGIN")
+    try:
+        row = conn.execute(
+            "SELECT id, session_id, advertiser, created_at FROM audiences WHERE id = ?",
+            (audience_id,),
+        ).fetchone()
+        members = [] if row is None else audience_members(db, audience_id)
+    finally:
+        conn.execute("COMMIT")
     if row is None:
         return None
-    summary = AudienceSummary(int(row[0]), str(row[1]), str(row[2]), int(row[3]), int(row[4]))
-    return summary, audience_members(db, audience_id)
+    summary = AudienceSummary(int(row[0]), str(row[1]), str(row[2]), len(members), int(row[3]))
+    return summary, members

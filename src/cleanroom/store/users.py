@@ -55,7 +55,7 @@ def delete_user(db: Database, user_id: str) -> UserDeletion:
             return UserDeletion(user_id, 0, 0, already_deleted=True)
         memberships = int(
             conn.execute(
-                "SELECT COUNT(*) FROM audience_members WHERE user_id = ?", (user_row,)
+                "SELECT COUNT(*) FROM readable_audience_members WHERE user_id = ?", (user_row,)
             ).fetchone()[0]
         )
         erased = conn.execute(
@@ -64,7 +64,7 @@ def delete_user(db: Database, user_id: str) -> UserDeletion:
         ).rowcount
         conn.execute("UPDATE users SET deleted_at = ? WHERE id = ?", (unix_now(), user_row))
         audit.append(
-            conn,
+            db,
             "user.delete",
             {"user": user_id, "identifiers_erased": erased, "audiences_left": memberships},
         )

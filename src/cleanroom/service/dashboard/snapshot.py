@@ -179,7 +179,7 @@ def read_snapshot(db: Database, policy: Policy, *, now: float) -> OperatorSnapsh
 
 def _audit_view(db: Database) -> AuditView:
     try:
-        checked: int | None = audit.verify(db.conn)
+        checked: int | None = audit.verify(db).entries
         problem = None
     except CleanroomError as exc:
         checked, problem = None, str(exc)

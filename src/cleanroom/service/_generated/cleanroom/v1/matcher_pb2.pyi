@@ -147,7 +147,7 @@ class EncryptedAdvertiserSetChunk(_message.Message):
     def __init__(self, session_id: _Optional[bytes] = ..., offset: _Optional[int] = ..., count: _Optional[int] = ..., elements: _Optional[bytes] = ...) -> None: ...
 
 class MatchResult(_message.Message):
-    __slots__ = ("session_id", "mode", "count", "reported_as", "epsilon_charged", "epsilon_remaining", "noise_applied")
+    __slots__ = ("session_id", "mode", "count", "reported_as", "epsilon_charged", "epsilon_remaining", "noise_applied", "receipt")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -155,6 +155,7 @@ class MatchResult(_message.Message):
     EPSILON_CHARGED_FIELD_NUMBER: _ClassVar[int]
     EPSILON_REMAINING_FIELD_NUMBER: _ClassVar[int]
     NOISE_APPLIED_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
     session_id: bytes
     mode: MatchMode
     count: int
@@ -162,7 +163,8 @@ class MatchResult(_message.Message):
     epsilon_charged: float
     epsilon_remaining: float
     noise_applied: bool
-    def __init__(self, session_id: _Optional[bytes] = ..., mode: _Optional[_Union[MatchMode, str]] = ..., count: _Optional[int] = ..., reported_as: _Optional[str] = ..., epsilon_charged: _Optional[float] = ..., epsilon_remaining: _Optional[float] = ..., noise_applied: _Optional[bool] = ...) -> None: ...
+    receipt: bytes
+    def __init__(self, session_id: _Optional[bytes] = ..., mode: _Optional[_Union[MatchMode, str]] = ..., count: _Optional[int] = ..., reported_as: _Optional[str] = ..., epsilon_charged: _Optional[float] = ..., epsilon_remaining: _Optional[float] = ..., noise_applied: _Optional[bool] = ..., receipt: _Optional[bytes] = ...) -> None: ...
 
 class Close(_message.Message):
     __slots__ = ("session_id",)
