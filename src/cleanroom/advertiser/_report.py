@@ -10,6 +10,7 @@ from typing import Any, Final
 
 from cleanroom.advertiser._problems import REASONS, ListProblem
 from cleanroom.policy import Mode
+from cleanroom.protocol._receipt import Receipt
 
 __all__ = ["EXAMPLES_PER_REASON", "MatchReport", "summarize_problems"]
 
@@ -65,6 +66,10 @@ class MatchReport:
         matched_rows: ids mode: rows of the list that matched; else ``None``.
         out: ids mode: the file the matched rows were written to, if any.
         phases: phase name -> seconds, in the order they ran.
+        receipt: the platform's signed receipt for the session, if it sent one.
+        receipt_verified: whether its signature was checked with the ``audit.pub`` of the
+            TLS folder.
+        receipt_file: where the receipt was written (``--receipt``), if anywhere.
     """
 
     mode: Mode
@@ -88,6 +93,9 @@ class MatchReport:
     matched_rows: int | None
     out: Path | None
     phases: Mapping[str, float]
+    receipt: Receipt | None = None
+    receipt_verified: bool = False
+    receipt_file: Path | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Return the report as the ``--json`` object (the schema is documented in the CLI)."""
@@ -120,6 +128,9 @@ class MatchReport:
             "epoch_id": self.epoch_id,
             "platform_set_size": self.platform_set_size,
             "phases": {name: round(seconds, 3) for name, seconds in self.phases.items()},
+            "receipt": None if self.receipt is None else self.receipt.as_dict(),
+            "receipt_verified": self.receipt_verified,
+            "receipt_file": None if self.receipt_file is None else str(self.receipt_file),
         }
 
     def lines(self) -> list[str]:
@@ -150,6 +161,17 @@ class MatchReport:
         if self.matched_rows is not None:
             where = f"written to {self.out}" if self.out else "not written (no --out)"
             out.append(f"  matched rows:        {self.matched_rows}, {where}")
+        if self.receipt is not None:
+            checked = (
+                "signature verified with audit.pub"
+                if self.receipt_verified
+                else "signature not checked (no audit.pub in the TLS folder)"
+            )
+            where = f"; written to {self.receipt_file}" if self.receipt_file else ""
+            out.append(
+                f"  receipt:             audit entry {self.receipt.audit_seq} of the platform's "
+                f"log, {checked}{where}"
+            )
         out.append(
             "  time:                "
             + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.phases.items())

@@ -5,7 +5,7 @@
     cleanroom match --server HOST:PORT --input FILE.csv --mode count|audience|ids
                     --tls-dir DIR | --insecure
                     [--column FIELD=NAME] [--prehashed KIND] [--default-region CC]
-                    [--out matched.csv] [--suite ID] [--timeout S] [--json]
+                    [--out matched.csv] [--receipt FILE] [--suite ID] [--timeout S] [--json]
                     [--workers N | --dask-scheduler tls://HOST:PORT]
 
 Order of work: the list is read and checked whole while the platform's policy is fetched in
@@ -27,7 +27,15 @@ without marketing consent are dropped while reading.
      "server": "...", "input": "...", "suite": "...", "epoch_id": 3,
      "platform_set_size": 1000000,
      "phases": {"read_list": 0.4, "get_policy": 0.01, "wait_policy": 0.0, "normalize": 1.2,
-                "plan_list": 0.1, "match": 11.2, "hash_encrypt_list": 3.1, "write_out": 0.1}}
+                "plan_list": 0.1, "match": 11.2, "hash_encrypt_list": 3.1, "write_out": 0.1},
+     "receipt": null | {"receipt": 1, "session": "…", "count": 1234, "audit_seq": 812, …},
+     "receipt_verified": true, "receipt_file": null | "receipt.json"}
+
+``receipt`` is the platform's signed receipt for the session (its audit entry's sequence number
+and hash with the session's facts); its signature is checked against the ``audit.pub`` in the
+``--tls-dir`` folder when there is one, and a receipt that does not verify fails the run.
+``--receipt FILE`` writes it, for ``cleanroom receipt verify`` and for holding the platform to
+its log later (``cleanroom platform audit verify --receipt``).
 
 ``get_policy`` is the policy call's own duration, which overlaps ``read_list``; ``wait_policy``
 is what was left of it after the list was read. ``plan_list`` groups the records and counts
@@ -57,6 +65,7 @@ from typing import Any, TypeVar
 import grpc  # type: ignore[import-untyped, unused-ignore]
 from tqdm import tqdm
 
+from cleanroom._files import write_atomically
 from cleanroom.advertiser import (
     FIELDS,
     MatchReport,
@@ -77,18 +86,20 @@ from cleanroom.crypto import SUITE_IDS, default_engine, get_suite
 from cleanroom.crypto.suites import Suite
 from cleanroom.errors import (
     CleanroomError,
+    ImportFailed,
     InvalidInput,
     LimitExceeded,
     PermissionDenied,
     PlatformUnreachable,
     PolicyRefused,
     ProtocolError,
+    ReceiptInvalid,
     Unauthenticated,
     VersionMismatch,
 )
 from cleanroom.identifiers import KINDS
 from cleanroom.policy import Mode
-from cleanroom.protocol import AdvertiserRole, check_policy_info
+from cleanroom.protocol import AdvertiserResult, AdvertiserRole, check_policy_info
 from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
 from cleanroom.service.client import DEFAULT_MATCH_TIMEOUT, PlatformClient, parse_server_address
 
@@ -133,6 +144,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--out", type=Path, metavar="FILE.csv", help="ids mode: write the matched rows here"
+    )
+    parser.add_argument(
+        "--receipt",
+        type=Path,
+        metavar="FILE",
+        help="write the platform's signed receipt for the session here (JSON)",
     )
     parser.add_argument(
         "--column",
@@ -186,6 +203,8 @@ def run_match(args: argparse.Namespace) -> int:
                 f"--out writes the matched rows, which only ids mode reveals, not {mode} mode"
             )
         check_output_path(args.out, args.input)
+    if args.receipt is not None:
+        check_output_path(args.receipt, args.input)
     mapping = parse_column_mapping(args.column)
     prehashed = frozenset(args.prehashed)
     phases: dict[str, float] = {}
@@ -269,6 +288,8 @@ def run_match(args: argparse.Namespace) -> int:
         if args.out is not None:
             with _timed(phases, "write_out"):
                 write_matched_rows(args.input, args.out, result.matched_record_ids.tolist())
+    if args.receipt is not None:
+        _write_receipt(args.receipt, result)
     report = MatchReport(
         mode=mode,
         server=str(address),
@@ -291,12 +312,30 @@ def run_match(args: argparse.Namespace) -> int:
         matched_rows=matched_rows,
         out=args.out if matched_rows is not None else None,
         phases=phases,
+        receipt=result.receipt,
+        receipt_verified=result.receipt_verified,
+        receipt_file=args.receipt,
     )
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
         print("\n".join(report.lines()))
     return EXIT_OK
+
+
+def _write_receipt(path: Path, result: AdvertiserResult) -> None:
+    """Write the session's receipt (the session completed and was charged: keep its proof).
+
+    Raises:
+        ReceiptInvalid: the platform sent no receipt.
+        ImportFailed: the file cannot be written.
+    """
+    if result.receipt is None:
+        raise ReceiptInvalid(
+            f"the platform sent no receipt for session {result.session_id.hex()}; nothing "
+            f"written to {path}"
+        )
+    write_atomically(path, result.receipt.to_json(indent=2), 0o644, ImportFailed)
 
 
 def _from_platform(error: CleanroomError) -> str:

@@ -89,6 +89,8 @@ class AdvertiserResult:
         receipt: the platform's signed receipt for the session, checked to state this result
             (its signature is checked against the platform's ``audit.pub`` by the client);
             ``None`` if the platform sent none.
+        receipt_verified: whether the receipt's signature was checked with the platform's
+            audit key (set by the client, which holds the key; the role has no files).
     """
 
     session_id: bytes
@@ -101,6 +103,7 @@ class AdvertiserResult:
     noise_applied: bool
     matched_record_ids: NDArray[np.int64] | None
     receipt: Receipt | None = None
+    receipt_verified: bool = False
 
 
 class _State(enum.Enum):

@@ -18,6 +18,7 @@ in the ``cleanroom-error`` trailer), raised ``from`` the ``grpc.RpcError``.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import queue
 import threading
@@ -258,25 +259,27 @@ class PlatformClient:
                 role.abandon()  # the session failed: stop hashing the list
         if role.result is None:
             raise ProtocolError("the platform ended the session without sending a result")
-        self._check_receipt(role.result)
-        return role.result
+        return self._check_receipt(role.result)
 
-    def _check_receipt(self, result: AdvertiserResult) -> None:
+    def _check_receipt(self, result: AdvertiserResult) -> AdvertiserResult:
         """Check the receipt's signature with the ``audit.pub`` in the TLS folder, if there.
 
         The role already checked that the receipt states this result; the signature says the
         platform's audit key stands behind it, so its log must keep the entry it names.
 
+        Returns:
+            The result, marked ``receipt_verified`` if the signature was checked.
+
         Raises:
             ReceiptInvalid: the receipt is missing or its signature does not verify.
         """
         if self._tls_dir is None:
-            return
+            return result
         key_path = self._tls_dir / AUDIT_PUBLIC_KEY_FILE
         try:
             pem = key_path.read_bytes()
         except FileNotFoundError:
-            return  # a folder issued before receipts: nothing to check them with
+            return result  # a folder issued before receipts: nothing to check them with
         except OSError as exc:
             raise ReceiptInvalid(f"cannot read {key_path}: {exc.strerror or exc}") from exc
         try:
@@ -289,6 +292,7 @@ class PlatformClient:
                 f"its audit key is in {key_path}"
             )
         result.receipt.verify(public_key)
+        return dataclasses.replace(result, receipt_verified=True)
 
     def _error(self, exc: grpc.RpcError, timeout: float, *, session: bool) -> CleanroomError:
         if not isinstance(exc, grpc.Call):

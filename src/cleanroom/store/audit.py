@@ -263,9 +263,9 @@ def verify(
         conn.execute("BEGIN")
     try:
         last, last_at, first_signed, sessions = _verify_chain(db, public_key)
-        budgets, checked = _verify_ledger(conn, sessions)
         for pin in pinned:
             _verify_pin(conn, pin, last)
+        budgets, checked = _verify_ledger(conn, sessions)
     finally:
         if own:
             conn.execute("COMMIT")

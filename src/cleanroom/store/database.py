@@ -356,7 +356,8 @@ def _migrate(db: Database, version: int, tightened: dict[str, str]) -> None:
     The migration is itself a signed audit entry, chained to the last entry written before it:
     its signature covers every earlier entry through the hash chain.
     """
-    private_directory(db.keys_dir, StoreError)
+    for directory in (db.keys_dir, db.epochs_dir):
+        private_directory(directory, StoreError)
     signing_key = audit_key.create_or_load_audit_key(db.audit_key_path)
     audit_key.write_public_key(db.path.parent, signing_key.public_key)
     db._signing_key = signing_key
