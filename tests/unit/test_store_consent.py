@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from cleanroom.errors import ImportFailed, InvalidInput, UnknownUser
-from cleanroom.store import consent, sessions
-from cleanroom.store.audiences import audience_members, store_audience
-from cleanroom.store.database import Database, init_database, transaction
+from cleanroom.store import audit, consent, sessions
+from cleanroom.store.audiences import audience_members, store_audience, sweep_audiences
+from cleanroom.store.database import Database, init_database, open_database, transaction
 from cleanroom.store.importer import import_platform_csv
 from cleanroom.store.users import delete_user
 
@@ -166,3 +166,44 @@ def test_bulk_file_missing_column_fails_before_writing(db: Database, tmp_path: P
         consent.import_consent_csv(db, path)
     assert db.conn.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0] == before
     assert "alice" in _eligible_users(db)
+
+
+def test_a_lapsed_consent_granted_again_does_not_bring_the_membership_back(
+    db: Database, tmp_path: Path
+) -> None:
+    # Re-importing bob's row with an expiry in the past (consent still true) hides him at once;
+    # granting again makes him eligible, but not a member again: the lapse ended it.
+    path = tmp_path / "lapsed.csv"
+    path.write_text(
+        "user_id,type,value,source,ads_matching_consent,expires_at\n"
+        "bob,email,bob@example.com,signup,true,2020-01-01\n"
+    )
+    import_platform_csv(db, path)
+    assert "bob" not in audience_members(db, 1) and _audience_size(db, 1) == 2
+    assert consent.grant(db, "bob").identifiers == 1
+    assert "bob" in _eligible_users(db)
+    assert audience_members(db, 1) == ["alice", "carol"] and _audience_size(db, 1) == 2
+
+
+def test_an_expired_member_is_hidden_before_any_sweep_and_swept_with_an_audit_entry(
+    db: Database,
+) -> None:
+    db.conn.execute(
+        "UPDATE identifiers SET expires_at = ? WHERE value = 'carol@example.com'",
+        (db.clock() + 60,),
+    )
+    assert "carol" in audience_members(db, 1)
+    later = db.clock() + 61
+    with open_database(db.path, clock=lambda: later) as after:
+        assert audience_members(after, 1) == ["alice", "bob"]
+        assert _audience_size(after, 1) == 2
+        stored = after.conn.execute("SELECT COUNT(*) FROM audience_members").fetchone()[0]
+        swept = sweep_audiences(after)
+        assert (swept.memberships_removed, swept.audiences) == (1, 1)
+        assert after.conn.execute("SELECT COUNT(*) FROM audience_members").fetchone()[0] == (
+            stored - 1
+        )
+        entry = list(audit.entries(after.conn))[-1]
+        assert entry.action == "audience.sweep" and entry.details["memberships_removed"] == 1
+        assert sweep_audiences(after).memberships_removed == 0  # nothing left: nothing audited
+        assert list(audit.entries(after.conn))[-1].seq == entry.seq
