@@ -80,7 +80,11 @@ def test_demo_tells_the_whole_story_and_matches_the_ground_truth(tmp_path: Path)
         "$ cleanroom platform serve --db",
         "--mode count --json",
         "--mode audience --json",
-        "audit log intact:",
+        "$ cleanroom receipt verify",
+        "receipt valid: signed by audit key",
+        "--receipt",
+        "intact: ",
+        "its entry is in the log, unchanged",
         "demo-advertiser",
     ):
         assert line in out, line

@@ -7,8 +7,9 @@ operator would type them: it generates a platform export and an advertiser list
 ``match`` in ``count`` and ``audience`` modes — first under a test policy without noise
 (epsilon 0), where every result must equal the ground truth exactly, then under the default
 policy, where the noisy results are shown beside the truth. It shows that no identifier
-collected for two-factor login or account recovery matched, lists the stored audiences, verifies
-the audit chain and stops the server (also on an error or Ctrl-C: it is never left running).
+collected for two-factor login or account recovery matched, lists the stored audiences, checks
+the advertiser's signed receipt offline, verifies the signed audit log against it, and stops the
+server (also on an error or Ctrl-C: it is never left running).
 
 Output: the story on stdout, one numbered step at a time with its key figures and timing; the
 subcommands' progress bars go to stderr. Exit 0 when every exact check held, 1 otherwise (with a
@@ -389,6 +390,7 @@ class _Demo:
         self.customers_csv = workdir / "customers.csv"
         self.advertiser_tls = workdir / "advertiser-tls"
         self.exact_policy = workdir / "policy-exact.toml"
+        self.receipt = workdir / "receipt-audience.json"
         self.results: dict[tuple[str, str], dict[str, Any]] = {}
 
     def run(self) -> int:
@@ -458,8 +460,15 @@ class _Demo:
 
         with story.step("Platform: the stored audiences"):
             _indent(self.commands.run("platform", "audiences", "list", "--db", self.db))
-        with story.step("Platform: verify the hash-chained audit log"):
-            _indent(self.commands.run("platform", "audit", "verify", "--db", self.db))
+        with story.step("Advertiser: check the platform's signed receipt, offline"):
+            key = self.advertiser_tls / "audit.pub"
+            _indent(self.commands.run("receipt", "verify", self.receipt, "--key", key))
+        with story.step("Platform: verify the signed audit log, holding it to that receipt"):
+            _indent(
+                self.commands.run(
+                    "platform", "audit", "verify", "--db", self.db, "--receipt", self.receipt
+                )
+            )
         return self.summary(scenario, noisy_possible)
 
     # -- steps ----------------------------------------------------------------------------------
@@ -568,7 +577,7 @@ class _Demo:
         print(f"   its log: {server.log_path}")
         self.story.check(code == 0, f"the server stopped with exit code {code}")
 
-    def match(self, address: str, mode: str) -> dict[str, Any]:
+    def match(self, address: str, mode: str, *extra: str | Path) -> dict[str, Any]:
         report = self.commands.run_json(
             "match",
             "--server",
@@ -579,6 +588,7 @@ class _Demo:
             self.customers_csv,
             "--mode",
             mode,
+            *extra,
             *self.workers(),
         )
         phases = report.get("phases", {})
@@ -590,11 +600,19 @@ class _Demo:
         )
         if phases:
             print("   phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in phases.items()))
+        receipt = report.get("receipt")
+        if receipt is not None:
+            checked = "signature verified" if report.get("receipt_verified") else "not checked"
+            print(
+                f"   receipt: audit entry {receipt['audit_seq']} of the platform's log, "
+                f"signed by audit key {receipt['key']} ({checked})"
+            )
         return report
 
     def match_exact(self, address: str, mode: str, scenario: DemoScenario) -> None:
         truth = scenario.truth
-        report = self.match(address, mode)
+        extra = ("--receipt", self.receipt) if mode == "audience" else ()
+        report = self.match(address, mode, *extra)
         self.results[(mode, "exact")] = report
         expected = truth.count if mode == "count" else truth.audience
         wrong = (
