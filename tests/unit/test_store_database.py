@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import stat
 from pathlib import Path
@@ -9,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from cleanroom.errors import NotOurDatabase, StoreError
-from cleanroom.store import schema
-from cleanroom.store.database import init_database, open_database
+from cleanroom.store import audit, schema
+from cleanroom.store.database import init_database, open_database, transaction
 
 
 def test_init_creates_wal_database_and_private_directories(tmp_path: Path) -> None:
@@ -88,3 +89,57 @@ def test_our_id_without_schema_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(NotOurDatabase, match="no cleanroom schema"):
         open_database(path)
+
+
+def test_the_database_is_created_private_whatever_the_umask(tmp_path: Path) -> None:
+    previous = os.umask(0)
+    try:
+        db, _ = init_database(tmp_path / "platform.db")
+    finally:
+        os.umask(previous)
+    with db:
+        with transaction(db.conn):
+            db.conn.execute("INSERT INTO meta VALUES ('x', 'y')")
+        for name in ("platform.db", "platform.db-wal", "platform.db-shm"):
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+        assert stat.S_IMODE(db.audit_key_path.stat().st_mode) == 0o600
+        assert stat.S_IMODE((tmp_path / "audit.pub").stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize(
+    ("path", "mode", "wanted"),
+    [
+        ("platform.db", 0o644, "chmod 600"),
+        ("platform.db", 0o640, "chmod 600"),
+        ("keys", 0o750, "chmod 700"),
+        ("keys/audit.key", 0o604, "chmod 600"),
+        ("tls/server.key", 0o644, "chmod 600"),
+    ],
+)
+def test_a_database_open_to_others_is_refused_naming_the_chmod(
+    tmp_path: Path, path: str, mode: int, wanted: str
+) -> None:
+    db, _ = init_database(tmp_path / "platform.db")
+    db.close()
+    (tmp_path / "tls").mkdir(mode=0o700)
+    (tmp_path / "tls" / "server.key").write_bytes(b"key")
+    (tmp_path / "tls" / "server.key").chmod(0o600)
+    open_database(tmp_path / "platform.db").close()
+    target = tmp_path / path
+    target.chmod(mode)
+    with pytest.raises(StoreError, match=f"group or others can read it.*{wanted} {target}"):
+        open_database(tmp_path / "platform.db")
+
+
+def test_the_audit_key_can_live_apart_from_the_database(tmp_path: Path) -> None:
+    vault = tmp_path / "vault"
+    vault.mkdir(mode=0o700)
+    db, _ = init_database(tmp_path / "platform" / "platform.db", audit_key_path=vault / "a.key")
+    with db:
+        assert db.audit_key_path == vault / "a.key" and (vault / "a.key").exists()
+        assert not (tmp_path / "platform" / "keys" / "audit.key").exists()
+    # Without it, reading works and writing says where the key is looked for.
+    with open_database(tmp_path / "platform" / "platform.db") as reopened:
+        assert reopened.conn.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0] == 1
+        with pytest.raises(StoreError, match="CLEANROOM_AUDIT_KEY"), transaction(reopened.conn):
+            audit.append(reopened, "x", {})
