@@ -472,4 +472,9 @@ def test_the_history_records_a_sample_when_the_counts_change(platform: Platform)
     history = samples()
     assert history[0].eligible == platform.eligible + 2
     assert history[0].excluded["revoked"] == 0
-    assert history[-1].excluded == {"deleted": 0, "opted_out": 0, **platform.excluded}
+    assert history[-1].excluded == {
+        "deleted": 0,
+        "source_unknown": 0,
+        "opted_out": 0,
+        **platform.excluded,
+    }
