@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Final, NoReturn
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from cleanroom.errors import CleanroomError
 
 __all__ = [
     "AUDIT_PUBLIC_KEY_FILE",
@@ -32,6 +35,7 @@ __all__ = [
     "key_id",
     "public_key_from_pem",
     "public_key_pem",
+    "read_public_key",
     "sign",
     "verify",
 ]
@@ -154,3 +158,23 @@ def public_key_from_pem(pem: bytes) -> Ed25519PublicKey:
     if not isinstance(key, Ed25519PublicKey):
         raise ValueError("not an Ed25519 public key")
     return key
+
+
+def read_public_key(path: Path, error: type[CleanroomError]) -> Ed25519PublicKey:
+    """Read an ``audit.pub`` file.
+
+    Args:
+        path: the file.
+        error: the exception class to raise, so each caller reports in its own terms.
+
+    Raises:
+        error: the file cannot be read or is not an Ed25519 public key.
+    """
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise error(f"cannot read the audit public key {path}: {exc.strerror or exc}") from exc
+    try:
+        return public_key_from_pem(pem)
+    except ValueError as exc:
+        raise error(f"{path} is not an audit public key ({exc})") from None

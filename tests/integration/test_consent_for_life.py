@@ -32,6 +32,7 @@ from typing import Any
 
 import grpc
 import pytest
+from _audit_tamper import drop_append_only_triggers, rewrite_and_rehash
 from _match_stream import MatchStream
 from _platform_processes import (
     Server,
@@ -392,6 +393,17 @@ def test_the_database_is_private_and_a_readable_one_is_refused_naming_the_chmod(
 # -- the audit log against a writer of the database ----------------------------------------------
 
 
+def copy_platform(platform: Platform, folder: Path) -> Path:
+    """The platform's database, its key folder and audit.pub, copied while the server runs."""
+    copy = folder / "platform.db"
+    with sqlite3.connect(platform.db) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    copy.chmod(0o600)
+    shutil.copytree(platform.root / "keys", folder / "keys")
+    shutil.copy(platform.root / "audit.pub", folder / "audit.pub")
+    return copy
+
+
 @pytest.fixture
 def copy_of_platform(platform: Platform, tmp_path: Path) -> tuple[Path, Path]:
     """The platform's database (after one more session) with its key folder and audit.pub,
@@ -401,47 +413,19 @@ def copy_of_platform(platform: Platform, tmp_path: Path) -> tuple[Path, Path]:
         platform, [p.email for p in platform.people[20:40]], "count", "--receipt", receipt
     )
     assert report["receipt_verified"] is True and report["receipt"]["count"] == 20
-    copy = tmp_path / "platform.db"
-    with sqlite3.connect(platform.db) as source, sqlite3.connect(copy) as target:
-        source.backup(target)
-    copy.chmod(0o600)
-    shutil.copytree(platform.root / "keys", tmp_path / "keys")
-    shutil.copy(platform.root / "audit.pub", tmp_path / "audit.pub")
+    copy = copy_platform(platform, tmp_path)
     code, out, err = cli("platform", "audit", "verify", "--db", copy, "--receipt", receipt)
     assert code == 0 and "intact" in out, err
     return copy, receipt
 
 
-def _attack(db: Path, script: str) -> None:
+def _attack(db: Path, script: str = "", rewrite: int | None = None) -> None:
+    """Drop the append-only triggers, run ``script``; rewrite entry ``rewrite`` and rehash."""
     conn = sqlite3.connect(db, isolation_level=None)
-    conn.executescript(
-        "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete; "
-        "DROP TRIGGER audit_log_append_only;" + script
-    )
-    conn.close()
-
-
-def _rewrite_and_rehash(db: Path, seq: int) -> None:
-    """INSERT OR REPLACE entry ``seq`` with other details, then recompute every later hash and
-    the head: the hash algorithm is public, the signing key is not in the database."""
-    conn = sqlite3.connect(db, isolation_level=None)
-    rows = conn.execute(
-        "SELECT seq, at, action, details, signature FROM audit_log WHERE seq >= ? ORDER BY seq",
-        (seq,),
-    ).fetchall()
-    prev = conn.execute("SELECT hash FROM audit_log WHERE seq = ?", (seq - 1,)).fetchone()[0]
-    conn.execute("BEGIN")
-    for row_seq, at, action, details, signature in rows:
-        if row_seq == seq:
-            details = json.dumps({"forged": True})
-        digest = audit._entry_hash(row_seq, at, action, details, prev)
-        conn.execute(
-            "INSERT OR REPLACE INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (row_seq, at, action, details, prev, digest, signature),
-        )
-        prev = digest
-    conn.execute("UPDATE meta SET value = ? WHERE key = 'audit_head'", (f"{rows[-1][0]}:{prev}",))
-    conn.execute("COMMIT")
+    drop_append_only_triggers(conn)
+    conn.executescript(script)
+    if rewrite is not None:
+        rewrite_and_rehash(conn, rewrite, json.dumps({"forged": True}))
     conn.close()
 
 
@@ -456,8 +440,7 @@ def test_insert_or_replace_is_refused_and_a_rehashed_rewrite_fails_its_signature
             "signature FROM audit_log WHERE seq = 3"
         )
     conn.close()
-    _attack(db, "")
-    _rewrite_and_rehash(db, 3)
+    _attack(db, rewrite=3)
     code, _, err = cli("platform", "audit", "verify", "--db", db)
     assert code == 1 and "entry 3: its signature does not verify" in err
 
@@ -501,12 +484,7 @@ def test_a_noisy_budget_given_back_in_the_ledger_is_caught(
     )
     assert code == 0, err
     assert json.loads(out)["epsilon_spent"] == 0.5
-    copy = tmp_path / "platform.db"
-    with sqlite3.connect(platform.db) as source, sqlite3.connect(copy) as target:
-        source.backup(target)
-    copy.chmod(0o600)
-    shutil.copytree(platform.root / "keys", tmp_path / "keys")
-    shutil.copy(platform.root / "audit.pub", tmp_path / "audit.pub")
+    copy = copy_platform(platform, tmp_path)
     conn = sqlite3.connect(copy, isolation_level=None)
     conn.execute("UPDATE match_sessions SET epsilon_charged = 0")
     conn.close()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _audit_tamper import drop_append_only_triggers, rewrite_and_rehash
 from _platform_processes import Server, cli_json, cli_ok, run_match
 
 from cleanroom.cli import main
@@ -95,24 +96,9 @@ def test_an_old_entry_rewritten_after_the_migration_breaks_the_migrations_signat
 ) -> None:
     cli_ok("platform", "status", "--db", old)
     conn = sqlite3.connect(old, isolation_level=None)
-    conn.executescript(
-        "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete; "
-        "DROP TRIGGER audit_log_append_only;"
-    )
-    rows = conn.execute(
-        "SELECT seq, at, action, details, signature FROM audit_log WHERE seq >= 2 ORDER BY seq"
-    ).fetchall()
-    prev = conn.execute("SELECT hash FROM audit_log WHERE seq = 1").fetchone()[0]
-    for seq, at, action, details, signature in rows:
-        if seq == 2:
-            details = details.replace('"file"', '"forged_file"')
-        digest = audit._entry_hash(seq, at, action, details, prev)
-        conn.execute(
-            "INSERT OR REPLACE INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (seq, at, action, details, prev, digest, signature),
-        )
-        prev = digest
-    conn.execute("UPDATE meta SET value = ? WHERE key = 'audit_head'", (f"{rows[-1][0]}:{prev}",))
+    drop_append_only_triggers(conn)
+    details = conn.execute("SELECT details FROM audit_log WHERE seq = 2").fetchone()[0]
+    rewrite_and_rehash(conn, 2, details.replace('"file"', '"forged_file"'))
     conn.close()
     capsys.readouterr()
     assert main(["platform", "audit", "verify", "--db", str(old)]) == 1

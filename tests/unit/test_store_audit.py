@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _audit_tamper import drop_append_only_triggers, rewrite_and_rehash
 
 from cleanroom._signing import SigningKey
 from cleanroom.errors import AuditChainBroken, LedgerMismatch, StoreError
@@ -36,36 +37,9 @@ def _verify(db: Database, *pinned: audit.PinnedEntry) -> audit.AuditVerification
 
 def _tamper(db: Database, *statements: str) -> None:
     # An attacker with write access drops the append-only triggers first.
-    conn = db.conn
-    for trigger in ("audit_log_no_update", "audit_log_no_delete", "audit_log_append_only"):
-        conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+    drop_append_only_triggers(db.conn)
     for statement in statements:
-        conn.execute(statement)
-
-
-def _rewrite_from(db: Database, seq: int, details_json: str) -> None:
-    """Replace entry ``seq``'s details and recompute every later hash and the head, without the
-    key: what an attacker who knows the (public) hash algorithm does."""
-    conn = db.conn
-    _tamper(db)
-    rows = conn.execute(
-        "SELECT seq, at, action, details, prev_hash FROM audit_log WHERE seq >= ? ORDER BY seq",
-        (seq,),
-    ).fetchall()
-    prev_hash = conn.execute("SELECT hash FROM audit_log WHERE seq = ?", (seq - 1,)).fetchone()[0]
-    for row_seq, at, action, details, _ in rows:
-        if row_seq == seq:
-            details = details_json
-        digest = audit._entry_hash(row_seq, at, action, details, prev_hash)
-        conn.execute(
-            "INSERT OR REPLACE INTO audit_log (seq, at, action, details, prev_hash, hash, "
-            "signature) VALUES (?, ?, ?, ?, ?, ?, (SELECT signature FROM audit_log WHERE seq = ?))",
-            (row_seq, at, action, details, prev_hash, digest, row_seq),
-        )
-        prev_hash = digest
-    conn.execute(
-        "UPDATE meta SET value = ? WHERE key = 'audit_head'", (f"{rows[-1][0]}:{prev_hash}",)
-    )
+        db.conn.execute(statement)
 
 
 def test_entries_chain_sign_and_verify(db: Database) -> None:
@@ -142,7 +116,8 @@ def test_a_rewrite_with_every_later_hash_and_the_head_recomputed_fails_its_signa
 ) -> None:
     # The attack the hash chain alone cannot see: INSERT OR REPLACE past the dropped triggers,
     # then every later hash and the head recomputed. Without the key the signatures break.
-    _rewrite_from(db, 3, '{"n":3,"user":"someone else"}')
+    _tamper(db)
+    rewrite_and_rehash(db.conn, 3, '{"n":3,"user":"someone else"}')
     with pytest.raises(AuditChainBroken, match="entry 3: its signature does not verify"):
         _verify(db)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from cleanroom._signing import AUDIT_PUBLIC_KEY_FILE, public_key_from_pem
+from cleanroom._signing import AUDIT_PUBLIC_KEY_FILE, read_public_key
 from cleanroom.cli._args import print_json
 from cleanroom.errors import InvalidInput
 from cleanroom.protocol._receipt import MAX_RECEIPT_BYTES, Receipt, read_receipt
@@ -69,14 +69,7 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     Raises:
         InvalidInput: the file cannot be read or is not an Ed25519 public key.
     """
-    try:
-        pem = path.read_bytes()
-    except OSError as exc:
-        raise InvalidInput(f"cannot read the audit key {path}: {exc.strerror or exc}") from exc
-    try:
-        return public_key_from_pem(pem)
-    except ValueError as exc:
-        raise InvalidInput(f"{path} is not an audit public key ({exc})") from None
+    return read_public_key(path, InvalidInput)
 
 
 def run_receipt_verify(args: argparse.Namespace) -> int:

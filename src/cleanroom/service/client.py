@@ -31,7 +31,7 @@ from typing import Final
 # Typed by types-grpcio when it is installed; the ignore keeps mypy quiet when it is not.
 import grpc  # type: ignore[import-untyped, unused-ignore]
 
-from cleanroom._signing import AUDIT_PUBLIC_KEY_FILE, public_key_from_pem
+from cleanroom._signing import AUDIT_PUBLIC_KEY_FILE, read_public_key
 from cleanroom.errors import (
     CleanroomError,
     InvalidInput,
@@ -276,16 +276,9 @@ class PlatformClient:
         if self._tls_dir is None:
             return result
         key_path = self._tls_dir / AUDIT_PUBLIC_KEY_FILE
-        try:
-            pem = key_path.read_bytes()
-        except FileNotFoundError:
+        if not key_path.exists():
             return result  # a folder issued before receipts: nothing to check them with
-        except OSError as exc:
-            raise ReceiptInvalid(f"cannot read {key_path}: {exc.strerror or exc}") from exc
-        try:
-            public_key = public_key_from_pem(pem)
-        except ValueError as exc:
-            raise ReceiptInvalid(f"{key_path} is not an audit public key ({exc})") from None
+        public_key = read_public_key(key_path, ReceiptInvalid)
         if result.receipt is None:
             raise ReceiptInvalid(
                 f"the platform sent no receipt for session {result.session_id.hex()}, though "

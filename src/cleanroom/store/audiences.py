@@ -59,7 +59,6 @@ class StoredAudience:
         audience_id: the new audience's id.
         matched_users: distinct users the session matched.
         members: of those, users stored (eligible when stored).
-        left_out: matched users not stored because they were no longer eligible.
     """
 
     audience_id: int

@@ -21,13 +21,9 @@ from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from cleanroom import _signing
 from cleanroom._files import write_atomically
-from cleanroom._signing import (
-    AUDIT_PUBLIC_KEY_FILE,
-    SigningKey,
-    public_key_from_pem,
-    public_key_pem,
-)
+from cleanroom._signing import AUDIT_PUBLIC_KEY_FILE, SigningKey, public_key_pem
 from cleanroom.errors import StoreError
 from cleanroom.store import keystore
 
@@ -129,11 +125,4 @@ def read_public_key(path: Path) -> Ed25519PublicKey:
     Raises:
         StoreError: the file is missing or is not an Ed25519 public key.
     """
-    try:
-        pem = path.read_bytes()
-    except OSError as exc:
-        raise StoreError(f"cannot read the audit public key {path}: {exc.strerror or exc}") from exc
-    try:
-        return public_key_from_pem(pem)
-    except ValueError as exc:
-        raise StoreError(f"{path} is not an audit public key ({exc})") from None
+    return _signing.read_public_key(path, StoreError)
