@@ -493,3 +493,13 @@ def test_a_noisy_budget_given_back_in_the_ledger_is_caught(
     assert (
         "noisy has spent epsilon 0 in epoch 1 by the session ledger, but 0.5 by the signed" in err
     )
+
+
+def test_serve_without_the_audit_key_fails_at_once_naming_where_it_looked(tmp_path: Path) -> None:
+    db = tmp_path / "platform.db"
+    cli_ok("platform", "init", "--db", db)
+    (tmp_path / "keys" / "audit.key").rename(tmp_path / "elsewhere.key")
+    code, out, err = cli("platform", "serve", "--db", db, "--listen", "127.0.0.1:0")
+    assert code == 1 and "listening" not in out
+    assert f"the audit signing key {tmp_path / 'keys' / 'audit.key'} is missing" in err
+    assert "CLEANROOM_AUDIT_KEY" in err

@@ -203,8 +203,9 @@ def run_serve(args: argparse.Namespace) -> int:
         raise InvalidInput("--http-token and --http-client-ca apply only with --http")
     configure_logging(args.log_level, args.log_format)
     policy = load_policy(args.policy)
-    # Fail here, naming the file, rather than on the first call.
-    open_database(args.db).close()
+    # Fail here, naming the file, rather than on the first call (every session is signed).
+    with open_database(args.db) as db:
+        db.audit_signing_key()
     insecure_advertiser = None
     if args.insecure:
         insecure_advertiser = args.insecure_advertiser or platform_server.INSECURE_ADVERTISER
