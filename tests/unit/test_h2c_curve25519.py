@@ -3,14 +3,16 @@
 The module's two implementations (affine ``hash_to_curve`` in Python, ``hash_to_curve_many`` in C)
 are checked against each other and against an independent reference written here from the generic
 RFC 9380 text (§5.3.1, §6.7.1, §7): plain Python integers, square roots by exponentiation, affine
-Montgomery arithmetic, and an x-only ladder to test the order of the result.
+Montgomery arithmetic, and an x-only ladder to test the order of the result. The C module has two
+paths chosen at run time (eight lanes on AVX-512 IFMA, and portable C): the bulk tests run on each.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -18,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cleanroom.crypto import h2c_curve25519
+from cleanroom.crypto import _h2c25519, h2c_curve25519
 from cleanroom.crypto.h2c_curve25519 import (
     add_points,
     clear_cofactor,
@@ -29,6 +31,32 @@ from cleanroom.crypto.h2c_curve25519 import (
 )
 
 DST = b"CLEANROOM-V1-X25519-SHA512-ELL2-RO"
+
+C_PATHS = [
+    pytest.param(
+        True, id="ifma", marks=pytest.mark.skipif(not _h2c25519.IFMA, reason="no AVX-512 IFMA")
+    ),
+    pytest.param(False, id="portable"),
+]
+
+
+class _OnePath:
+    """The C module with its path forced (``ifma=False``: the portable code even on IFMA)."""
+
+    def __init__(self, ifma: bool) -> None:
+        self.ifma = ifma
+
+    def hash_to_curve_many(
+        self, msgs: Sequence[bytes], dst_prime: bytes
+    ) -> tuple[bytes, list[int]]:
+        return _h2c25519.hash_to_curve_many(msgs, dst_prime, ifma=self.ifma)
+
+
+def many_on(ifma: bool, msgs: Sequence[bytes], dst: bytes) -> list[bytes]:
+    """``hash_to_curve_many`` on one path of the C module, as a list of rows."""
+    with mock.patch.object(h2c_curve25519, "_h2c25519", _OnePath(ifma)):
+        return [row.tobytes() for row in hash_to_curve_many(msgs, dst)]
+
 
 # --- Independent reference -------------------------------------------------------------------
 
@@ -140,37 +168,50 @@ def test_hash_to_curve_matches_reference() -> None:
         assert hash_to_curve(msg, DST) == ref_hash_to_curve(msg, DST), msg
 
 
-def test_many_equals_single_on_random_messages() -> None:
+@pytest.mark.parametrize("ifma", C_PATHS)
+def test_many_equals_single_on_random_messages(ifma: bool) -> None:
     # 400 messages take every branch of the inlined map (x1 or x2, each with two root choices)
     # in both positions many times over.
     msgs = _messages(400)
-    rows = hash_to_curve_many(msgs, DST)
-    assert [row.tobytes() for row in rows] == [hash_to_curve(msg, DST) for msg in msgs]
+    assert many_on(ifma, msgs, DST) == [hash_to_curve(msg, DST) for msg in msgs]
 
 
+@pytest.mark.parametrize("ifma", C_PATHS)
 @settings(max_examples=60)
-@given(st.lists(st.binary(max_size=300), max_size=8), st.binary(min_size=1, max_size=300))
-def test_many_equals_single_for_any_messages_and_dst(msgs: list[bytes], dst: bytes) -> None:
-    rows = hash_to_curve_many(msgs, dst)
-    assert rows.shape == (len(msgs), 32)
-    assert [row.tobytes() for row in rows] == [hash_to_curve(msg, dst) for msg in msgs]
+@given(st.lists(st.binary(max_size=300), max_size=19), st.binary(min_size=1, max_size=300))
+def test_many_equals_single_for_any_messages_and_dst(
+    ifma: bool, msgs: list[bytes], dst: bytes
+) -> None:
+    # Messages of different lengths side by side in the eight SHA-512 lanes, and any DST (those
+    # over 255 bytes hashed first): one, two or three trailing blocks per lane.
+    assert many_on(ifma, msgs, dst) == [hash_to_curve(msg, dst) for msg in msgs]
 
 
-@pytest.mark.parametrize("count", [1, 2, 127, 128, 129, 300])
-def test_many_equals_single_across_inversion_blocks(count: int) -> None:
-    # The C path shares one inversion per block of 128 messages: partial, exact and spilling
-    # blocks must each give every row its own point.
+@pytest.mark.parametrize("ifma", C_PATHS)
+@pytest.mark.parametrize("count", [1, 2, 7, 8, 9, 15, 127, 128, 129, 300])
+def test_many_equals_single_across_groups_and_inversion_blocks(ifma: bool, count: int) -> None:
+    # Messages go eight at a time (the lanes; a short last group fills its spare lanes) and share
+    # one inversion per block of 128: partial, exact and spilling groups and blocks must each
+    # give every row its own point.
     msgs = _messages(count)
-    rows = hash_to_curve_many(msgs, DST)
-    assert [row.tobytes() for row in rows] == [hash_to_curve(msg, DST) for msg in msgs]
+    assert many_on(ifma, msgs, DST) == [hash_to_curve(msg, DST) for msg in msgs]
 
 
-def test_many_equals_single_at_every_sha512_block_boundary() -> None:
+@pytest.mark.parametrize("ifma", C_PATHS)
+def test_many_equals_single_at_every_sha512_block_boundary(ifma: bool) -> None:
     # msg_prime = Z_pad || msg || 3 bytes || DST_prime: lengths 0 to 260 cross the 112- and
     # 128-byte edges of SHA-512's padding in the C expander for one and two trailing blocks.
     msgs = [bytes(range(256))[:n] if n < 256 else b"\xab" * n for n in range(261)]
-    rows = hash_to_curve_many(msgs, DST)
-    assert [row.tobytes() for row in rows] == [hash_to_curve(msg, DST) for msg in msgs]
+    assert many_on(ifma, msgs, DST) == [hash_to_curve(msg, DST) for msg in msgs]
+
+
+@pytest.mark.skipif(not _h2c25519.IFMA, reason="no AVX-512 IFMA")
+def test_the_ifma_and_portable_paths_agree_on_20_000_messages() -> None:
+    msgs = [os.urandom(n % 97) for n in range(20_000)]
+    dst_prime = b"CLEANROOM-V1-X25519-SHA512-ELL2-RO\x22"
+    assert _h2c25519.hash_to_curve_many(msgs, dst_prime) == _h2c25519.hash_to_curve_many(
+        msgs, dst_prime, ifma=False
+    )
 
 
 def test_many_rejects_a_message_that_is_not_bytes() -> None:

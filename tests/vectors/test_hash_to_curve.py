@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from vectors import load_vectors, vector_cases
 
-from cleanroom.crypto import h2c_curve25519, h2c_p256
+from cleanroom.crypto import _h2c25519, h2c, h2c_curve25519, h2c_p256
 
 RO_FILES = {
     "curve25519": "rfc9380_curve25519_XMD-SHA-512_ELL2_RO_.json",
@@ -74,6 +74,27 @@ def test_hash_to_curve_many_on_all_vectors() -> None:
         expected = [_expected_encoding(curve, _point(case["P"])) for case in suite["vectors"]]
         rows = MODULES[curve].hash_to_curve_many(msgs, suite["dst"].encode())
         assert [row.tobytes() for row in rows] == expected, curve
+
+
+@pytest.mark.parametrize(
+    "ifma",
+    [
+        pytest.param(
+            True, id="ifma", marks=pytest.mark.skipif(not _h2c25519.IFMA, reason="no IFMA")
+        ),
+        pytest.param(False, id="portable"),
+    ],
+)
+def test_curve25519_c_paths_on_all_vectors(ifma: bool) -> None:
+    # The C module's two paths (eight lanes on AVX-512 IFMA, portable C) directly, with the
+    # vectors' messages in the lanes of one group.
+    suite = load_vectors(RO_FILES["curve25519"])
+    msgs = [case["msg"].encode() for case in suite["vectors"]]
+    expected = [_expected_encoding("curve25519", _point(case["P"])) for case in suite["vectors"]]
+    dst_prime = h2c.dst_prime(suite["dst"].encode(), "sha512")
+    encoded, exceptional = _h2c25519.hash_to_curve_many(msgs, dst_prime, ifma=ifma)
+    assert exceptional == []
+    assert [encoded[i : i + 32] for i in range(0, len(encoded), 32)] == expected
 
 
 @pytest.mark.parametrize(("curve", "case"), _cases(NU_FILES))

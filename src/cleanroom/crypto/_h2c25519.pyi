@@ -1,3 +1,7 @@
 from collections.abc import Sequence
 
-def hash_to_curve_many(msgs: Sequence[bytes], dst_prime: bytes, /) -> tuple[bytes, list[int]]: ...
+IFMA: int
+
+def hash_to_curve_many(
+    msgs: Sequence[bytes], dst_prime: bytes, /, ifma: bool = True
+) -> tuple[bytes, list[int]]: ...
