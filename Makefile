@@ -7,12 +7,12 @@ BENCH_STAMP := $(VENV)/.bench-installed
 OM_VENV  := .venv-openmined
 OM_STAMP := $(OM_VENV)/.installed
 
-.PHONY: demo test browser lint typecheck proto-check pytest proto bench bench-core bench-platform bench-match bench-load bench-validation clean
+.PHONY: demo test browser lint typecheck proto-check pytest pytest-openssl test-openssl proto bench bench-core bench-platform bench-match bench-load bench-validation clean
 
 demo: $(STAMP)
 	$(BIN)/cleanroom demo
 
-test: $(STAMP) browser lint typecheck proto-check pytest
+test: $(STAMP) browser lint typecheck proto-check pytest pytest-openssl
 
 # The dashboard's browser test drives Debian's Chromium; install it where we can (root with
 # apt-get). Elsewhere that one test is skipped and says why.
@@ -42,6 +42,13 @@ proto-check: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q
+
+# The whole suite again with X25519 forced onto OpenSSL: what every CPU without AVX-512 IFMA runs
+# (`cleanroom --version` says which backend a machine uses). `make test-openssl` runs only this.
+pytest-openssl: $(STAMP)
+	CLEANROOM_X25519=openssl $(BIN)/pytest -q
+
+test-openssl: pytest-openssl
 
 # End to end against OpenMined PSI (issue 5): about 25 minutes, most of it OpenMined at 10^6.
 bench: $(BENCH_STAMP) $(OM_STAMP)

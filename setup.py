@@ -25,5 +25,12 @@ setup(
             extra_compile_args=C_FLAGS,
             depends=FIELD,
         ),
+        # X25519 eight lanes at a time on AVX-512 IFMA (see src/cleanroom/crypto/_x25519_ifma.c).
+        Extension(
+            "cleanroom.crypto._x25519_ifma",
+            ["src/cleanroom/crypto/_x25519_ifma.c"],
+            extra_compile_args=C_FLAGS,
+            depends=FIELD,
+        ),
     ],
 )

@@ -33,7 +33,8 @@ CLI, the gRPC adapter) catches one base. Errors caused by bad input also derive 
     ├── SessionAborted                     a match session was aborted before it completed
     ├── ReceiptInvalid                     a session receipt's signature or contents do not verify
     ├── DemoFailed                         a step of `cleanroom demo` failed (a command, a check)
-    └── ClusterUnreachable                 the Dask cluster is unreachable, workerless, or failed
+    ├── ClusterUnreachable                 the Dask cluster is unreachable, workerless, or failed
+    └── BackendUnavailable                 the X25519 backend asked for cannot run on this machine
 
 Messages never contain key material: an error names the row, the field and the reason.
 """
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuditChainBroken",
+    "BackendUnavailable",
     "BudgetExhausted",
     "CleanroomError",
     "ClusterUnreachable",
@@ -255,3 +257,9 @@ class ClusterUnreachable(CleanroomError):
     """The Dask cluster given by ``--dask-scheduler`` cannot be used: its scheduler does not
     answer within seconds, it has no workers, or it was lost (or kept losing the workers of a
     task) during a job. The message names the address and what to check."""
+
+
+class BackendUnavailable(CleanroomError):
+    """The X25519 backend that ``CLEANROOM_X25519`` asks for cannot run here (``ifma`` on a CPU
+    without AVX-512 IFMA, or a build without the extension), or the variable has an unknown
+    value. The message says which and why."""

@@ -67,7 +67,9 @@ def in_process() -> BatchEngine:
 
 def test_public_api_is_exactly_the_agreed_names() -> None:
     assert set(crypto_all) == {
+        "BackendInfo",
         "BatchEngine",
+        "backend_info",
         "DEFAULT_SUITE_ID",
         "SUITE_IDS",
         "default_engine",

@@ -1,13 +1,16 @@
-"""RFC 7748 X25519 known answers through the X25519 suite (sources: data/README.md).
+"""RFC 7748 X25519 known answers, through the X25519 suite and through each backend.
 
-The suite's encryption is X25519, so every RFC value must come out of ``suite.encrypt``. One
-published input is deliberately not a valid element for us: vector 2's u has the top bit set
-(the RFC masks it) and, masked, lies on the twist. RFC 7748 decoding tolerates both; the suite
-must reject both, and its scalar multiplication must still give the RFC's answer on it.
+The suite's encryption is X25519, so every RFC value must come out of ``suite.encrypt`` (on this
+process's backend) and out of each backend's chunk function (crypto_mb's 8 lanes, where this
+machine can run them, and OpenSSL). One published input is deliberately not a valid element for
+us: vector 2's u has the top bit set (the RFC masks it) and, masked, lies on the twist. RFC 7748
+decoding tolerates both; the suite must reject both, and both backends must still give the RFC's
+answer on it. Sources: data/README.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,13 +18,21 @@ import pytest
 from numpy.typing import NDArray
 from vectors import load_vectors
 
-from cleanroom.crypto import BatchEngine, get_suite
-from cleanroom.crypto.suites import X25519Suite
+from cleanroom.crypto import BatchEngine, get_suite, x25519
 from cleanroom.errors import InvalidElement
 
 DATA = load_vectors("rfc7748_x25519.json")
 SUITE = get_suite("x25519-sha512-ell2-ro")
 ENGINE = BatchEngine(workers=1)
+
+needs_ifma = pytest.mark.skipif(
+    x25519.ifma_problem() is not None, reason=f"ifma backend: {x25519.ifma_problem()}"
+)
+BACKENDS = [
+    pytest.param(x25519.exchange_ifma, id="ifma", marks=needs_ifma),
+    pytest.param(x25519.exchange_openssl, id="openssl"),
+]
+Exchange = Callable[[bytes, bytes], bytes]
 
 
 def encrypt_one(scalar: bytes, u: bytes) -> bytes:
@@ -45,9 +56,20 @@ def test_vector_2_input_is_rejected_but_the_multiplication_agrees() -> None:
     assert masked == u[:31] + bytes([u[31] & 0x7F])
     with pytest.raises(InvalidElement, match="twist point"):
         encrypt_one(scalar, masked)
+
+
+@pytest.mark.parametrize("exchange", BACKENDS)
+@pytest.mark.parametrize("index", [0, 1])
+def test_scalar_mult_on_each_backend(exchange: Exchange, index: int) -> None:
     # The unvalidated primitive under encrypt: RFC 7748 X25519 itself, top-bit masking included.
-    for encoding in (u, masked):
-        assert X25519Suite._exchange_all(scalar, [encoding]).hex() == vector["output_u"]
+    vector = DATA["scalar_mult"][index]
+    scalar, u = bytes.fromhex(vector["input_scalar"]), bytes.fromhex(vector["input_u"])
+    masked = u[:31] + bytes([u[31] & 0x7F])
+    assert exchange(scalar, u).hex() == vector["output_u"]
+    assert exchange(scalar, masked).hex() == vector["output_u"]
+    # in every lane of a group of eight, and in a padded last group
+    for count in (8, 9, 15):
+        assert exchange(scalar, u * count) == bytes.fromhex(vector["output_u"]) * count
 
 
 @pytest.mark.parametrize(
@@ -61,6 +83,19 @@ def test_iterated(result: dict[str, Any]) -> None:
     for _ in range(result["iterations"]):
         k, u = encrypt_one(k, u), k
     assert k.hex() == result["k"]
+
+
+@pytest.mark.parametrize("exchange", BACKENDS)
+def test_iterated_1000_times_on_each_backend(exchange: Exchange) -> None:
+    # Each step's output is the next scalar: one lane per call, the other seven are padding.
+    results = {r["iterations"]: r["k"] for r in DATA["iterated"]["results"]}
+    k = bytes.fromhex(DATA["iterated"]["initial_k"])
+    u = bytes.fromhex(DATA["iterated"]["initial_u"])
+    for iteration in range(1, 1001):
+        k, u = exchange(k, u), k
+        if iteration in results:
+            assert k.hex() == results[iteration], f"after {iteration} iterations"
+    assert 1000 in results
 
 
 def test_diffie_hellman_example() -> None:

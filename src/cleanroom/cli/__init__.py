@@ -51,11 +51,30 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="cleanroom",
         description="Privacy-preserving clean-room matching (ECDH private set intersection).",
     )
-    parser.add_argument("--version", action="version", version=f"cleanroom {__version__}")
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        nargs=0,
+        help="show the version and the X25519 backend this machine runs, then exit",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in (command,) if command in COMMANDS else COMMANDS:
         importlib.import_module(f"cleanroom.cli.{name}").register(subparsers)
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: cleanroom's version, and which X25519 backend runs here and why."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        from cleanroom.crypto.x25519 import backend_info  # only when asked: it loads OpenSSL
+
+        print(f"cleanroom {__version__}")
+        try:
+            print(backend_info())
+        except CleanroomError as exc:
+            parser.exit(EXIT_FAILURE, f"error: {exc}\n")
+        parser.exit(EXIT_OK)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
