@@ -43,9 +43,10 @@
 /* The message OpenSSL's X25519 gives, through cryptography, when a result is all zero. */
 static const char ZERO_RESULT[] = "Error computing shared key.";
 
+/* memset, then a barrier that makes the compiler assume the zeros are read: not optimized away. */
 static void wipe(void *p, size_t n) {
-    volatile uint8_t *q = p;
-    while (n--) *q++ = 0;
+    memset(p, 0, n);
+    __asm__ __volatile__("" : : "r"(p) : "memory");
 }
 
 #if CLEANROOM_HAVE_IFMA
