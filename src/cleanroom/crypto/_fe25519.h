@@ -1,8 +1,12 @@
 /*
- * GF(2^255 - 19) in radix 2^51, shared by the curve25519 C modules (_h2c25519.c, _check25519.c).
+ * GF(2^255 - 19) in radix 2^51, shared by the curve25519 C modules (_h2c25519.c, _check25519.c,
+ * _x25519_ifma.c) and the lane-by-lane representation of _fe25519_ifma.h.
  *
- * Nothing it computes on is secret in this project (hashed identifiers, public points). The
- * functions are static inline so that each module keeps only those it uses.
+ * Nothing it computes on is secret in this project: hashed identifiers, received elements and
+ * X25519 results, all public points (the X25519 ladder, which does see the key, runs on
+ * _fe25519_ifma.h and uses this file only to decode its inputs and encode its results; those
+ * functions have no branches either). The functions are static inline so that each module keeps
+ * only those it uses.
  */
 #ifndef CLEANROOM_FE25519_H
 #define CLEANROOM_FE25519_H
