@@ -135,21 +135,22 @@ IFMA_INLINE void fe8_mul(fe8 *h, const fe8 *f, const fe8 *g) {
 }
 
 /* Squaring: each product a_i a_j (i < j) once, doubled by shifting its sums (a doubled limb
- * could exceed 52 bits). */
+ * could exceed 52 bits), then the squares a_i^2 accumulated onto the doubled sums. */
 IFMA_INLINE void fe8_sq(fe8 *h, const fe8 *f) {
-    __m512i lo[10], hi[11], dlo[10], dhi[11];
-    for (int k = 0; k < 10; k++) lo[k] = dlo[k] = _mm512_setzero_si512();
-    for (int k = 0; k < 11; k++) hi[k] = dhi[k] = _mm512_setzero_si512();
-    for (int i = 0; i < 5; i++) {
-        dlo[2 * i] = _mm512_madd52lo_epu64(dlo[2 * i], f->v[i], f->v[i]);
-        dhi[2 * i + 1] = _mm512_madd52hi_epu64(dhi[2 * i + 1], f->v[i], f->v[i]);
+    __m512i lo[10], hi[11];
+    for (int k = 0; k < 10; k++) lo[k] = _mm512_setzero_si512();
+    for (int k = 0; k < 11; k++) hi[k] = _mm512_setzero_si512();
+    for (int i = 0; i < 5; i++)
         for (int j = i + 1; j < 5; j++) {
             lo[i + j] = _mm512_madd52lo_epu64(lo[i + j], f->v[i], f->v[j]);
             hi[i + j + 1] = _mm512_madd52hi_epu64(hi[i + j + 1], f->v[i], f->v[j]);
         }
+    for (int k = 0; k < 10; k++) lo[k] = _mm512_slli_epi64(lo[k], 1);
+    for (int k = 0; k < 11; k++) hi[k] = _mm512_slli_epi64(hi[k], 1);
+    for (int i = 0; i < 5; i++) {
+        lo[2 * i] = _mm512_madd52lo_epu64(lo[2 * i], f->v[i], f->v[i]);
+        hi[2 * i + 1] = _mm512_madd52hi_epu64(hi[2 * i + 1], f->v[i], f->v[i]);
     }
-    for (int k = 0; k < 10; k++) lo[k] = _mm512_add_epi64(_mm512_slli_epi64(lo[k], 1), dlo[k]);
-    for (int k = 0; k < 11; k++) hi[k] = _mm512_add_epi64(_mm512_slli_epi64(hi[k], 1), dhi[k]);
     fe8_reduce(h, lo, hi);
 }
 
