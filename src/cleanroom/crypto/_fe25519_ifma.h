@@ -180,45 +180,52 @@ IFMA_INLINE void fe8_cswap(fe8 *f, fe8 *g, __m512i mask) {
     }
 }
 
-/* z^(2^250 - 1) and z^11: the shared head of the inversion and the square-root exponent. */
-IFMA_INLINE void fe8_pow_2_250_minus_1(fe8 *out, fe8 *z11, const fe8 *z) {
-    fe8 t0, t1, t2;
-    fe8_sq(&t0, z);                /* 2 */
-    fe8_sq_times(&t1, &t0, 2);     /* 8 */
-    fe8_mul(&t1, z, &t1);          /* 9 */
-    fe8_mul(z11, &t0, &t1);        /* 11 */
-    fe8_sq(&t0, z11);              /* 22 */
-    fe8_mul(&t0, &t1, &t0);        /* 2^5 - 1 */
-    fe8_sq_times(&t1, &t0, 5);
-    fe8_mul(&t0, &t1, &t0);        /* 2^10 - 1 */
-    fe8_sq_times(&t1, &t0, 10);
-    fe8_mul(&t1, &t1, &t0);        /* 2^20 - 1 */
-    fe8_sq_times(&t2, &t1, 20);
-    fe8_mul(&t1, &t2, &t1);        /* 2^40 - 1 */
-    fe8_sq_times(&t1, &t1, 10);
-    fe8_mul(&t0, &t1, &t0);        /* 2^50 - 1 */
-    fe8_sq_times(&t1, &t0, 50);
-    fe8_mul(&t1, &t1, &t0);        /* 2^100 - 1 */
-    fe8_sq_times(&t2, &t1, 100);
-    fe8_mul(&t1, &t2, &t1);        /* 2^200 - 1 */
-    fe8_sq_times(&t1, &t1, 50);
-    fe8_mul(out, &t1, &t0);        /* 2^250 - 1 */
+/* z^(2^250 - 1) and z^11 (the shared head of the inversion and the square-root exponent) for n
+ * independent vectors z[0..n-1] side by side: each squaring waits on the one before, so two
+ * chains interleaved keep the multipliers busier than one. */
+IFMA_INLINE void fe8_pow_2_250_minus_1(fe8 *out, fe8 *z11, const fe8 *z, int n) {
+    fe8 t0[2], t1[2], t2[2];
+#define EACH(stmt) for (int c = 0; c < n; c++) { stmt; }
+    EACH(fe8_sq(&t0[c], &z[c]))                  /* 2 */
+    EACH(fe8_sq_times(&t1[c], &t0[c], 2))        /* 8 */
+    EACH(fe8_mul(&t1[c], &z[c], &t1[c]))         /* 9 */
+    EACH(fe8_mul(&z11[c], &t0[c], &t1[c]))       /* 11 */
+    EACH(fe8_sq(&t0[c], &z11[c]))                /* 22 */
+    EACH(fe8_mul(&t0[c], &t1[c], &t0[c]))        /* 2^5 - 1 */
+    EACH(fe8_sq_times(&t1[c], &t0[c], 5))
+    EACH(fe8_mul(&t0[c], &t1[c], &t0[c]))        /* 2^10 - 1 */
+    EACH(fe8_sq_times(&t1[c], &t0[c], 10))
+    EACH(fe8_mul(&t1[c], &t1[c], &t0[c]))        /* 2^20 - 1 */
+    EACH(fe8_sq_times(&t2[c], &t1[c], 20))
+    EACH(fe8_mul(&t1[c], &t2[c], &t1[c]))        /* 2^40 - 1 */
+    EACH(fe8_sq_times(&t1[c], &t1[c], 10))
+    EACH(fe8_mul(&t0[c], &t1[c], &t0[c]))        /* 2^50 - 1 */
+    EACH(fe8_sq_times(&t1[c], &t0[c], 50))
+    EACH(fe8_mul(&t1[c], &t1[c], &t0[c]))        /* 2^100 - 1 */
+    EACH(fe8_sq_times(&t2[c], &t1[c], 100))
+    EACH(fe8_mul(&t1[c], &t2[c], &t1[c]))        /* 2^200 - 1 */
+    EACH(fe8_sq_times(&t1[c], &t1[c], 50))
+    EACH(fe8_mul(&out[c], &t1[c], &t0[c]))       /* 2^250 - 1 */
+#undef EACH
 }
 
 /* z^(p - 2) = 1 / z (0 for z = 0). */
 IFMA_INLINE void fe8_invert(fe8 *out, const fe8 *z) {
     fe8 t, z11;
-    fe8_pow_2_250_minus_1(&t, &z11, z);
+    fe8_pow_2_250_minus_1(&t, &z11, z, 1);
     fe8_sq_times(&t, &t, 5);       /* 2^255 - 32 */
     fe8_mul(out, &t, &z11);        /* 2^255 - 21 */
 }
 
-/* z^((p - 5) / 8) = z^(2^252 - 3), the exponent of the square root (RFC 9380 G.2.1, c4). */
-IFMA_INLINE void fe8_pow22523(fe8 *out, const fe8 *z) {
-    fe8 t, z11;
-    fe8_pow_2_250_minus_1(&t, &z11, z);
-    fe8_sq_times(&t, &t, 2);       /* 2^252 - 4 */
-    fe8_mul(out, &t, z);           /* 2^252 - 3 */
+/* z^((p - 5) / 8) = z^(2^252 - 3), the exponent of the square root (RFC 9380 G.2.1, c4), for
+ * n (1 or 2) vectors side by side. */
+IFMA_INLINE void fe8_pow22523(fe8 *out, const fe8 *z, int n) {
+    fe8 t[2], z11[2];
+    fe8_pow_2_250_minus_1(t, z11, z, n);
+    for (int c = 0; c < n; c++) {
+        fe8_sq_times(&t[c], &t[c], 2); /* 2^252 - 4 */
+        fe8_mul(&out[c], &t[c], &z[c]); /* 2^252 - 3 */
+    }
 }
 
 #else

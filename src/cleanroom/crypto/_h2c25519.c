@@ -592,7 +592,7 @@ static void group_sum_portable(group_maps *g, fe xs[GROUP], fe zs[GROUP]) {
  * exponentiation waits on the one before). The formulas are map_prepare's, step for step. */
 IFMA_TARGET static void group_prepare_and_pow_ifma(const constants *k, group_maps *g) {
     fe8 u[2], tv1[2], d[2], gxd[2], gx1[2], tv3[2], x[2], xd2[2], g2[2], tmp[2], tmp2[2];
-    fe8 j3, one, t[2], z11[2], t0[2], t1[2], t2[2];
+    fe8 j3, one, t[2];
     fe8_broadcast(&j3, k->j3);
     fe8_set_small(&one, 1);
 #define BOTH(stmt) for (int c = 0; c < 2; c++) { stmt; }
@@ -610,29 +610,7 @@ IFMA_TARGET static void group_prepare_and_pow_ifma(const constants *k, group_map
     BOTH(fe8_mul(&tv3[c], &tv3[c], &gx1[c]))
     BOTH(fe8_sq(&tmp[c], &g2[c]))
     BOTH(fe8_mul(&x[c], &tmp[c], &tv3[c]))       /* exp_in */
-    /* x^((p - 5) / 8) = x^(2^252 - 3), fe8_pow22523's chain */
-    BOTH(fe8_sq(&t0[c], &x[c]))                  /* 2 */
-    BOTH(fe8_sq_times(&t1[c], &t0[c], 2))        /* 8 */
-    BOTH(fe8_mul(&t1[c], &x[c], &t1[c]))         /* 9 */
-    BOTH(fe8_mul(&z11[c], &t0[c], &t1[c]))       /* 11 */
-    BOTH(fe8_sq(&t0[c], &z11[c]))                /* 22 */
-    BOTH(fe8_mul(&t0[c], &t1[c], &t0[c]))        /* 2^5 - 1 */
-    BOTH(fe8_sq_times(&t1[c], &t0[c], 5))
-    BOTH(fe8_mul(&t0[c], &t1[c], &t0[c]))        /* 2^10 - 1 */
-    BOTH(fe8_sq_times(&t1[c], &t0[c], 10))
-    BOTH(fe8_mul(&t1[c], &t1[c], &t0[c]))        /* 2^20 - 1 */
-    BOTH(fe8_sq_times(&t2[c], &t1[c], 20))
-    BOTH(fe8_mul(&t1[c], &t2[c], &t1[c]))        /* 2^40 - 1 */
-    BOTH(fe8_sq_times(&t1[c], &t1[c], 10))
-    BOTH(fe8_mul(&t0[c], &t1[c], &t0[c]))        /* 2^50 - 1 */
-    BOTH(fe8_sq_times(&t1[c], &t0[c], 50))
-    BOTH(fe8_mul(&t1[c], &t1[c], &t0[c]))        /* 2^100 - 1 */
-    BOTH(fe8_sq_times(&t2[c], &t1[c], 100))
-    BOTH(fe8_mul(&t1[c], &t2[c], &t1[c]))        /* 2^200 - 1 */
-    BOTH(fe8_sq_times(&t1[c], &t1[c], 50))
-    BOTH(fe8_mul(&t[c], &t1[c], &t0[c]))         /* 2^250 - 1 */
-    BOTH(fe8_sq_times(&t[c], &t[c], 2))          /* 2^252 - 4 */
-    BOTH(fe8_mul(&t[c], &t[c], &x[c]))           /* 2^252 - 3 */
+    fe8_pow22523(t, x, 2);
     BOTH(fe8_store(g->tv1 + c * GROUP, &tv1[c]))
     BOTH(fe8_store(g->d + c * GROUP, &d[c]))
     BOTH(fe8_store(g->gxd + c * GROUP, &gxd[c]))
