@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cleanroom import cli as cli_module
 from cleanroom.crypto import backend_info, get_suite, x25519
 from cleanroom.crypto.suites import X25519Suite
 from cleanroom.errors import BackendUnavailable
@@ -123,6 +124,22 @@ def test_version_with_a_bad_value_is_a_one_line_error() -> None:
     assert result.stderr == (
         "error: CLEANROOM_X25519='fastest' is not one of auto, ifma, openssl\n"
     )
+
+
+def test_a_bad_value_fails_any_command_before_it_starts(tmp_path: Path) -> None:
+    env = {**os.environ, x25519.ENV_VAR: "fastest"}
+    cli = Path(sys.executable).with_name("cleanroom")
+    missing = tmp_path / "platform.db"
+    result = subprocess.run(
+        [str(cli), "platform", "status", "--db", str(missing)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr == "error: CLEANROOM_X25519='fastest' is not one of auto, ifma, openssl\n"
+    assert cli_module.X25519_ENV_VAR == x25519.ENV_VAR  # the CLI names it without importing crypto
 
 
 # -- the same bytes ---------------------------------------------------------------------------

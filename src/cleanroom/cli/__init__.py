@@ -12,12 +12,16 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from cleanroom import __version__
 from cleanroom.errors import CleanroomError, InvalidInput
+
+# Defined in cleanroom.crypto.x25519, which the CLI imports only when it needs it.
+X25519_ENV_VAR = "CLEANROOM_X25519"
 
 __all__ = [
     "COMMANDS",
@@ -90,6 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(arguments[0] if arguments else None)
     args = parser.parse_args(arguments)
     try:
+        if os.environ.get(X25519_ENV_VAR):
+            # A forced X25519 backend that cannot run here fails the command at once, not in
+            # the middle of a session (unset, the choice is automatic and cannot fail).
+            from cleanroom.crypto.x25519 import backend_info
+
+            backend_info()
         code: int = args.run(args)
     except CleanroomError as exc:
         print(f"error: {exc}", file=sys.stderr)
