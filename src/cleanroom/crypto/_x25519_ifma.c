@@ -14,7 +14,8 @@
  * that passes every validation. So its lanes cannot be trusted with received elements. The
  * ladder here keeps every limb that reaches a multiplier below 2^52 by construction (see
  * _fe25519_ifma.h), and the tests check it against OpenSSL on exactly those inputs, on
- * arbitrary ones (Hypothesis) and on 10^5 random pairs.
+ * arbitrary ones (Hypothesis) and on 10^5 random pairs. scripts/check_crypto_mb.py repeats the
+ * check on crypto_mb for any release, for when Intel fixes it.
  *
  * Constant time: the ladder is the RFC's, 255 steps for every key, the swap done by masks on
  * all lanes alike (the key is the same in every lane), no branch or memory index that depends
