@@ -11,8 +11,8 @@ top bit masked; an all-zero result refused with the same ``ValueError``):
 IFMA and the ladder passes its known-answer self-test (RFC 7748's Diffie-Hellman example in
 every lane), ``openssl`` otherwise; ``ifma`` or ``openssl`` forces one, and a forced ``ifma``
 that cannot run is an error (:class:`~cleanroom.errors.BackendUnavailable`), never a silent
-fallback. The choice is made once
-per process; batch-engine workers inherit the variable, so they choose the same.
+fallback. The choice is made once per process; batch-engine workers inherit the variable, so
+they choose the same.
 
 Callers validate received elements before either backend: these functions compute, they do not
 judge. Keys are passed as raw bytes and never logged; ``_x25519_ifma.c`` says what the C side
@@ -115,7 +115,9 @@ def _openssl_library() -> str:
 
 
 def _ifma_library() -> str:
-    return "cleanroom's 8-lane Montgomery ladder on AVX-512 IFMA"
+    from cleanroom import __version__
+
+    return f"cleanroom {__version__}'s 8-lane Montgomery ladder on AVX-512 IFMA"
 
 
 def select(requested: str) -> BackendInfo:
