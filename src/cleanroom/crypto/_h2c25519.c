@@ -10,7 +10,8 @@
  * known-answer tests check it byte for byte against h2c_curve25519.hash_to_curve, the readable
  * affine implementation of the RFC's steps, and against the RFC's vectors.
  *
- * Two paths, chosen at run time, with the same bytes (tested on both):
+ * Two paths, chosen at run time, with the same bytes (tested on both, and compared once at
+ * import: a difference turns the IFMA path off):
  * - AVX-512 IFMA (where the CPU and OS have it): messages go eight at a time, one per 64-bit
  *   lane, through SHA-512 and through the straight-line parts of the map and the sum, with
  *   the field arithmetic of _fe25519_ifma.h; the sixteen exponentiations of a group run as two
@@ -843,9 +844,33 @@ static struct PyModuleDef module = {
     -1, methods, NULL, NULL, NULL, NULL,
 };
 
+#if CLEANROOM_HAVE_IFMA
+/* The IFMA path must give the portable path's bytes: checked once at import on nine messages
+ * of different lengths (a full group and a short one); a difference turns the IFMA path off. */
+static int ifma_agrees(void) {
+    enum { N = 9 };
+    static const uint8_t dst_prime[] = "CLEANROOM-SELF-TEST\x13";
+    uint8_t data[N * 40], out_ifma[32 * N], out_portable[32 * N];
+    Py_ssize_t offsets[N + 1];
+    size_t failed[N];
+    offsets[0] = 0;
+    for (int i = 0; i < N; i++) offsets[i + 1] = offsets[i] + 4 * i;
+    for (size_t i = 0; i < sizeof data; i++) data[i] = (uint8_t)(i * 7 + 1);
+    size_t per_lane = scratch_size(4 * (N - 1), sizeof dst_prime - 1);
+    uint8_t *scratch = PyMem_RawMalloc(GROUP * per_lane);
+    if (scratch == NULL) return 0;
+    hash_many(data, offsets, N, dst_prime, sizeof dst_prime - 1, out_ifma, failed, 1, scratch,
+              per_lane);
+    hash_many(data, offsets, N, dst_prime, sizeof dst_prime - 1, out_portable, failed, 0, scratch,
+              per_lane);
+    PyMem_RawFree(scratch);
+    return memcmp(out_ifma, out_portable, sizeof out_ifma) == 0;
+}
+#endif
+
 PyMODINIT_FUNC PyInit__h2c25519(void) {
 #if CLEANROOM_HAVE_IFMA
-    have_ifma = cpu_has_ifma();
+    have_ifma = cpu_has_ifma() && ifma_agrees();
 #endif
     PyObject *m = PyModule_Create(&module);
     if (m != NULL && PyModule_AddIntConstant(m, "IFMA", have_ifma) < 0) {
