@@ -1,7 +1,10 @@
 """With no noise, every mode's result equals the plaintext computation on random lists.
 
 Lists have repeated identifiers, records with several identifiers, identifiers shared between
-records and kinds that must not match each other (the same digest as email and as phone).
+records and kinds that must not match each other (the same digest as email and as phone). A
+customer made of records linked by a shared identifier sends only its first
+``max_identifiers_per_record`` (3) distinct identifiers, in list order: the plaintext
+computation does the same.
 """
 
 from __future__ import annotations
@@ -98,13 +101,29 @@ def _customers(records: Sequence[Sequence[int]]) -> list[int]:
     return [root(r) for r in range(len(records))]
 
 
+def _sent(records: Sequence[Sequence[int]], customers: list[int], most: int = 3) -> set[int]:
+    """The identifiers sent: each customer's first ``most`` distinct ones, in list order."""
+    sent: set[int] = set()
+    seen: set[int] = set()
+    per_customer: dict[int, int] = {}
+    for r, record in enumerate(records):
+        for identifier in record:
+            if identifier in seen:
+                continue  # not its first occurrence
+            seen.add(identifier)
+            if per_customer.get(customers[r], 0) < most:
+                per_customer[customers[r]] = per_customer.get(customers[r], 0) + 1
+                sent.add(identifier)
+    return sent
+
+
 def _expected(
     mode: Mode, platform: Sequence[tuple[int, int]], records: Sequence[Sequence[int]]
 ) -> tuple[int, list[int] | None, list[int] | None]:
-    platform_ids = {i for i, _ in platform}
-    listed = {i for record in records for i in record}
-    matched = [r for r, record in enumerate(records) if platform_ids.intersection(record)]
     customers = _customers(records)
+    listed = _sent(records, customers)
+    platform_ids = {i for i, _ in platform} & listed
+    matched = [r for r, record in enumerate(records) if platform_ids.intersection(record)]
     matched_customers = len({customers[r] for r in matched})
     if mode is Mode.AUDIENCE:
         users = sorted({u for i, u in platform if i in listed})

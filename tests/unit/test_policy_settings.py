@@ -27,6 +27,7 @@ def test_defaults_are_those_of_the_design() -> None:
     assert DEFAULT_SETTINGS.modes_allowed == {Mode.COUNT, Mode.AUDIENCE}
     assert DEFAULT_SETTINGS.max_sessions_per_day == 20
     assert DEFAULT_SETTINGS.default_region == "US"
+    assert DEFAULT_SETTINGS.max_identifiers_per_record == 3
     assert DEFAULT_SETTINGS.noise_applied
 
 
@@ -111,6 +112,8 @@ def test_unknown_keys_are_refused_by_name(toml: str, key: str) -> None:
         ("max_upload_records = true", "max_upload_records", "must be an integer"),
         ("min_reported_count = [100]", "min_reported_count", "must be an integer"),
         ("max_sessions_per_day = 2.5", "max_sessions_per_day", "must be an integer"),
+        ("max_identifiers_per_record = 0", "max_identifiers_per_record", "at least 1, got 0"),
+        ("max_identifiers_per_record = 1.5", "max_identifiers_per_record", "an integer"),
         ('epsilon_per_release = "0.5"', "epsilon_per_release", "must be a number"),
         ("epsilon_budget = false", "epsilon_budget", "must be a number"),
         ('modes_allowed = "count"', "modes_allowed", "must be a list"),
@@ -140,6 +143,7 @@ def test_wrong_types_are_refused_naming_the_key(toml: str, key: str, why: str) -
         "max_upload_records",
         "min_reported_count",
         "max_sessions_per_day",
+        "max_identifiers_per_record",
         "epsilon_per_release",
         "epsilon_budget",
     ],

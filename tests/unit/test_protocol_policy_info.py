@@ -7,10 +7,24 @@ import dataclasses
 import pytest
 
 from cleanroom.crypto import SUITE_IDS
-from cleanroom.errors import BudgetExhausted, LimitExceeded, PolicyRefused, VersionMismatch
+from cleanroom.errors import (
+    BudgetExhausted,
+    InvalidMessage,
+    LimitExceeded,
+    PolicyRefused,
+    VersionMismatch,
+)
 from cleanroom.identifiers import NORMALIZATION_VERSION
 from cleanroom.policy import DEFAULT_SETTINGS, Mode
-from cleanroom.protocol import MAX_CHUNK_BYTES, PROTOCOL_VERSION, check_policy_info, policy_info
+from cleanroom.protocol import (
+    DEFAULT_MAX_PLATFORM_SET_SIZE,
+    MAX_CHUNK_BYTES,
+    PROTOCOL_VERSION,
+    SessionTerms,
+    check_policy_info,
+    policy_info,
+    session_terms,
+)
 from cleanroom.protocol._wire import pb
 
 
@@ -36,6 +50,7 @@ def test_policy_info_publishes_the_settings_and_versions() -> None:
     assert (info.max_sessions_per_day, info.sessions_remaining_today) == (20, 15)
     assert (info.default_region, info.epoch_id, info.platform_set_size) == ("US", 3, 1234)
     assert info.max_chunk_bytes == MAX_CHUNK_BYTES
+    assert info.max_identifiers_per_record == 3
 
 
 def test_acceptable_session_passes() -> None:
@@ -95,3 +110,52 @@ def test_version_mismatches_are_refused() -> None:
     info.normalization_version = 99
     with pytest.raises(VersionMismatch, match="version 99"):
         check_policy_info(info, mode=Mode.COUNT, suite_id=SUITE_IDS[0], record_count=5000)
+
+
+def _check(info: pb.PolicyInfo, **options: int) -> None:
+    check_policy_info(info, mode=Mode.COUNT, suite_id=SUITE_IDS[0], record_count=5000, **options)
+
+
+@pytest.mark.parametrize("size", [10**11, 2**64 - 1])
+def test_a_platform_set_above_the_clients_ceiling_is_refused_before_hashing(size: int) -> None:
+    info = _info()
+    info.platform_set_size = size
+    with pytest.raises(LimitExceeded, match="more than this client accepts"):
+        _check(info)
+    info.platform_set_size = DEFAULT_MAX_PLATFORM_SET_SIZE
+    _check(info)
+    with pytest.raises(LimitExceeded, match=r"accepts \(1,000; --max-platform-set"):
+        _check(_info(), max_platform_set_size=1000)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("epsilon_per_release", float("nan"), "epsilon_per_release = nan"),
+        ("epsilon_budget", float("inf"), "epsilon_budget = inf"),
+        ("epsilon_remaining", -1.0, "epsilon_remaining = -1.0"),
+        ("default_region", "\x1b[2Jus", r"default_region '\\x1b\[2Jus', not a two-letter"),
+    ],
+)
+def test_values_no_honest_platform_sends_are_refused(field: str, value: object, match: str) -> None:
+    info = _info()
+    setattr(info, field, value)
+    with pytest.raises(InvalidMessage, match=match):
+        _check(info)
+
+
+def test_suite_names_from_the_platform_are_escaped_and_cut_in_messages() -> None:
+    info = _info()
+    info.suites[:] = ["\x1b]0;owned\x07" + "x" * 500]
+    with pytest.raises(VersionMismatch) as caught:
+        _check(info)
+    message = str(caught.value)
+    assert "\x1b" not in message and "\\x1b]0;owned\\x07" in message
+    assert len(message) < 200
+
+
+def test_session_terms_follow_the_answer() -> None:
+    info = _info(max_identifiers_per_record=2)
+    assert session_terms(info, max_platform_set_size=5000) == SessionTerms(2, 1234, 5000)
+    info.max_identifiers_per_record = 0  # a platform that does not say: the default
+    assert session_terms(info).max_identifiers_per_record == 3

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from cleanroom.crypto import BatchEngine, get_suite
+from cleanroom.crypto.keys import SecretKey
 from cleanroom.crypto.suites import Suite
 from cleanroom.errors import (
     InvalidElement,
@@ -34,6 +35,7 @@ from cleanroom.protocol import (
     PlatformInputs,
     PlatformRole,
     SessionRequest,
+    SessionTerms,
     read_open_session,
     run_locally,
 )
@@ -42,15 +44,14 @@ from cleanroom.protocol._wire import pb
 ENGINE = BatchEngine(workers=1)
 X25519 = get_suite("x25519-sha512-ell2-ro")
 P256 = get_suite("p256-sha256-sswu-ro")
-EXACT = parse_policy(
-    """
-    min_upload_records = 0
-    min_reported_count = 0
-    epsilon_per_release = 0
-    [advertisers.acme]
-    modes_allowed = ["count", "audience", "ids"]
-    """
-)
+EXACT_TEXT = """
+min_upload_records = 0
+min_reported_count = 0
+epsilon_per_release = 0
+[advertisers.acme]
+modes_allowed = ["count", "audience", "ids"]
+"""
+EXACT = parse_policy(EXACT_TEXT)
 
 
 def email(value: str) -> bytes:
@@ -636,8 +637,182 @@ def test_too_many_identifiers_is_a_limit() -> None:
     policy = parse_policy("min_upload_records = 0\nmax_upload_records = 10")
     request = read_open_session(_open(identifier_count=31))
     decision = check_session(policy, "acme", Mode.COUNT, 10, 0.0, 0, False)
-    with pytest.raises(LimitExceeded, match="31 identifiers, more than the maximum of 30"):
+    with pytest.raises(LimitExceeded, match="31 identifiers for 10 records: at most 3 per record"):
         PlatformRole(request, decision, PLATFORM, engine=ENGINE)
+
+
+def test_the_identifiers_per_record_are_the_policys() -> None:
+    policy = parse_policy("min_upload_records = 0\nmax_identifiers_per_record = 1")
+    request = read_open_session(_open(identifier_count=11))
+    decision = check_session(policy, "acme", Mode.COUNT, 10, 0.0, 0, False)
+    with pytest.raises(LimitExceeded, match="11 identifiers for 10 records: at most 1 per"):
+        PlatformRole(request, decision, PLATFORM, engine=ENGINE)
+
+
+# -- cheap checks before any scalar multiplication ----------------------------------------------
+
+
+class CountingEngine(BatchEngine):
+    """A real in-process engine that counts the rows it multiplies and validates."""
+
+    def __init__(self) -> None:
+        super().__init__(workers=1)
+        self.multiplied = 0
+        self.validated = 0
+
+    def encrypt(
+        self,
+        suite: Suite,
+        key: SecretKey,
+        elements: np.ndarray,  # type: ignore[type-arg]
+        *,
+        progress: Callable[[int], object] | None = None,
+    ) -> np.ndarray:  # type: ignore[type-arg]
+        self.multiplied += len(elements)
+        return super().encrypt(suite, key, elements, progress=progress)
+
+    def validate(
+        self,
+        suite: Suite,
+        elements: np.ndarray,  # type: ignore[type-arg]
+        *,
+        progress: Callable[[int], object] | None = None,
+    ) -> None:
+        self.validated += len(elements)
+        super().validate(suite, elements, progress=progress)
+
+
+def _u_of_one_point(copies: int, records: int) -> tuple[PlatformRole, list[pb.ClientMessage]]:
+    """A platform role opened for ``copies`` identifiers, and U: one valid point ``copies`` times.
+
+    Tags spread the copies evenly over ``records`` records; chunks are of 100 elements.
+    """
+    engine = CountingEngine()
+    request = read_open_session(_open(record_count=records, identifier_count=copies))
+    decision = check_session(EXACT, "acme", Mode.COUNT, records, 0.0, 0, False)
+    platform = PlatformRole(request, decision, PLATFORM, engine=engine)
+    list(platform.start())
+    point = bytes(PLATFORM.platform_set[0])
+    chunks = []
+    for start in range(0, copies, 100):
+        count = min(100, copies - start)
+        tags = np.arange(start, start + count, dtype="<u4") % records
+        chunk = pb.AdvertiserSetChunk(
+            session_id=platform.session_id,
+            offset=start,
+            count=count,
+            elements=point * count,
+            record_tags=tags.tobytes(),
+        )
+        chunks.append(pb.ClientMessage(advertiser_set=chunk))
+    return platform, chunks
+
+
+def test_a_duplicated_u_is_refused_before_any_element_is_multiplied_or_validated() -> None:
+    platform, chunks = _u_of_one_point(3_000, 1_000)
+    for chunk in chunks[:-1]:
+        assert list(platform.handle(chunk)) == []
+    with pytest.raises(InvalidElement, match="advertiser set U: duplicate of row 0") as caught:
+        platform.handle(chunks[-1])
+    assert caught.value.row == 1
+    engine = platform._engine
+    assert isinstance(engine, CountingEngine)
+    assert (engine.multiplied, engine.validated) == (0, 0)
+
+
+def test_a_record_with_more_identifiers_than_allowed_is_refused_before_any_work() -> None:
+    # 30 identifiers for 10 records is within the announced bound, but tag 0 carries 21 of them.
+    engine = CountingEngine()
+    request = read_open_session(_open(record_count=10, identifier_count=30))
+    decision = check_session(EXACT, "acme", Mode.COUNT, 10, 0.0, 0, False)
+    platform = PlatformRole(request, decision, PLATFORM, engine=engine)
+    list(platform.start())
+    tags = np.zeros(30, dtype="<u4")
+    tags[21:] = np.arange(1, 10)
+    elements = b"".join(X25519.hash_to_curve(b"guess %d" % i, X25519.dst) for i in range(30))
+    chunk = pb.AdvertiserSetChunk(
+        session_id=platform.session_id,
+        offset=0,
+        count=30,
+        elements=elements,
+        record_tags=tags.tobytes(),
+    )
+    with pytest.raises(InvalidMessage, match="record tag 0 has 21 identifiers, at most 3 per"):
+        platform.handle(pb.ClientMessage(advertiser_set=chunk))
+    assert (engine.multiplied, engine.validated) == (0, 0)
+
+
+def test_an_invalid_element_anywhere_in_u_is_refused_before_any_is_multiplied() -> None:
+    engine = CountingEngine()
+    adv = advertiser()
+    opened: list[PlatformRole] = []
+
+    def opener(request: SessionRequest) -> PlatformRole:
+        decision = check_session(EXACT, "acme", request.mode, request.record_count, 0.0, 0, False)
+        opened.append(PlatformRole(request, decision, PLATFORM, engine=engine))
+        return opened[0]
+
+    hook = on_round("advertiser_set", lambda chunk: replace_row(chunk, 8, TWIST))
+    with pytest.raises(InvalidElement, match="not on the curve") as caught:
+        exchange(adv, opener, to_platform=hook)
+    assert caught.value.row == 8
+    assert engine.multiplied == 0 and engine.validated == 9
+
+
+# -- the advertiser's terms ------------------------------------------------------------------
+
+
+def test_a_customer_with_more_identifiers_than_allowed_sends_its_first_ones() -> None:
+    # Records 1 and 2 share user1: one customer with four distinct identifiers.
+    values = ["user0@example.com", "user1@example.com", "user2@example.com"]
+    values += ["user1@example.com", "user3@example.com", "zz@x.com"]
+    records = [0, 1, 1, 2, 2, 2]
+    adv = AdvertiserRole(
+        X25519,
+        Mode.IDS,
+        [email(v) for v in values],
+        records,
+        engine=ENGINE,
+        terms=SessionTerms(max_identifiers_per_record=3),
+    )
+    assert (adv.record_count, adv.identifier_count, adv.identifiers_withheld) == (2, 4, 1)
+    policy = parse_policy(EXACT_TEXT + "max_identifiers_per_record = 3\n")
+    result, outcome = run_locally(adv, open_platform(policy=policy))
+    # zz@x.com, the customer's fourth identifier in list order, was not sent.
+    assert outcome.identifier_count == 4
+    assert result.count == 2
+    assert result.matched_record_ids is not None
+    assert result.matched_record_ids.tolist() == [0, 1, 2]
+
+
+def test_the_advertiser_refuses_a_platform_set_above_its_ceiling() -> None:
+    adv = AdvertiserRole(
+        X25519,
+        Mode.COUNT,
+        [email(v) for v in ADVERTISER_VALUES],
+        ADVERTISER_RECORDS,
+        engine=ENGINE,
+        terms=SessionTerms(max_platform_set_size=1000),
+    )
+
+    def huge(opened: pb.SessionOpened) -> None:
+        opened.platform_set_size = 2**64 - 1
+
+    with pytest.raises(LimitExceeded, match="more than this client accepts \\(1,000;"):
+        exchange(adv, to_advertiser=on_round("session_opened", huge))
+
+
+def test_the_advertiser_refuses_a_platform_set_other_than_announced() -> None:
+    adv = AdvertiserRole(
+        X25519,
+        Mode.COUNT,
+        [email(v) for v in ADVERTISER_VALUES],
+        ADVERTISER_RECORDS,
+        engine=ENGINE,
+        terms=SessionTerms(platform_set_size=11),
+    )
+    with pytest.raises(InvalidMessage, match="set of 12 identifiers for the session but 11 in"):
+        exchange(adv)
 
 
 @pytest.mark.parametrize(

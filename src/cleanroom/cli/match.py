@@ -66,6 +66,7 @@ import grpc  # type: ignore[import-untyped, unused-ignore]
 from tqdm import tqdm
 
 from cleanroom._files import write_atomically
+from cleanroom._output import NEUTRALIZED_CSV_HELP
 from cleanroom.advertiser import (
     FIELDS,
     MatchReport,
@@ -99,7 +100,13 @@ from cleanroom.errors import (
 )
 from cleanroom.identifiers import KINDS
 from cleanroom.policy import Mode
-from cleanroom.protocol import AdvertiserResult, AdvertiserRole, check_policy_info
+from cleanroom.protocol import (
+    DEFAULT_MAX_PLATFORM_SET_SIZE,
+    AdvertiserResult,
+    AdvertiserRole,
+    check_policy_info,
+    session_terms,
+)
 from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
 from cleanroom.service.client import DEFAULT_MATCH_TIMEOUT, PlatformClient, parse_server_address
 
@@ -143,7 +150,10 @@ def register(subparsers: Any) -> None:
         "--insecure", action="store_true", help="plaintext, only to a loopback address"
     )
     parser.add_argument(
-        "--out", type=Path, metavar="FILE.csv", help="ids mode: write the matched rows here"
+        "--out",
+        type=Path,
+        metavar="FILE.csv",
+        help=f"ids mode: write the matched rows here ({NEUTRALIZED_CSV_HELP})",
     )
     parser.add_argument(
         "--receipt",
@@ -185,6 +195,14 @@ def register(subparsers: Any) -> None:
         "--workers",
         type=positive_int,
         help="processes for hashing and encryption (default: all CPUs; 1: this process)",
+    )
+    parser.add_argument(
+        "--max-platform-set",
+        type=positive_int,
+        default=DEFAULT_MAX_PLATFORM_SET_SIZE,
+        metavar="N",
+        help="refuse a platform whose set is larger (about 100 bytes of memory and one scalar "
+        "multiplication per element; default: %(default)s)",
     )
     add_dask_scheduler_option(parser)
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
@@ -250,8 +268,13 @@ def run_match(args: argparse.Namespace) -> int:
                     prepared = prepare_list(customers, default_region=region, prehashed=prehashed)
                 # Records sent bound the customers from above: a refusal now saves the hashing.
                 check_policy_info(
-                    info, mode=mode, suite_id=suite.suite_id, record_count=prepared.records_sent
+                    info,
+                    mode=mode,
+                    suite_id=suite.suite_id,
+                    record_count=prepared.records_sent,
+                    max_platform_set_size=args.max_platform_set,
                 )
+                terms = session_terms(info, max_platform_set_size=args.max_platform_set)
                 with _timed(phases, "plan_list"):  # the role groups the records when built
                     role = AdvertiserRole(
                         suite,
@@ -260,6 +283,14 @@ def run_match(args: argparse.Namespace) -> int:
                         prepared.record_ids,
                         engine=engine,
                         progress=progress,
+                        terms=terms,
+                    )
+                if role.identifiers_withheld:
+                    print(
+                        f"warning: {role.identifiers_withheld} identifiers not sent: the "
+                        f"platform takes at most {terms.max_identifiers_per_record} per customer "
+                        "(records linked by a shared identifier are one customer)",
+                        file=sys.stderr,
                     )
                 check_policy_info(
                     info, mode=mode, suite_id=suite.suite_id, record_count=role.record_count

@@ -57,6 +57,9 @@ class PolicySettings:
     Attributes:
         min_upload_records: fewest records a list may have; a list of one is a membership test.
         max_upload_records: most records a list may have (bounds the platform's work and memory).
+        max_identifiers_per_record: most identifiers one record (one record tag) may carry in the
+            advertiser's set; with ``max_upload_records`` it bounds the set's size, and it is
+            checked before any of the set is multiplied.
         min_reported_count: a noisy count below it is reported as "fewer than <it>".
         epsilon_per_release: privacy loss of one released count; 0 means no noise (test only).
         epsilon_budget: total privacy loss allowed per advertiser per key epoch.
@@ -67,6 +70,7 @@ class PolicySettings:
 
     min_upload_records: int = 1000
     max_upload_records: int = 10_000_000
+    max_identifiers_per_record: int = 3
     min_reported_count: int = 100
     epsilon_per_release: float = 0.5
     epsilon_budget: float = 8.0
@@ -199,6 +203,13 @@ def _count(key: str, value: Any) -> int:
     return value
 
 
+def _positive_count(key: str, value: Any) -> int:
+    count = _count(key, value)
+    if count < 1:
+        raise InvalidPolicy(f"policy key '{key}': must be at least 1, got {count}")
+    return count
+
+
 def _epsilon(key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidPolicy(f"policy key '{key}': must be a number, got {value!r}")
@@ -231,6 +242,7 @@ def _region(key: str, value: Any) -> str:
 _CHECKS: Final[dict[str, Callable[[str, Any], Any]]] = {
     "min_upload_records": _count,
     "max_upload_records": _count,
+    "max_identifiers_per_record": _positive_count,
     "min_reported_count": _count,
     "epsilon_per_release": _epsilon,
     "epsilon_budget": _epsilon,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from cleanroom.protocol._advertiser import AdvertiserResult, AdvertiserRole
 from cleanroom.protocol._constants import (
+    DEFAULT_MAX_PLATFORM_SET_SIZE,
     MAX_CHUNK_BYTES,
-    MAX_IDENTIFIERS_PER_RECORD,
     PROTOCOL_VERSION,
     RECORD_TAG_SIZE,
     SESSION_ID_SIZE,
@@ -21,15 +21,21 @@ from cleanroom.protocol._platform import (
     PlatformOutcome,
     PlatformRole,
     SessionRequest,
+    check_advertiser_set_size,
     read_open_session,
 )
-from cleanroom.protocol._policy_info import check_policy_info, policy_info
+from cleanroom.protocol._policy_info import (
+    SessionTerms,
+    check_policy_info,
+    policy_info,
+    session_terms,
+)
 from cleanroom.protocol._receipt import Receipt, issue_receipt, read_receipt
 from cleanroom.protocol._wire import ProgressFactory, mode_from_wire, mode_to_wire
 
 __all__ = [
+    "DEFAULT_MAX_PLATFORM_SET_SIZE",
     "MAX_CHUNK_BYTES",
-    "MAX_IDENTIFIERS_PER_RECORD",
     "PROTOCOL_VERSION",
     "RECORD_TAG_SIZE",
     "SESSION_ID_SIZE",
@@ -41,6 +47,8 @@ __all__ = [
     "ProgressFactory",
     "Receipt",
     "SessionRequest",
+    "SessionTerms",
+    "check_advertiser_set_size",
     "check_policy_info",
     "issue_receipt",
     "mode_from_wire",
@@ -49,4 +57,5 @@ __all__ = [
     "read_open_session",
     "read_receipt",
     "run_locally",
+    "session_terms",
 ]

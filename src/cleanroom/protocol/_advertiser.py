@@ -42,12 +42,14 @@ from cleanroom.errors import (
     InvalidElement,
     InvalidInput,
     InvalidMessage,
+    LimitExceeded,
     OutOfOrder,
     VersionMismatch,
 )
 from cleanroom.identifiers import NORMALIZATION_VERSION
 from cleanroom.policy import Mode
 from cleanroom.protocol._constants import MAX_CHUNK_BYTES, PROTOCOL_VERSION, RECORD_TAG_SIZE
+from cleanroom.protocol._policy_info import SessionTerms
 from cleanroom.protocol._receipt import Receipt, read_receipt
 from cleanroom.protocol._rows import find_duplicate, match_rows
 from cleanroom.protocol._shuffle import random_permutation
@@ -60,6 +62,7 @@ from cleanroom.protocol._wire import (
     mode_to_wire,
     new_session_id_ok,
     pb,
+    quoted,
     rows_per_chunk,
     shift_element_error,
 )
@@ -126,6 +129,8 @@ class AdvertiserRole:
         record_ids: for each message, the id of the record (row) it came from.
         engine: the batch engine for hashing and scalar multiplication; ``None``: the default.
         progress: optional progress reporting for long phases.
+        terms: what the session is held to (from GetPolicy, :func:`session_terms`): the
+            identifiers sent per customer, and the platform set's size announced and allowed.
 
     Raises:
         InvalidInput: ``messages`` and ``record_ids`` differ in length.
@@ -140,6 +145,7 @@ class AdvertiserRole:
         *,
         engine: BatchEngine | None = None,
         progress: ProgressFactory | None = None,
+        terms: SessionTerms | None = None,
     ) -> None:
         records = np.asarray(record_ids, dtype=np.int64).reshape(-1)
         if len(records) != len(messages):
@@ -152,6 +158,7 @@ class AdvertiserRole:
         self._record_ids = records
         self._engine = engine
         self._progress = progress
+        self._terms = terms or SessionTerms()
         # Fresh per session, never stored or sent.
         self._key = suite.generate_key()
         self._state = _State.CREATED
@@ -180,8 +187,17 @@ class AdvertiserRole:
 
     @property
     def identifier_count(self) -> int:
-        """Distinct identifiers in the list, the size n of U."""
+        """Distinct identifiers sent, the size n of U."""
         return len(self._u_source)
+
+    @property
+    def identifiers_withheld(self) -> int:
+        """Distinct identifiers not sent: beyond a customer's first ``max_identifiers_per_record``.
+
+        Only customers made of several records (linked by a shared identifier) can have more;
+        a match on a withheld identifier is missed.
+        """
+        return self._withheld
 
     def _plan(self) -> None:
         """Group the records, pick U's order and its tags: everything but the cryptography.
@@ -209,6 +225,14 @@ class AdvertiserRole:
         )
         self._group_count = int(group_of_record.max()) + 1 if len(group_of_record) else 0
         self._group_of_record = group_of_record
+        # The platform refuses a tag with more identifiers than its policy allows: a customer
+        # made of linked records sends its first ones, in list order, and withholds the rest.
+        kept = _first_per_group(
+            group_of_record[self._record_of_message[distinct]],
+            self._terms.max_identifiers_per_record,
+        )
+        self._withheld = len(distinct) - int(np.count_nonzero(kept))
+        distinct = distinct[kept]
         # Tags are a fresh random permutation of the groups: they tell the platform which
         # elements belong together and nothing else.
         tag_of_group = random_permutation(self._group_count).astype(np.uint32)
@@ -337,17 +361,31 @@ class AdvertiserRole:
             )
         if opened.suite != self._suite.suite_id or mode_from_wire(opened.mode) is not self._mode:
             raise VersionMismatch(
-                f"the platform opened a {opened.suite} session in mode {opened.mode}, not the "
-                f"{self._suite.suite_id} session in mode {self._mode} that was asked for"
+                f"the platform opened a {quoted(opened.suite)} session in mode {opened.mode}, "
+                f"not the {self._suite.suite_id} session in mode {self._mode} that was asked for"
             )
         if opened.max_chunk_bytes == 0:
             raise InvalidMessage("the platform announced a chunk size of 0 bytes")
+        total = opened.platform_set_size
+        # Checked before anything is allocated for V: the platform chooses this number.
+        ceiling = self._terms.max_platform_set_size
+        if total > ceiling:
+            raise LimitExceeded(
+                f"the platform announced a set of {total:,} identifiers, more than this client "
+                f"accepts ({ceiling:,}; --max-platform-set raises it)"
+            )
+        announced = self._terms.platform_set_size
+        if announced is not None and total != announced:
+            raise InvalidMessage(
+                f"the platform announced a set of {total:,} identifiers for the session but "
+                f"{announced:,} in its policy; if its set changed in between (consent changes, "
+                "a refresh), run the match again"
+            )
         self._session_id = opened.session_id
         self._epoch_id = opened.epoch_id
         # Never above this build's own limit, whatever the platform says it accepts.
         self._max_chunk_bytes = min(opened.max_chunk_bytes, MAX_CHUNK_BYTES)
         size = self._suite.element_size
-        total = opened.platform_set_size
         self._v = ChunkReceiver("platform set V", total, size)
         # W = E_a(V) in V's order; it is shuffled (count, ids) only when sent.
         self._w = np.empty((total, size), dtype=np.uint8)
@@ -486,6 +524,21 @@ class AdvertiserRole:
         group_matched = np.zeros(self._group_count, dtype=bool)
         group_matched[self._group_of_record[records]] = True
         return self._record_values[records], int(np.count_nonzero(group_matched))
+
+
+def _first_per_group(groups: NDArray[np.intp], most: int) -> NDArray[np.bool_]:
+    """Mark the first ``most`` entries of each group, in the order given."""
+    if len(groups) == 0 or int(np.bincount(groups).max()) <= most:
+        return np.ones(len(groups), dtype=bool)
+    order = np.argsort(groups, kind="stable")
+    ordered = groups[order]
+    starts = np.ones(len(ordered), dtype=bool)
+    starts[1:] = ordered[1:] != ordered[:-1]
+    positions = np.arange(len(ordered))
+    rank = positions - np.maximum.accumulate(np.where(starts, positions, 0))
+    kept = np.empty(len(groups), dtype=bool)
+    kept[order] = rank < most
+    return kept
 
 
 def _merge_records_sharing_identifiers(

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from cleanroom.identifiers import KINDS
-
 __all__ = [
+    "DEFAULT_MAX_PLATFORM_SET_SIZE",
     "MAX_CHUNK_BYTES",
-    "MAX_IDENTIFIERS_PER_RECORD",
     "PROTOCOL_VERSION",
     "RECORD_TAG_SIZE",
     "SESSION_ID_SIZE",
@@ -27,6 +25,7 @@ SESSION_ID_SIZE: Final = 16
 RECORD_TAG_SIZE: Final = 4
 """Bytes of one record tag (a little-endian uint32)."""
 
-MAX_IDENTIFIERS_PER_RECORD: Final = len(KINDS)
-"""One identifier of each kind per record: bounds the advertiser set at
-``MAX_IDENTIFIERS_PER_RECORD × max_upload_records`` elements, so memory is bounded up front."""
+DEFAULT_MAX_PLATFORM_SET_SIZE: Final = 100_000_000
+"""Largest platform set (N) a client accepts unless told otherwise. The advertiser keeps V, W
+and a shuffled W: about 100 bytes per element (10 GB at this size) and one scalar
+multiplication each, so a platform must not be able to make it allocate more by saying so."""

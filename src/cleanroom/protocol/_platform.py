@@ -6,6 +6,7 @@ a :class:`PlatformRole` and feeds it every later message::
 
     request = read_open_session(first_message)
     decision = check_session(policy, advertiser, request.mode, request.record_count, ...)
+    check_advertiser_set_size(request, decision.settings)
     role = PlatformRole(request, decision, inputs)
     send(role.start())                     # SessionOpened, then V in chunks
     for message in incoming:
@@ -13,6 +14,11 @@ a :class:`PlatformRole` and feeds it every later message::
         if role.outcome is not None:        # set when the last chunk of W arrived
             persist(role.outcome)           # before the result goes out: a release is charged
         send(replies)
+
+Cheap checks come first: the announced counts before anything is loaded; then, as U arrives,
+its chunk sizes and record tags; once all of U is in, the identifiers per record and duplicates
+(bytes compared, nothing computed), then curve membership. Only a set that passed all of them is
+multiplied by ``b``, so a refused U never costs the platform a scalar multiplication.
 """
 
 from __future__ import annotations
@@ -35,10 +41,16 @@ from cleanroom.errors import (
     VersionMismatch,
 )
 from cleanroom.identifiers import NORMALIZATION_VERSION
-from cleanroom.policy import Mode, Release, SessionDecision, release_count, release_exact_count
+from cleanroom.policy import (
+    Mode,
+    PolicySettings,
+    Release,
+    SessionDecision,
+    release_count,
+    release_exact_count,
+)
 from cleanroom.protocol._constants import (
     MAX_CHUNK_BYTES,
-    MAX_IDENTIFIERS_PER_RECORD,
     PROTOCOL_VERSION,
     RECORD_TAG_SIZE,
     SESSION_ID_SIZE,
@@ -61,6 +73,7 @@ __all__ = [
     "PlatformOutcome",
     "PlatformRole",
     "SessionRequest",
+    "check_advertiser_set_size",
     "read_open_session",
 ]
 
@@ -133,6 +146,23 @@ def read_open_session(message: pb.ClientMessage) -> SessionRequest:
     return SessionRequest(
         mode=mode, suite_id=opening.suite, record_count=records, identifier_count=identifiers
     )
+
+
+def check_advertiser_set_size(request: SessionRequest, settings: PolicySettings) -> None:
+    """Refuse an opening that announces more identifiers than its records may carry.
+
+    With ``max_upload_records`` (checked by the policy) this bounds U before anything is
+    allocated or loaded; the role checks each record's share when U has arrived.
+
+    Raises:
+        LimitExceeded: more than ``max_identifiers_per_record`` per announced record.
+    """
+    per_record = settings.max_identifiers_per_record
+    if request.identifier_count > per_record * request.record_count:
+        raise LimitExceeded(
+            f"{request.identifier_count} identifiers for {request.record_count} records: at "
+            f"most {per_record} per record are allowed (max_identifiers_per_record)"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -249,12 +279,7 @@ class PlatformRole:
             raise ValueError("other_owners must be aligned (row, user) pairs naming rows of V")
         if inputs.epoch_key.suite_id != request.suite_id:
             raise ValueError("the epoch key belongs to another suite")
-        most = MAX_IDENTIFIERS_PER_RECORD * decision.settings.max_upload_records
-        if request.identifier_count > most:
-            raise LimitExceeded(
-                f"the list has {request.identifier_count} identifiers, more than the maximum "
-                f"of {most}"
-            )
+        check_advertiser_set_size(request, decision.settings)
         self._request = request
         self._decision = decision
         self._inputs = inputs
@@ -276,8 +301,8 @@ class PlatformRole:
             size,
             max_chunk_bytes=max_chunk_bytes,
         )
-        # U itself is never kept: only U' = E_b(U), which is what is matched (and returned).
-        self._u_prime = np.empty((request.identifier_count, size), dtype=np.uint8)
+        # U' = E_b(U), computed once all of U has passed the cheap checks.
+        self._u_prime = np.empty((0, size), dtype=np.uint8)
         self._tags = np.empty(request.identifier_count, dtype=np.uint32)
         self._u_progress = self._progress_for("encrypt advertiser set", request.identifier_count)
         self.outcome: PlatformOutcome | None = None
@@ -385,31 +410,43 @@ class PlatformRole:
                 f"{self._request.record_count} records"
             )
         self._tags[offset : offset + count] = tags
-        try:
-            encrypted = self._suite.encrypt(
-                self._inputs.epoch_key,
-                rows,
-                engine=self._engine,
-                progress=self._u_progress,
-            )
-        except InvalidElement as exc:
-            raise shift_element_error(exc, offset, "advertiser set U") from exc
-        self._u_prime[offset : offset + count] = encrypted
         if self._u.complete:
             self._finish_u()
 
     def _finish_u(self) -> None:
-        duplicate = find_duplicate(self._u_prime)  # U' = E_b(U) repeats exactly where U does
+        """Check all of U, cheapest first, then compute U' = E_b(U)."""
+        records = self._request.record_count
+        per_record = np.bincount(self._tags, minlength=records)
+        if np.any(per_record == 0):
+            missing = int(np.flatnonzero(per_record == 0)[0])
+            raise InvalidMessage(
+                f"advertiser set U: record tag {missing} has no identifier, but "
+                f"{records} records were announced"
+            )
+        most = self._decision.settings.max_identifiers_per_record
+        if np.any(per_record > most):
+            crowded = int(np.flatnonzero(per_record > most)[0])
+            raise InvalidMessage(
+                f"advertiser set U: record tag {crowded} has {int(per_record[crowded])} "
+                f"identifiers, at most {most} per record are allowed"
+            )
+        u = self._u.array
+        duplicate = find_duplicate(u)
         if duplicate is not None:
             first, repeat = duplicate
             raise InvalidElement(f"advertiser set U: duplicate of row {first}", repeat)
-        tags_seen = np.bincount(self._tags, minlength=self._request.record_count)
-        if np.any(tags_seen == 0):
-            missing = int(np.flatnonzero(tags_seen == 0)[0])
-            raise InvalidMessage(
-                f"advertiser set U: record tag {missing} has no identifier, but "
-                f"{self._request.record_count} records were announced"
+        engine = self._engine or default_engine()
+        try:
+            # Every element is checked before any is multiplied: a set with a bad element at
+            # its end costs no more than one with a bad element at its start. (encrypt checks
+            # each chunk again, a small fraction of the multiplications it guards.)
+            engine.validate(self._suite, u)
+            self._u_prime = self._suite.encrypt(
+                self._inputs.epoch_key, u, engine=engine, progress=self._u_progress
             )
+        except InvalidElement as exc:
+            raise shift_element_error(exc, 0, "advertiser set U") from exc
+        del self._u  # U itself is not kept: U' is what is matched (and returned)
         self._state = _State.RECEIVING_W
 
     def _take_w(self, chunk: pb.EncryptedPlatformSetChunk) -> Iterator[pb.ServerMessage]:

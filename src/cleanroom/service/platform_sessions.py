@@ -33,18 +33,17 @@ from typing import Any
 from cleanroom.crypto import BatchEngine
 from cleanroom.errors import (
     CleanroomError,
-    LimitExceeded,
     SessionAborted,
     StoreError,
     VersionMismatch,
 )
 from cleanroom.policy import Mode, Policy, SessionDecision, check_session
 from cleanroom.protocol import (
-    MAX_IDENTIFIERS_PER_RECORD,
     PlatformInputs,
     PlatformOutcome,
     PlatformRole,
     SessionRequest,
+    check_advertiser_set_size,
     issue_receipt,
     policy_info,
     read_open_session,
@@ -282,12 +281,7 @@ class PlatformSessions:
             open_session=sessions.has_open_session(db, advertiser),
         )
         # The role checks this too, but only after the set is loaded: refuse before.
-        most = MAX_IDENTIFIERS_PER_RECORD * decision.settings.max_upload_records
-        if request.identifier_count > most:
-            raise LimitExceeded(
-                f"the list has {request.identifier_count} identifiers, more than the maximum "
-                f"of {most}"
-            )
+        check_advertiser_set_size(request, decision.settings)
         return decision
 
     def _build_role(

@@ -24,39 +24,39 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63leanroom/v1/matcher.proto\x12\x0c\x63leanroom.v1\")\n\rPolicyRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\"\xc7\x03\n\nPolicyInfo\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x0e\n\x06suites\x18\x02 \x03(\t\x12\x1d\n\x15normalization_version\x18\x03 \x01(\r\x12.\n\rmodes_allowed\x18\x04 \x03(\x0e\x32\x17.cleanroom.v1.MatchMode\x12\x1a\n\x12min_upload_records\x18\x05 \x01(\x04\x12\x1a\n\x12max_upload_records\x18\x06 \x01(\x04\x12\x1a\n\x12min_reported_count\x18\x07 \x01(\x04\x12\x1b\n\x13\x65psilon_per_release\x18\x08 \x01(\x01\x12\x16\n\x0e\x65psilon_budget\x18\t \x01(\x01\x12\x19\n\x11\x65psilon_remaining\x18\n \x01(\x01\x12\x1c\n\x14max_sessions_per_day\x18\x0b \x01(\r\x12 \n\x18sessions_remaining_today\x18\x0c \x01(\r\x12\x16\n\x0e\x64\x65\x66\x61ult_region\x18\r \x01(\t\x12\x10\n\x08\x65poch_id\x18\x0e \x01(\x04\x12\x19\n\x11platform_set_size\x18\x0f \x01(\x04\x12\x17\n\x0fmax_chunk_bytes\x18\x10 \x01(\r\"\xac\x01\n\x0bOpenSession\x12%\n\x04mode\x18\x01 \x01(\x0e\x32\x17.cleanroom.v1.MatchMode\x12\r\n\x05suite\x18\x02 \x01(\t\x12\x1d\n\x15normalization_version\x18\x03 \x01(\r\x12\x18\n\x10protocol_version\x18\x04 \x01(\r\x12\x14\n\x0crecord_count\x18\x05 \x01(\x04\x12\x18\n\x10identifier_count\x18\x06 \x01(\x04\"\xd8\x01\n\rSessionOpened\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x10\n\x08\x65poch_id\x18\x02 \x01(\x04\x12\r\n\x05suite\x18\x03 \x01(\t\x12%\n\x04mode\x18\x04 \x01(\x0e\x32\x17.cleanroom.v1.MatchMode\x12\x1d\n\x15normalization_version\x18\x05 \x01(\r\x12\x18\n\x10protocol_version\x18\x06 \x01(\r\x12\x19\n\x11platform_set_size\x18\x07 \x01(\x04\x12\x17\n\x0fmax_chunk_bytes\x18\x08 \x01(\r\"W\n\x10PlatformSetChunk\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\x10\n\x08\x65lements\x18\x04 \x01(\x0c\"n\n\x12\x41\x64vertiserSetChunk\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\x10\n\x08\x65lements\x18\x04 \x01(\x0c\x12\x13\n\x0brecord_tags\x18\x05 \x01(\x0c\"`\n\x19\x45ncryptedPlatformSetChunk\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\x10\n\x08\x65lements\x18\x04 \x01(\x0c\"b\n\x1b\x45ncryptedAdvertiserSetChunk\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\x10\n\x08\x65lements\x18\x04 \x01(\x0c\"\xd7\x01\n\x0bMatchResult\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12%\n\x04mode\x18\x02 \x01(\x0e\x32\x17.cleanroom.v1.MatchMode\x12\x12\n\x05\x63ount\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x13\n\x0breported_as\x18\x04 \x01(\t\x12\x17\n\x0f\x65psilon_charged\x18\x05 \x01(\x01\x12\x19\n\x11\x65psilon_remaining\x18\x06 \x01(\x01\x12\x15\n\rnoise_applied\x18\x07 \x01(\x08\x12\x0f\n\x07receipt\x18\x08 \x01(\x0c\x42\x08\n\x06_count\"\x1b\n\x05\x43lose\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\"\xf8\x01\n\rClientMessage\x12\x31\n\x0copen_session\x18\x01 \x01(\x0b\x32\x19.cleanroom.v1.OpenSessionH\x00\x12:\n\x0e\x61\x64vertiser_set\x18\x02 \x01(\x0b\x32 .cleanroom.v1.AdvertiserSetChunkH\x00\x12I\n\x16\x65ncrypted_platform_set\x18\x03 \x01(\x0b\x32\'.cleanroom.v1.EncryptedPlatformSetChunkH\x00\x12$\n\x05\x63lose\x18\x04 \x01(\x0b\x32\x13.cleanroom.v1.CloseH\x00\x42\x07\n\x05round\"\x83\x02\n\rServerMessage\x12\x35\n\x0esession_opened\x18\x01 \x01(\x0b\x32\x1b.cleanroom.v1.SessionOpenedH\x00\x12\x36\n\x0cplatform_set\x18\x02 \x01(\x0b\x32\x1e.cleanroom.v1.PlatformSetChunkH\x00\x12M\n\x18\x65ncrypted_advertiser_set\x18\x03 \x01(\x0b\x32).cleanroom.v1.EncryptedAdvertiserSetChunkH\x00\x12+\n\x06result\x18\x04 \x01(\x0b\x32\x19.cleanroom.v1.MatchResultH\x00\x42\x07\n\x05round*j\n\tMatchMode\x12\x1a\n\x16MATCH_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10MATCH_MODE_COUNT\x10\x01\x12\x17\n\x13MATCH_MODE_AUDIENCE\x10\x02\x12\x12\n\x0eMATCH_MODE_IDS\x10\x03\x32\x94\x01\n\x07Matcher\x12\x42\n\tGetPolicy\x12\x1b.cleanroom.v1.PolicyRequest\x1a\x18.cleanroom.v1.PolicyInfo\x12\x45\n\x05Match\x12\x1b.cleanroom.v1.ClientMessage\x1a\x1b.cleanroom.v1.ServerMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63leanroom/v1/matcher.proto\x12\x0c\x63leanroom.v1\")\n\rPolicyRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\"\xeb\x03\n\nPolicyInfo\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x0e\n\x06suites\x18\x02 \x03(\t\x12\x1d\n\x15normalization_version\x18\x03 \x01(\r\x12.\n\rmodes_allowed\x18\x04 \x03(\x0e\x32\x17.cleanroom.v1.MatchMode\x12\x1a\n\x12min_upload_records\x18\x05 \x01(\x04\x12\x1a\n\x12max_upload_records\x18\x06 \x01(\x04\x12\x1a\n\x12min_reported_count\x18\x07 \x01(\x04\x12\x1b\n\x13\x65psilon_per_release\x18\x08 \x01(\x01\x12\x16\n\x0e\x65psilon_budget\x18\t \x01(\x01\x12\x19\n\x11\x65psilon_remaining\x18\n \x01(\x01\x12\x1c\n\x14max_sessions_per_day\x18\x0b \x01(\r\x12 \n\x18sessions_remaining_today\x18\x0c \x01(\r\x12\x16\n\x0e\x64\x65\x66\x61ult_region\x18\r \x01(\t\x12\x10\n\x08\x65poch_id\x18\x0e \x01(\x04\x12\x19\n\x11platform_set_size\x18\x0f \x01(\x04\x12\x17\n\x0fmax_chunk_bytes\x18\x10 \x01(\r\x12\"\n\x1amax_identifiers_per_record\x18\x11 \x01(\r\"\xac\x01\n\x0bOpenSession\x12%\n\x04mode\x18\x01 \x01(\x0e\x32\x17.cleanroom.v1.MatchMode\x12\r\n\x05suite\x18\x02 \x01(\t\x12\x1d\n\x15normalization_version\x18\x03 \x01(\r\x12\x18\n\x10protocol_version\x18\x04 \x01(\r\x12\x14\n\x0crecord_count\x18\x05 \x01(\x04\x12\x18\n\x10identifier_count\x18\x06 \x01(\x04\"\xd8\x01\n\rSessionOpened\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x10\n\x08\x65poch_id\x18\x02 \x01(\x04\x12\r\n\x05suite\x18\x03 \x01(\t\x12%\n\x04mode\x18\x04 \x01(\x0e\x32\x17.cleanroom.v1.MatchMode\x12\x1d\n\x15normalization_version\x18\x05 \x01(\r\x12\x18\n\x10protocol_version\x18\x06 \x01(\r\x12\x19\n\x11platform_set_size\x18\x07 \x01(\x04\x12\x17\n\x0fmax_chunk_bytes\x18\x08 \x01(\r\"W\n\x10PlatformSetChunk\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\x10\n\x08\x65lements\x18\x04 \x01(\x0c\"n\n\x12\x41\x64vertiserSetChunk\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\x10\n\x08\x65lements\x18\x04 \x01(\x0c\x12\x13\n\x0brecord_tags\x18\x05 \x01(\x0c\"`\n\x19\x45ncryptedPlatformSetChunk\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\x10\n\x08\x65lements\x18\x04 \x01(\x0c\"b\n\x1b\x45ncryptedAdvertiserSetChunk\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\x10\n\x08\x65lements\x18\x04 \x01(\x0c\"\xd7\x01\n\x0bMatchResult\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12%\n\x04mode\x18\x02 \x01(\x0e\x32\x17.cleanroom.v1.MatchMode\x12\x12\n\x05\x63ount\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x13\n\x0breported_as\x18\x04 \x01(\t\x12\x17\n\x0f\x65psilon_charged\x18\x05 \x01(\x01\x12\x19\n\x11\x65psilon_remaining\x18\x06 \x01(\x01\x12\x15\n\rnoise_applied\x18\x07 \x01(\x08\x12\x0f\n\x07receipt\x18\x08 \x01(\x0c\x42\x08\n\x06_count\"\x1b\n\x05\x43lose\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\"\xf8\x01\n\rClientMessage\x12\x31\n\x0copen_session\x18\x01 \x01(\x0b\x32\x19.cleanroom.v1.OpenSessionH\x00\x12:\n\x0e\x61\x64vertiser_set\x18\x02 \x01(\x0b\x32 .cleanroom.v1.AdvertiserSetChunkH\x00\x12I\n\x16\x65ncrypted_platform_set\x18\x03 \x01(\x0b\x32\'.cleanroom.v1.EncryptedPlatformSetChunkH\x00\x12$\n\x05\x63lose\x18\x04 \x01(\x0b\x32\x13.cleanroom.v1.CloseH\x00\x42\x07\n\x05round\"\x83\x02\n\rServerMessage\x12\x35\n\x0esession_opened\x18\x01 \x01(\x0b\x32\x1b.cleanroom.v1.SessionOpenedH\x00\x12\x36\n\x0cplatform_set\x18\x02 \x01(\x0b\x32\x1e.cleanroom.v1.PlatformSetChunkH\x00\x12M\n\x18\x65ncrypted_advertiser_set\x18\x03 \x01(\x0b\x32).cleanroom.v1.EncryptedAdvertiserSetChunkH\x00\x12+\n\x06result\x18\x04 \x01(\x0b\x32\x19.cleanroom.v1.MatchResultH\x00\x42\x07\n\x05round*j\n\tMatchMode\x12\x1a\n\x16MATCH_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10MATCH_MODE_COUNT\x10\x01\x12\x17\n\x13MATCH_MODE_AUDIENCE\x10\x02\x12\x12\n\x0eMATCH_MODE_IDS\x10\x03\x32\x94\x01\n\x07Matcher\x12\x42\n\tGetPolicy\x12\x1b.cleanroom.v1.PolicyRequest\x1a\x18.cleanroom.v1.PolicyInfo\x12\x45\n\x05Match\x12\x1b.cleanroom.v1.ClientMessage\x1a\x1b.cleanroom.v1.ServerMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cleanroom.v1.matcher_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MATCHMODE']._serialized_start=2098
-  _globals['_MATCHMODE']._serialized_end=2204
+  _globals['_MATCHMODE']._serialized_start=2134
+  _globals['_MATCHMODE']._serialized_end=2240
   _globals['_POLICYREQUEST']._serialized_start=44
   _globals['_POLICYREQUEST']._serialized_end=85
   _globals['_POLICYINFO']._serialized_start=88
-  _globals['_POLICYINFO']._serialized_end=543
-  _globals['_OPENSESSION']._serialized_start=546
-  _globals['_OPENSESSION']._serialized_end=718
-  _globals['_SESSIONOPENED']._serialized_start=721
-  _globals['_SESSIONOPENED']._serialized_end=937
-  _globals['_PLATFORMSETCHUNK']._serialized_start=939
-  _globals['_PLATFORMSETCHUNK']._serialized_end=1026
-  _globals['_ADVERTISERSETCHUNK']._serialized_start=1028
-  _globals['_ADVERTISERSETCHUNK']._serialized_end=1138
-  _globals['_ENCRYPTEDPLATFORMSETCHUNK']._serialized_start=1140
-  _globals['_ENCRYPTEDPLATFORMSETCHUNK']._serialized_end=1236
-  _globals['_ENCRYPTEDADVERTISERSETCHUNK']._serialized_start=1238
-  _globals['_ENCRYPTEDADVERTISERSETCHUNK']._serialized_end=1336
-  _globals['_MATCHRESULT']._serialized_start=1339
-  _globals['_MATCHRESULT']._serialized_end=1554
-  _globals['_CLOSE']._serialized_start=1556
-  _globals['_CLOSE']._serialized_end=1583
-  _globals['_CLIENTMESSAGE']._serialized_start=1586
-  _globals['_CLIENTMESSAGE']._serialized_end=1834
-  _globals['_SERVERMESSAGE']._serialized_start=1837
-  _globals['_SERVERMESSAGE']._serialized_end=2096
-  _globals['_MATCHER']._serialized_start=2207
-  _globals['_MATCHER']._serialized_end=2355
+  _globals['_POLICYINFO']._serialized_end=579
+  _globals['_OPENSESSION']._serialized_start=582
+  _globals['_OPENSESSION']._serialized_end=754
+  _globals['_SESSIONOPENED']._serialized_start=757
+  _globals['_SESSIONOPENED']._serialized_end=973
+  _globals['_PLATFORMSETCHUNK']._serialized_start=975
+  _globals['_PLATFORMSETCHUNK']._serialized_end=1062
+  _globals['_ADVERTISERSETCHUNK']._serialized_start=1064
+  _globals['_ADVERTISERSETCHUNK']._serialized_end=1174
+  _globals['_ENCRYPTEDPLATFORMSETCHUNK']._serialized_start=1176
+  _globals['_ENCRYPTEDPLATFORMSETCHUNK']._serialized_end=1272
+  _globals['_ENCRYPTEDADVERTISERSETCHUNK']._serialized_start=1274
+  _globals['_ENCRYPTEDADVERTISERSETCHUNK']._serialized_end=1372
+  _globals['_MATCHRESULT']._serialized_start=1375
+  _globals['_MATCHRESULT']._serialized_end=1590
+  _globals['_CLOSE']._serialized_start=1592
+  _globals['_CLOSE']._serialized_end=1619
+  _globals['_CLIENTMESSAGE']._serialized_start=1622
+  _globals['_CLIENTMESSAGE']._serialized_end=1870
+  _globals['_SERVERMESSAGE']._serialized_start=1873
+  _globals['_SERVERMESSAGE']._serialized_end=2132
+  _globals['_MATCHER']._serialized_start=2243
+  _globals['_MATCHER']._serialized_end=2391
 # @@protoc_insertion_point(module_scope)

@@ -25,7 +25,7 @@ class PolicyRequest(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ...) -> None: ...
 
 class PolicyInfo(_message.Message):
-    __slots__ = ("protocol_version", "suites", "normalization_version", "modes_allowed", "min_upload_records", "max_upload_records", "min_reported_count", "epsilon_per_release", "epsilon_budget", "epsilon_remaining", "max_sessions_per_day", "sessions_remaining_today", "default_region", "epoch_id", "platform_set_size", "max_chunk_bytes")
+    __slots__ = ("protocol_version", "suites", "normalization_version", "modes_allowed", "min_upload_records", "max_upload_records", "min_reported_count", "epsilon_per_release", "epsilon_budget", "epsilon_remaining", "max_sessions_per_day", "sessions_remaining_today", "default_region", "epoch_id", "platform_set_size", "max_chunk_bytes", "max_identifiers_per_record")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SUITES_FIELD_NUMBER: _ClassVar[int]
     NORMALIZATION_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,7 @@ class PolicyInfo(_message.Message):
     EPOCH_ID_FIELD_NUMBER: _ClassVar[int]
     PLATFORM_SET_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_IDENTIFIERS_PER_RECORD_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     suites: _containers.RepeatedScalarFieldContainer[str]
     normalization_version: int
@@ -58,7 +59,8 @@ class PolicyInfo(_message.Message):
     epoch_id: int
     platform_set_size: int
     max_chunk_bytes: int
-    def __init__(self, protocol_version: _Optional[int] = ..., suites: _Optional[_Iterable[str]] = ..., normalization_version: _Optional[int] = ..., modes_allowed: _Optional[_Iterable[_Union[MatchMode, str]]] = ..., min_upload_records: _Optional[int] = ..., max_upload_records: _Optional[int] = ..., min_reported_count: _Optional[int] = ..., epsilon_per_release: _Optional[float] = ..., epsilon_budget: _Optional[float] = ..., epsilon_remaining: _Optional[float] = ..., max_sessions_per_day: _Optional[int] = ..., sessions_remaining_today: _Optional[int] = ..., default_region: _Optional[str] = ..., epoch_id: _Optional[int] = ..., platform_set_size: _Optional[int] = ..., max_chunk_bytes: _Optional[int] = ...) -> None: ...
+    max_identifiers_per_record: int
+    def __init__(self, protocol_version: _Optional[int] = ..., suites: _Optional[_Iterable[str]] = ..., normalization_version: _Optional[int] = ..., modes_allowed: _Optional[_Iterable[_Union[MatchMode, str]]] = ..., min_upload_records: _Optional[int] = ..., max_upload_records: _Optional[int] = ..., min_reported_count: _Optional[int] = ..., epsilon_per_release: _Optional[float] = ..., epsilon_budget: _Optional[float] = ..., epsilon_remaining: _Optional[float] = ..., max_sessions_per_day: _Optional[int] = ..., sessions_remaining_today: _Optional[int] = ..., default_region: _Optional[str] = ..., epoch_id: _Optional[int] = ..., platform_set_size: _Optional[int] = ..., max_chunk_bytes: _Optional[int] = ..., max_identifiers_per_record: _Optional[int] = ...) -> None: ...
 
 class OpenSession(_message.Message):
     __slots__ = ("mode", "suite", "normalization_version", "protocol_version", "record_count", "identifier_count")
