@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,9 +20,10 @@ from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import Mode, parse_policy
 from cleanroom.protocol import AdvertiserRole
 from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
+from cleanroom.service.epoch_summary import EpochSummaryCache
 from cleanroom.service.platform_sessions import MatchSession, PlatformSessions
-from cleanroom.store import audit, consent, epochs, sessions
-from cleanroom.store.database import init_database, open_database, transaction
+from cleanroom.store import audit, consent, epochs, sessions, users
+from cleanroom.store.database import Database, init_database, open_database, transaction
 from cleanroom.store.importer import import_platform_csv
 
 USERS = 120
@@ -273,3 +274,81 @@ def test_policy_info_counts_what_a_session_would_stream_and_what_is_left(
     session.close()
     info = platform.policy_info("acme")
     assert (info.epsilon_remaining, info.sessions_remaining_today) == (0.5, 4)
+
+
+# -- GetPolicy's epoch summary: computed once, again only when it may have changed -------------
+
+
+def test_policy_info_is_computed_once_while_nothing_changes(
+    platform: PlatformSessions, db_path: Path, engine: BatchEngine
+) -> None:
+    summaries = platform.epoch_summaries
+    for advertiser in ("acme", "tiny", "acme"):
+        assert platform.policy_info(advertiser).platform_set_size == USERS
+    assert summaries.computations == 1
+    # A session's audit entries and a certificate leave eligibility alone: still cached.
+    role = _role(range(30), Mode.COUNT, engine)
+    session = platform.open("acme", role.open_session())
+    _drive(session, role)
+    session.close()
+    with open_database(db_path) as db, transaction(db.conn):
+        audit.append(db, "tls.issue", {"advertiser": "beta", "valid_days": 1})
+    assert platform.policy_info("tiny").platform_set_size == USERS
+    assert summaries.computations == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda db: consent.revoke(db, "u3"),
+        lambda db: consent.set_opt_out(db, "u4", "sale_opt_out", True),
+        lambda db: users.delete_user(db, "u5"),
+    ],
+)
+def test_a_consent_change_in_another_connection_is_seen_by_the_next_call(
+    platform: PlatformSessions, db_path: Path, change: Callable[[Database], object]
+) -> None:
+    assert platform.policy_info("acme").platform_set_size == USERS
+    with open_database(db_path) as db:  # as `cleanroom platform consent …` would, elsewhere
+        change(db)
+    assert platform.policy_info("acme").platform_set_size == USERS - 1
+    assert platform.epoch_summaries.computations == 2
+
+
+def test_a_rotation_or_refresh_is_seen_by_the_next_call(
+    platform: PlatformSessions, db_path: Path, tmp_path: Path, engine: BatchEngine
+) -> None:
+    assert platform.policy_info("acme").epoch_id == 1
+    with open_database(db_path) as db:
+        epochs.rotate(db, engine=engine)
+    assert platform.policy_info("acme").epoch_id == 2
+    more = tmp_path / "more.csv"
+    more.write_text("user_id,type,value,source,ads_matching_consent\nnew,email,n@x.org,crm,true\n")
+    with open_database(db_path) as db:
+        import_platform_csv(db, more)
+        epochs.refresh(db, engine=engine)
+    info = platform.policy_info("acme")
+    assert (info.epoch_id, info.platform_set_size) == (2, USERS + 1)
+
+
+def test_the_summary_is_computed_again_after_its_time(db_path: Path, engine: BatchEngine) -> None:
+    now = [0.0]
+    platform = PlatformSessions(db_path, parse_policy(POLICY), engine=engine)
+    platform.epoch_summaries = EpochSummaryCache(max_age=60.0, clock=lambda: now[0])
+    platform.policy_info("acme")
+    now[0] = 59.0
+    platform.policy_info("acme")
+    assert platform.epoch_summaries.computations == 1
+    now[0] = 61.0  # a consent that expired by the clock alone changes N without any write
+    platform.policy_info("acme")
+    assert platform.epoch_summaries.computations == 2
+
+
+def test_a_session_hands_its_fresh_size_to_the_summary(
+    platform: PlatformSessions, db_path: Path, engine: BatchEngine
+) -> None:
+    role = _role(range(30), Mode.COUNT, engine)
+    session = platform.open("acme", role.open_session())
+    session.close()
+    assert platform.policy_info("acme").platform_set_size == USERS
+    assert platform.epoch_summaries.computations == 0  # the session's own count was used

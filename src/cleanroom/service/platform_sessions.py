@@ -49,8 +49,10 @@ from cleanroom.protocol import (
     read_open_session,
 )
 from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
+from cleanroom.service.epoch_summary import EpochSummaryCache
 from cleanroom.store import audit, sessions
 from cleanroom.store.audiences import store_audience
+from cleanroom.store.changes import audit_head
 from cleanroom.store.database import Database, open_database, transaction, unix_now
 from cleanroom.store.epochs import (
     EpochInfo,
@@ -94,6 +96,8 @@ class PlatformSessions:
         self._lock = threading.Lock()
         self._active: dict[int, MatchSession] = {}
         self._idle = threading.Condition(self._lock)
+        self.epoch_summaries = EpochSummaryCache()
+        """What GetPolicy announces of the current epoch, cached while it is fresh."""
 
     @contextmanager
     def connect(self) -> Iterator[Database]:
@@ -168,15 +172,15 @@ class PlatformSessions:
         """
         settings = self._policy.for_advertiser(advertiser)
         with self.connect() as db:
-            epoch = _current_epoch(db)
-            # N is what a session would stream now: the epoch's set minus what lost consent.
-            size = len(matchable_epoch(db).user_rows)
+            # N is what a session would stream now: the epoch's set minus what lost consent,
+            # kept between calls while nothing that decides it has changed.
+            epoch = self.epoch_summaries.get(db)
             spent = sessions.spent_epsilon(db, advertiser, epoch.epoch_id)
             today = sessions.sessions_today(db, advertiser, now=self._clock())
         return policy_info(
             settings,
             epoch_id=epoch.epoch_id,
-            platform_set_size=size,
+            platform_set_size=epoch.platform_set_size,
             spent_epsilon=spent,
             sessions_today=today,
             suites=(epoch.suite_id,),
@@ -287,10 +291,12 @@ class PlatformSessions:
     def _build_role(
         self, db: Database, request: SessionRequest, decision: SessionDecision, epoch: EpochInfo
     ) -> tuple[PlatformRole, MatchableEpoch]:
+        head = audit_head(db.conn)  # before the set is read: see EpochSummaryCache.offer
         matchable = matchable_epoch(db)
         if matchable.epoch.epoch_id != epoch.epoch_id:
             # The budget was checked against the old epoch's ledger: start over.
             raise SessionAborted("the platform's key epoch changed while the session opened")
+        self.epoch_summaries.offer(matchable.epoch, head, len(matchable.user_rows))
         inputs = PlatformInputs(
             epoch_id=epoch.epoch_id,
             epoch_key=epoch_key(db, matchable.epoch),
