@@ -25,6 +25,7 @@ CLI, the gRPC adapter) catches one base. Errors caused by bad input also derive 
     ├── PolicyRefused                      the platform's policy refuses the session (mode, size)
     ├── LimitExceeded                      a size, rate or privacy-budget limit would be exceeded
     │   └── BudgetExhausted                the session would exceed the advertiser's epsilon budget
+    ├── DeadlineExceeded                   the other party did not send what was due in time
     ├── Unauthenticated                    the caller's identity could not be established
     ├── PermissionDenied                   the caller is known but may not do this
     ├── TlsConfigError                     TLS files missing, unreadable, mismatched or unsafe
@@ -47,6 +48,7 @@ __all__ = [
     "BudgetExhausted",
     "CleanroomError",
     "ClusterUnreachable",
+    "DeadlineExceeded",
     "DemoFailed",
     "ImportFailed",
     "InvalidElement",
@@ -209,6 +211,11 @@ class LimitExceeded(CleanroomError):
 
 class BudgetExhausted(LimitExceeded):
     """The session would take the advertiser's privacy loss (epsilon) over its budget."""
+
+
+class DeadlineExceeded(CleanroomError):
+    """The other party did not send what was due in time (a stream that never opened a
+    session within the first-message deadline)."""
 
 
 class Unauthenticated(CleanroomError):

@@ -4,7 +4,9 @@ Commands::
 
     cleanroom platform serve --db PATH --listen HOST:PORT [--policy FILE.toml] [--tls-dir DIR]
                              [--insecure [--insecure-advertiser NAME]] [--workers N]
-                             [--max-sessions N] [--session-timeout S] [--grace S]
+                             [--max-sessions N] [--max-streams-per-advertiser N]
+                             [--first-message-timeout S] [--policy-calls-per-minute N]
+                             [--session-timeout S] [--grace S]
                              [--log-level LEVEL] [--log-format text|json]
                              [--http HOST:PORT [--http-token FILE] [--http-client-ca FILE]]
                              [--sweep-interval S]
@@ -52,6 +54,7 @@ from cleanroom.errors import InvalidInput
 from cleanroom.policy import load_policy
 from cleanroom.service import server as platform_server
 from cleanroom.service import tls
+from cleanroom.service.admission import AdmissionLimits
 from cleanroom.service.audience_sweep import DEFAULT_SWEEP_INTERVAL
 from cleanroom.service.dashboard import DashboardOptions
 from cleanroom.store import audit, audit_key, sessions
@@ -98,6 +101,29 @@ def register_service_commands(commands: Any) -> None:
         type=positive_int,
         default=platform_server.DEFAULT_MAX_SESSIONS,
         help="sessions served at once (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--max-streams-per-advertiser",
+        type=positive_int,
+        default=AdmissionLimits.max_streams_per_advertiser,
+        metavar="N",
+        help="streams one advertiser may hold at once, checked from its certificate before "
+        "any work (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--first-message-timeout",
+        type=positive_float,
+        default=AdmissionLimits.first_message_timeout,
+        metavar="SECONDS",
+        help="end a session stream that sends no opening message within this time "
+        "(DEADLINE_EXCEEDED; default: %(default)s)",
+    )
+    serve.add_argument(
+        "--policy-calls-per-minute",
+        type=positive_float,
+        default=AdmissionLimits.policy_calls_per_minute,
+        metavar="N",
+        help="GetPolicy calls one advertiser may make per minute (default: %(default)s)",
     )
     serve.add_argument(
         "--session-timeout",
@@ -219,6 +245,11 @@ def run_serve(args: argparse.Namespace) -> int:
             max_sessions=args.max_sessions,
             session_timeout=args.session_timeout,
             engine=engine,
+            limits=AdmissionLimits(
+                max_streams_per_advertiser=args.max_streams_per_advertiser,
+                first_message_timeout=args.first_message_timeout,
+                policy_calls_per_minute=args.policy_calls_per_minute,
+            ),
             dashboard=None
             if args.http is None
             else DashboardOptions(

@@ -58,6 +58,9 @@ DEFAULT_MATCH_TIMEOUT: Final = 3600.0
 POLICY_TIMEOUT: Final = 30.0
 """Seconds GetPolicy may take: it only reads a few rows on the platform."""
 
+# Longest status details kept from the platform (a refusal is a sentence, not a file).
+_MAX_DETAILS: Final = 1000
+
 _SERVICE = pb.DESCRIPTOR.services_by_name["Matcher"]
 # Built from the proto's descriptor, so the method paths are defined once, in the .proto.
 _GET_POLICY_PATH: Final = f"/{_SERVICE.full_name}/{_SERVICE.methods_by_name['GetPolicy'].name}"
@@ -290,7 +293,12 @@ class PlatformClient:
     def _error(self, exc: grpc.RpcError, timeout: float, *, session: bool) -> CleanroomError:
         if not isinstance(exc, grpc.Call):
             return PlatformUnreachable(f"the call to the platform at {self.address} failed: {exc}")
-        code, details = exc.code(), exc.details() or ""
+        # The platform writes the details and the trailer: bounded here, escaped where printed.
+        code, details = exc.code(), (exc.details() or "")[:_MAX_DETAILS]
+        error_name = None
+        for key, value in exc.trailing_metadata() or ():
+            if key == ERROR_NAME_KEY:
+                error_name = value if isinstance(value, str) else value.decode(errors="replace")
         if code == grpc.StatusCode.UNAVAILABLE:
             check = (
                 f"and that it accepts the certificate in {self._tls_dir}"
@@ -301,15 +309,12 @@ class PlatformClient:
                 f"cannot reach the platform at {self.address} ({details}); check that the "
                 f"server is running and listening there, {check}"
             )
-        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED and error_name is None:
+            # This client's own deadline (the platform's DeadlineExceeded names itself).
             return PlatformUnreachable(
                 f"the platform at {self.address} did not answer within {timeout:g} s"
                 + ("; a large list may need a longer --timeout" if session else "")
             )
-        error_name = None
-        for key, value in exc.trailing_metadata() or ():
-            if key == ERROR_NAME_KEY:
-                error_name = value if isinstance(value, str) else value.decode(errors="replace")
         return error_from_status(code, details, error_name)
 
 

@@ -50,6 +50,7 @@ from cleanroom.protocol import (
 )
 from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
 from cleanroom.service.epoch_summary import EpochSummaryCache
+from cleanroom.service.unopened import UnopenedStreams
 from cleanroom.store import audit, sessions
 from cleanroom.store.audiences import store_audience
 from cleanroom.store.changes import audit_head
@@ -79,6 +80,8 @@ class PlatformSessions:
         engine: the batch engine for the sessions' scalar multiplications (``None``: the
             process-wide default engine).
         clock: the current Unix time; for tests of "today".
+        unopened_record_interval: seconds between two ledger rows for one advertiser's streams
+            that never opened a session (see :class:`UnopenedStreams`).
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class PlatformSessions:
         *,
         engine: BatchEngine | None = None,
         clock: Clock = unix_now,
+        unopened_record_interval: float = 60.0,
     ) -> None:
         self._db_path = Path(db_path)
         self._policy = policy
@@ -98,6 +102,8 @@ class PlatformSessions:
         self._idle = threading.Condition(self._lock)
         self.epoch_summaries = EpochSummaryCache()
         """What GetPolicy announces of the current epoch, cached while it is fresh."""
+        self.unopened = UnopenedStreams(self.connect, unopened_record_interval, now=clock)
+        """Streams that ended before opening a session, recorded in bulk."""
 
     @contextmanager
     def connect(self) -> Iterator[Database]:

@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Final, TextIO
@@ -32,6 +32,12 @@ from cleanroom.errors import InvalidInput, ListenFailed
 from cleanroom.policy import Policy
 from cleanroom.protocol import MAX_CHUNK_BYTES
 from cleanroom.service import tls
+from cleanroom.service.admission import (
+    DEFAULT_MAX_SESSIONS,
+    Admission,
+    AdmissionLimits,
+    StreamAdmission,
+)
 from cleanroom.service.audience_sweep import DEFAULT_SWEEP_INTERVAL, AudienceSweeper
 from cleanroom.service.dashboard import DashboardOptions, DashboardServer
 from cleanroom.service.platform_sessions import PlatformSessions
@@ -39,6 +45,7 @@ from cleanroom.service.servicer import (
     SERVICE_NAME,
     Identify,
     MatcherServicer,
+    abort_with_status,
     add_matcher_to_server,
 )
 from cleanroom.service.standard_services import (
@@ -70,12 +77,11 @@ MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024 + 64 * 1024
 """Largest message either way: a full chunk (MAX_CHUNK_BYTES of payload) plus its other fields,
 with room to spare; anything larger is refused by gRPC before it is read."""
 
-DEFAULT_MAX_SESSIONS: Final = 16
 DEFAULT_SESSION_TIMEOUT: Final = 3600.0
 DEFAULT_GRACE_SECONDS: Final = 10.0
 
-# Calls that are not sessions (GetPolicy, health, reflection) get threads of their own.
-_SPARE_THREADS: Final = 4
+# Threads beyond the streams' and GetPolicy's: health checks, and refusals, always find one.
+_PROBE_THREADS: Final = 4
 # After the grace period, how long to wait for handlers to record their aborts.
 _ABORT_WAIT_SECONDS: Final = 10.0
 
@@ -94,11 +100,14 @@ class ServerOptions:
             ``insecure_advertiser`` is set.
         insecure_advertiser: serve plaintext (loopback only) and treat every caller as this
             advertiser; ``None`` for mTLS, where the name comes from the client certificate.
-        max_sessions: sessions served at once (more calls are refused ``RESOURCE_EXHAUSTED``).
+        max_sessions: streams (sessions) served at once, all advertisers together; more are
+            refused ``RESOURCE_EXHAUSTED``.
         session_timeout: seconds a session may last before it is aborted.
         engine: the batch engine for the sessions (``None``: the process-wide default).
         dashboard: also serve the dashboard, ``/metrics`` and ``/healthz`` over HTTP.
         sweep_interval: seconds between sweeps of stored audiences (``None``: no sweep).
+        limits: what each advertiser is held to (streams at once, the opening's deadline,
+            GetPolicy's rate); its ``max_streams`` is replaced by ``max_sessions``.
     """
 
     db_path: Path
@@ -111,6 +120,7 @@ class ServerOptions:
     engine: BatchEngine | None = None
     dashboard: DashboardOptions | None = None
     sweep_interval: float | None = DEFAULT_SWEEP_INTERVAL
+    limits: AdmissionLimits = field(default_factory=AdmissionLimits)
 
 
 def parse_listen_address(listen: str) -> tuple[str, int]:
@@ -162,13 +172,24 @@ class PlatformServer:
             identify = tls.advertiser_from_auth_context
 
         self._engine = options.engine
-        self.sessions = PlatformSessions(options.db_path, options.policy, engine=options.engine)
+        limits = replace(options.limits, max_streams=options.max_sessions)
+        self.admission = Admission(limits)
+        """Who holds which streams, and what was refused, per advertiser."""
+        self.sessions = PlatformSessions(
+            options.db_path,
+            options.policy,
+            engine=options.engine,
+            unopened_record_interval=limits.unopened_record_interval,
+        )
         self._sweeper = (
             None
             if options.sweep_interval is None
             else AudienceSweeper(options.db_path, options.sweep_interval)
         )
-        threads = options.max_sessions + _SPARE_THREADS
+        # Streams hold their threads for their whole life, but admission keeps them to
+        # max_sessions, and GetPolicy to its own few: health checks never wait behind either.
+        # The concurrency limit equals the pool, so a call beyond it is refused, never queued.
+        threads = limits.max_streams + limits.policy_calls_at_once + _PROBE_THREADS
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cleanroom-rpc"),
             options=[
@@ -181,8 +202,14 @@ class PlatformServer:
                 ("grpc.keepalive_timeout_ms", 20_000),
             ],
             maximum_concurrent_rpcs=threads,
+            interceptors=[StreamAdmission(self.admission, identify, abort_with_status)],
         )
-        servicer = MatcherServicer(self.sessions, identify, session_timeout=options.session_timeout)
+        servicer = MatcherServicer(
+            self.sessions,
+            identify,
+            session_timeout=options.session_timeout,
+            admission=self.admission,
+        )
         add_matcher_to_server(servicer, self._server)
         self._health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
@@ -252,6 +279,7 @@ class PlatformServer:
             self._sweeper.stop()
         self._server.stop(grace).wait()
         # Calls are cancelled now; a handler still inside the engine has not noticed yet.
+        self.sessions.unopened.flush()
         aborted = self.sessions.abort_all("the platform stopped before the session completed")
         if aborted:
             logger.info("aborted %d sessions on stop", aborted)

@@ -1,7 +1,8 @@
 """The Matcher gRPC servicer: carries messages between the network and the platform's sessions.
 
 All meaning lives in :mod:`cleanroom.service.platform_sessions` and :mod:`cleanroom.protocol`;
-this adapter identifies the caller, relays messages, and turns errors into statuses in ONE place
+this adapter identifies the caller, admits it (:mod:`cleanroom.service.admission`: GetPolicy's
+rate, the opening's deadline), relays messages, and turns errors into statuses in ONE place
 (:func:`abort_with_status`). :func:`add_matcher_to_server` registers it with request parsers that
 hand an unparsable body to the servicer as :class:`Undecodable`, so that it too is refused in that
 one place (``INVALID_ARGUMENT``, :class:`~cleanroom.errors.InvalidMessage`) rather than by gRPC
@@ -18,9 +19,10 @@ from typing import Any, Final, NoReturn, TypeVar
 import grpc
 from google.protobuf.message import Message
 
-from cleanroom.errors import CleanroomError, InvalidMessage, OutOfOrder
+from cleanroom.errors import CleanroomError, DeadlineExceeded, InvalidMessage, OutOfOrder
 from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
 from cleanroom.service._generated.cleanroom.v1 import matcher_pb2_grpc as pb_grpc
+from cleanroom.service.admission import Admission, AdmissionLimits, first_message
 from cleanroom.service.platform_sessions import MatchSession, PlatformSessions
 from cleanroom.service.status import ERROR_NAME_KEY, status_for
 
@@ -141,14 +143,21 @@ class MatcherServicer(pb_grpc.MatcherServicer):  # type: ignore[misc, unused-ign
         sessions: the platform's sessions (store, policy, engine).
         identify: returns the caller's advertiser name from the call (its certificate).
         session_timeout: seconds a session may last before it is aborted and cancelled.
+        admission: the server's admission state (default: the default limits).
     """
 
     def __init__(
-        self, sessions: PlatformSessions, identify: Identify, *, session_timeout: float
+        self,
+        sessions: PlatformSessions,
+        identify: Identify,
+        *,
+        session_timeout: float,
+        admission: Admission | None = None,
     ) -> None:
         self._sessions = sessions
         self._identify = identify
         self._session_timeout = session_timeout
+        self._admission = admission or Admission(AdmissionLimits())
 
     def GetPolicy(
         self, request: pb.PolicyRequest | Undecodable, context: grpc.ServicerContext
@@ -156,9 +165,10 @@ class MatcherServicer(pb_grpc.MatcherServicer):  # type: ignore[misc, unused-ign
         """The policy for the calling advertiser."""
         try:
             advertiser = self._identify(context)  # who asks comes first, as in Match
-            if isinstance(request, Undecodable):
-                raise request.error()
-            return self._sessions.policy_info(advertiser)
+            with self._admission.policy_call(advertiser):
+                if isinstance(request, Undecodable):
+                    raise request.error()
+                return self._sessions.policy_info(advertiser)
         except Exception as exc:
             abort_with_status(context, exc)
 
@@ -174,10 +184,7 @@ class MatcherServicer(pb_grpc.MatcherServicer):  # type: ignore[misc, unused-ign
         reason = "the stream ended before the session completed"
         try:
             advertiser = self._identify(context)
-            first = next(requests, None)
-            if first is None:
-                raise OutOfOrder("the stream ended before open_session")
-            session = self._sessions.open(advertiser, first)
+            session = self._sessions.open(advertiser, self._opening(advertiser, requests))
             watch.attach(session)
             yield from session.start()
             for message in requests:
@@ -198,6 +205,30 @@ class MatcherServicer(pb_grpc.MatcherServicer):  # type: ignore[misc, unused-ign
             watch.stop()
             if session is not None:
                 session.close(reason)
+
+    def _opening(self, advertiser: str, requests: Iterator[pb.ClientMessage]) -> pb.ClientMessage:
+        """The stream's first message, due within the first-message deadline.
+
+        A stream that ends without one is counted and recorded (in bulk) as unopened.
+        """
+        timeout = self._admission.limits.first_message_timeout
+        error: CleanroomError
+        try:
+            first = first_message(requests, timeout)
+            if first is not None:
+                return first
+            error, how = OutOfOrder("the stream ended before open_session"), "closed unopened"
+        except DeadlineExceeded as exc:
+            error, how = exc, f"sent no opening message within {timeout:g} s"
+        except grpc.RpcError:
+            self._unopened(advertiser, "cancelled unopened")
+            raise
+        self._unopened(advertiser, how)
+        raise error
+
+    def _unopened(self, advertiser: str, how: str) -> None:
+        self._admission.note_unopened(advertiser)
+        self._sessions.unopened.note(advertiser, how)
 
 
 class _SessionWatch:

@@ -8,7 +8,9 @@ on either side of the wire catches the same exceptions.
 - ``INVALID_ARGUMENT``: bad data (malformed messages, elements, identifiers, unknown suite).
 - ``FAILED_PRECONDITION``: a round out of order, another session's id, a version mismatch, or a
   session the policy refuses.
-- ``RESOURCE_EXHAUSTED``: the privacy budget, a size limit or the daily session limit.
+- ``RESOURCE_EXHAUSTED``: the privacy budget, a size limit, the daily session limit, a rate
+  limit or a cap on concurrent streams.
+- ``DEADLINE_EXCEEDED``: the client did not send what was due in time (no opening message).
 - ``UNAUTHENTICATED`` / ``PERMISSION_DENIED``: identity.
 - ``INTERNAL``: the platform's own trouble (its database, its policy file, a bug); the client
   gets no detail it could act on.
@@ -25,6 +27,7 @@ import grpc
 from cleanroom import errors
 from cleanroom.errors import (
     CleanroomError,
+    DeadlineExceeded,
     InvalidInput,
     InvalidPolicy,
     LimitExceeded,
@@ -50,6 +53,7 @@ ERROR_STATUS: Final[Mapping[type[CleanroomError], grpc.StatusCode]] = {
     ProtocolError: grpc.StatusCode.FAILED_PRECONDITION,
     PolicyRefused: grpc.StatusCode.FAILED_PRECONDITION,
     LimitExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     CleanroomError: grpc.StatusCode.INTERNAL,

@@ -5,7 +5,8 @@ Every session the service sees gets one row in ``match_sessions``, in one of fou
     open ──► completed     a count (or the ids) was released; epsilon charged, audience stored
       │
       └────► aborted       the client went away, the server stopped, or a check failed mid-way:
-                           nothing charged, nothing stored
+                           nothing charged, nothing stored (also: streams that never opened a
+                           session, recorded in bulk without a mode)
     refused                the policy (or a malformed opening) refused it before any work
 
 The ledger answers the policy's questions (:func:`spent_epsilon`, :func:`sessions_today`,
@@ -41,6 +42,7 @@ __all__ = [
     "list_sessions",
     "open_sessions",
     "record_refused_session",
+    "record_unopened_streams",
     "sessions_today",
     "spent_epsilon",
     "start_session",
@@ -339,6 +341,35 @@ def record_refused_session(
         "finished_at, record_count, identifier_count, reason) "
         "VALUES (?, ?, ?, ?, 'refused', ?, ?, ?, ?, ?)",
         (advertiser, mode, suite_id, epoch_id, at, at, record_count, identifier_count, reason),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def record_unopened_streams(
+    db: Database, *, advertiser: str, reason: str, started_at: int, now: int | None = None
+) -> int:
+    """Record streams that ended before opening a session, as one aborted row for them all.
+
+    They never said what they wanted (no mode, no counts) and cost no work, so the service
+    records them in bulk, at most one row per advertiser per interval: one row per stream
+    would let a client that opens and drops streams write rows as fast as it can.
+
+    Args:
+        db: the platform database, inside a write transaction.
+        advertiser: the advertiser's name.
+        reason: how many streams, and how each ended.
+        started_at: Unix seconds when the first of them started.
+        now: the current Unix time (default: the clock).
+
+    Returns:
+        The ledger id of the new row.
+    """
+    _require_transaction(db.conn, "record_unopened_streams")
+    at = unix_now() if now is None else now
+    cursor = db.conn.execute(
+        "INSERT INTO match_sessions (advertiser, state, started_at, finished_at, reason) "
+        "VALUES (?, 'aborted', ?, ?, ?)",
+        (advertiser, started_at, at, reason),
     )
     return int(cursor.lastrowid or 0)
 
