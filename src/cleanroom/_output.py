@@ -22,6 +22,7 @@ __all__ = [
     "NEUTRALIZED_CSV_HELP",
     "csv_writer",
     "printable",
+    "quoted",
     "spreadsheet_cell",
 ]
 
@@ -64,6 +65,16 @@ def printable(text: str) -> str:
     if text.isprintable() and "\\" not in text:
         return text  # the common case, checked in C
     return "".join(map(_escape, text))
+
+
+def quoted(text: str, limit: int = 64) -> str:
+    """Text another party chose, for an error message: quoted and cut after ``limit``.
+
+    It must not flood a message or a log; it is escaped once, by :func:`printable`, where the
+    message is shown.
+    """
+    cut = "…" if len(text) > limit else ""
+    return f"'{text[:limit]}{cut}'"
 
 
 def spreadsheet_cell(value: object) -> str:

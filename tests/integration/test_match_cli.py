@@ -29,6 +29,7 @@ import grpc  # type: ignore[import-untyped, unused-ignore]
 import numpy as np
 import pytest
 
+from cleanroom._output import spreadsheet_cell
 from cleanroom.cli import main
 from cleanroom.crypto import DEFAULT_SUITE_ID, get_suite
 from cleanroom.errors import CleanroomError, StoreError
@@ -301,7 +302,9 @@ def test_ids_mode_writes_the_matched_rows_unmodified_in_input_order(
     with out_path.open(encoding="utf-8", newline="") as f:
         written = list(csv.reader(f))
     assert written[0] == original[0]
-    assert written[1:] == [original[1 + i] for i in world.truth_rows]
+    # As in the list, but that a cell starting a formula (a phone's "+") gets a leading "'".
+    expected = [original[1 + i] for i in world.truth_rows]
+    assert written[1:] == [[spreadsheet_cell(cell) for cell in row] for row in expected]
 
 
 def test_human_report_shows_counts_reasons_and_examples(
@@ -808,7 +811,9 @@ def test_real_cli_both_sides_ids(real_platform: RealPlatform) -> None:
         original = list(csv.reader(f))
     with out.open(encoding="utf-8", newline="") as f:
         written = list(csv.reader(f))
-    assert written == [original[0], *(original[1 + i] for i in real_platform.truth_rows)]
+    # As in the list, but that a cell starting a formula (a phone's "+") gets a leading "'".
+    expected = [original[1 + i] for i in real_platform.truth_rows]
+    assert written == [original[0], *([spreadsheet_cell(c) for c in row] for row in expected)]
 
 
 def test_real_cli_refusal_exits_1_with_the_platform_message(real_platform: RealPlatform) -> None:

@@ -844,3 +844,18 @@ def test_platform_inputs_must_fit_the_request() -> None:
     other = check_session(EXACT, "acme", Mode.AUDIENCE, 10, 0.0, 0, False)
     with pytest.raises(ValueError, match="another request"):
         PlatformRole(request, other, PLATFORM)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("reported_as", "1" * 201, "text has 201 characters"),
+        ("epsilon_charged", float("nan"), "epsilon_charged = nan"),
+        ("epsilon_remaining", -0.5, "epsilon_remaining = -0.5"),
+    ],
+)
+def test_a_result_no_honest_platform_sends_is_refused(
+    field: str, value: object, match: str
+) -> None:
+    with pytest.raises(InvalidMessage, match=match):
+        exchange(advertiser(), to_advertiser=on_round("result", lambda r: setattr(r, field, value)))

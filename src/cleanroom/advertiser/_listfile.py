@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import csv
 import os
+import re
 import secrets
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TextIO
 
+from cleanroom._output import FORMULA_TRIGGERS, csv_writer
 from cleanroom.advertiser._consent import parse_marketing_consent
 from cleanroom.advertiser._problems import ListProblem
 from cleanroom.errors import ImportFailed
@@ -230,10 +232,11 @@ def check_output_path(out: Path, list_path: Path) -> None:
 
 
 def write_matched_rows(list_path: Path, out: Path, matched_rows: Collection[int]) -> int:
-    """Write the header and the matched rows of the list, unchanged and in input order.
+    """Write the header and the matched rows of the list, in input order.
 
-    The file is written under a temporary name and renamed into place, so ``out`` is never
-    left half written.
+    Cells are as in the list, except that one starting a spreadsheet formula gets a leading
+    ``'`` (:func:`cleanroom._output.spreadsheet_cell`). The file is written under a temporary
+    name and renamed into place, so ``out`` is never left half written.
 
     Args:
         list_path: the list that was read (re-read here, so it must be unchanged).
@@ -251,11 +254,11 @@ def write_matched_rows(list_path: Path, out: Path, matched_rows: Collection[int]
     written = 0
     try:
         with temporary.open("w", encoding="utf-8", newline="") as f:
-            if _without_quotes(list_path):
+            if _plain(list_path):
                 written = _copy_lines(list_path, wanted, f)
             else:
                 with _open_rows(list_path) as reader:
-                    writer = csv.writer(f, lineterminator="\n")
+                    writer = csv_writer(f, lineterminator="\n")
                     header = next(reader, None)
                     if header is None:
                         raise ImportFailed(f"{list_path} became empty while matching")
@@ -275,16 +278,23 @@ def write_matched_rows(list_path: Path, out: Path, matched_rows: Collection[int]
     return written
 
 
-def _without_quotes(path: Path) -> bool:
-    """Whether no line of the list holds a quote character (read as a stream, not kept).
+# A cell that a spreadsheet would read as a formula, in a line without quotes.
+_FORMULA_CELL: Final = re.compile("(?:^|,)[" + re.escape("".join(FORMULA_TRIGGERS)) + "]")
+
+
+def _plain(path: Path) -> bool:
+    """Whether the list's lines can be copied as they are (read as a stream, not kept).
 
     Without a quote, every line that is not empty is exactly one row, so the matched rows can be
-    copied as they are, without parsing the CSV again (a million rows: ~0.4 s instead of
-    ~1.2 s). A list that cannot be read goes to the CSV path, which reports it.
+    copied without parsing the CSV again (a million rows: ~0.4 s instead of ~1.2 s), unless a
+    cell would start a formula: such a list goes through the CSV writer, which neutralizes it.
+    A list that cannot be read goes to the CSV path, which reports it.
     """
     try:
         with _open_lines(path) as stream:
-            return not any('"' in line for line in stream)
+            return not any(
+                '"' in line or _FORMULA_CELL.search(line.rstrip("\r\n")) for line in stream
+            )
     except (OSError, UnicodeDecodeError):
         return False
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from cleanroom import __version__
+from cleanroom._output import printable
 from cleanroom.errors import CleanroomError, InvalidInput
 
 # Defined in cleanroom.crypto.x25519, which the CLI imports only when it needs it.
@@ -102,7 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             backend_info()
         code: int = args.run(args)
     except CleanroomError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # Messages quote files, the other party and certificates: one line, nothing that acts.
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, InvalidInput) else EXIT_FAILURE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -66,7 +66,7 @@ import grpc  # type: ignore[import-untyped, unused-ignore]
 from tqdm import tqdm
 
 from cleanroom._files import write_atomically
-from cleanroom._output import NEUTRALIZED_CSV_HELP
+from cleanroom._output import NEUTRALIZED_CSV_HELP, printable, quoted
 from cleanroom.advertiser import (
     FIELDS,
     MatchReport,
@@ -89,6 +89,7 @@ from cleanroom.errors import (
     CleanroomError,
     ImportFailed,
     InvalidInput,
+    InvalidMessage,
     LimitExceeded,
     PermissionDenied,
     PlatformUnreachable,
@@ -305,11 +306,13 @@ def run_match(args: argparse.Namespace) -> int:
                 exc, PlatformUnreachable
             ):
                 # The platform's own refusal or failure, not bad input on this side: exit 1.
-                print(f"error: {_from_platform(exc)}", file=sys.stderr)
+                print(f"error: {printable(_from_platform(exc))}", file=sys.stderr)
                 return EXIT_FAILURE
-            if in_session and isinstance(exc, InvalidInput):
-                # Bad data from the platform is not this user's bad input (exit 2).
-                print(f"error: the platform sent invalid data: {exc}", file=sys.stderr)
+            if isinstance(exc, InvalidMessage) or (in_session and isinstance(exc, InvalidInput)):
+                # Bad data from the platform (its policy answer, or anything in the session) is
+                # not this user's bad input (exit 2).
+                shown = printable(str(exc))
+                print(f"error: the platform sent invalid data: {shown}", file=sys.stderr)
                 return EXIT_FAILURE
             raise
 
@@ -350,7 +353,7 @@ def run_match(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
-        print("\n".join(report.lines()))
+        print("\n".join(map(printable, report.lines())))
     return EXIT_OK
 
 
@@ -385,7 +388,7 @@ def _choose_suite(info: pb.PolicyInfo, requested: str | None) -> Suite:
     for suite_id in info.suites:
         if suite_id in SUITE_IDS:
             return get_suite(suite_id)
-    offered = ", ".join(info.suites) or "none"
+    offered = ", ".join(quoted(suite) for suite in info.suites[:8]) or "none"
     raise VersionMismatch(
         f"the platform offers no suite this client implements (offered: {offered}; "
         f"implemented: {', '.join(SUITE_IDS)})"

@@ -27,7 +27,6 @@ Everything here is presentation: the work is done by :mod:`cleanroom.store`.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -37,6 +36,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
+from cleanroom._output import NEUTRALIZED_CSV_HELP, csv_writer, printable
 from cleanroom.cli._args import (
     add_dask_scheduler_option,
     batch_engine,
@@ -55,6 +55,8 @@ from cleanroom.store.database import init_database, open_database
 from cleanroom.store.eligibility import NEVER_PERMITTED_SOURCES
 
 __all__ = ["register"]
+
+_REJECTS_HELP = f"write every rejected row to this CSV file ({NEUTRALIZED_CSV_HELP})"
 
 
 def register(subparsers: Any) -> None:
@@ -91,7 +93,7 @@ def register(subparsers: Any) -> None:
         default=importer.DEFAULT_CHUNK_ROWS,
         help="rows per transaction (default: %(default)s)",
     )
-    imp.add_argument("--rejects", type=Path, help="write every rejected row to this CSV file")
+    imp.add_argument("--rejects", type=Path, help=_REJECTS_HELP)
     imp.add_argument("--json", action="store_true", help="print the report as one JSON object")
     imp.set_defaults(run=run_import)
 
@@ -182,7 +184,7 @@ def _register_consent(commands: Any) -> None:
     bulk = db_command(sub, "import", "apply a CSV of changes: user_id,purpose,value[,type][,at]")
     bulk.add_argument("file", type=Path, metavar="FILE.csv")
     _add_column_option(bulk, (*consent.CONSENT_FILE_REQUIRED, *consent.CONSENT_FILE_OPTIONAL))
-    bulk.add_argument("--rejects", type=Path, help="write every rejected row to this CSV file")
+    bulk.add_argument("--rejects", type=Path, help=_REJECTS_HELP)
     bulk.add_argument("--json", action="store_true", help="print the report as one JSON object")
     bulk.set_defaults(run=run_consent_import)
 
@@ -238,7 +240,7 @@ def _rejects_writer(path: Path | None) -> Iterator[Callable[[RowRejection], obje
     except OSError as exc:
         raise ImportFailed(f"cannot write rejects file {path}: {exc.strerror or exc}") from exc
     with stream:
-        writer = csv.writer(stream)
+        writer = csv_writer(stream)
         writer.writerow(["row", "column", "reason", "detail"])
         yield lambda r: writer.writerow([r.row, r.column or "", r.reason, r.detail])
 
@@ -339,7 +341,8 @@ def _print_rejections(
         for example in examples:
             if example.reason == reason:
                 column = f", column {example.column!r}" if example.column else ""
-                print(f"      row {example.row}{column}: {example.detail}")
+                # Details quote the file's cells: escaped, so a cell cannot act on the terminal.
+                print(printable(f"      row {example.row}{column}: {example.detail}"))
 
 
 def run_consent_change(args: argparse.Namespace) -> int:
@@ -351,7 +354,8 @@ def run_consent_change(args: argparse.Namespace) -> int:
             change = consent.revoke(db, args.user, kind=args.type)
     verb = "granted" if args.granted else "revoked"
     scope = f" {args.type}" if args.type else ""
-    print(f"{verb} ads-matching consent on {change.identifiers}{scope} identifiers of {args.user}")
+    user = printable(args.user)
+    print(f"{verb} ads-matching consent on {change.identifiers}{scope} identifiers of {user}")
     if change.never_permitted:
         print(
             f"  {change.never_permitted} of them come from never-permitted sources and stay "
@@ -366,7 +370,7 @@ def run_opt_out(args: argparse.Namespace) -> int:
     """``platform consent opt-out|clear-opt-out``."""
     with open_database(args.db) as db:
         change = consent.set_opt_out(db, args.user, args.kind, args.active)
-    print(f"{'recorded' if args.active else 'cleared'} {args.kind} for {args.user}")
+    print(f"{'recorded' if args.active else 'cleared'} {args.kind} for {printable(args.user)}")
     if change.audiences_left:
         print(f"  removed from {change.audiences_left} stored audiences")
     return 0
@@ -405,10 +409,10 @@ def run_user_delete(args: argparse.Namespace) -> int:
     with open_database(args.db) as db:
         deletion = users.delete_user(db, args.user)
     if deletion.already_deleted:
-        print(f"user {args.user} was already deleted; nothing changed")
+        print(f"user {printable(args.user)} was already deleted; nothing changed")
         return 0
     print(
-        f"deleted user {args.user}: {deletion.identifiers_erased} identifiers erased, "
+        f"deleted user {printable(args.user)}: {deletion.identifiers_erased} identifiers erased, "
         f"removed from {deletion.audiences_left} stored audiences"
     )
     return 0
@@ -562,5 +566,5 @@ def run_audit_show(args: argparse.Namespace) -> int:
         return 0
     for entry in shown:
         details = json.dumps(entry.details, sort_keys=True, ensure_ascii=False)
-        print(f"{entry.seq:>6}  {entry.at}  {entry.action:<16} {details}")
+        print(printable(f"{entry.seq:>6}  {entry.at}  {entry.action:<16} {details}"))
     return 0

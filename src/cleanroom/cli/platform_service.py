@@ -40,6 +40,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from cleanroom._output import printable
 from cleanroom._signing import AUDIT_PUBLIC_KEY_FILE
 from cleanroom.cli._args import (
     batch_engine,
@@ -321,7 +322,9 @@ def run_audiences_show(args: argparse.Namespace) -> int:
         f"created {format_timestamp(summary.created_at)} (session {summary.session_id})"
     )
     for user_id in user_ids:
-        print(user_id)
+        # Ids come from imported files: one per line, escaped, so none can act on the terminal
+        # or pass for two.
+        print(printable(user_id))
     return 0
 
 
@@ -351,9 +354,12 @@ def run_sessions_list(args: argparse.Namespace) -> int:
         return 0
     for record in records:
         outcome = record.reported_as if record.state == "completed" else record.reason
+        # A refusal's reason may quote what the client sent (a suite name): escaped.
         print(
-            f"{record.id:>6}  {format_timestamp(record.started_at)}  {record.advertiser:<20} "
-            f"{record.mode or '-':<9} {record.state:<10} eps {record.epsilon_charged:g}  "
-            f"{outcome or ''}"
+            printable(
+                f"{record.id:>6}  {format_timestamp(record.started_at)}  {record.advertiser:<20} "
+                f"{record.mode or '-':<9} {record.state:<10} eps {record.epsilon_charged:g}  "
+                f"{outcome or ''}"
+            )
         )
     return 0

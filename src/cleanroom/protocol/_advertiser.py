@@ -27,6 +27,7 @@ once. U never repeats an element, which would tell the platform which records sh
 from __future__ import annotations
 
 import enum
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from cleanroom._output import quoted
 from cleanroom.crypto import BatchEngine, default_engine
 from cleanroom.crypto.suites import Suite
 from cleanroom.errors import (
@@ -62,7 +64,6 @@ from cleanroom.protocol._wire import (
     mode_to_wire,
     new_session_id_ok,
     pb,
-    quoted,
     rows_per_chunk,
     shift_element_error,
 )
@@ -70,6 +71,7 @@ from cleanroom.protocol._wire import (
 __all__ = ["AdvertiserResult", "AdvertiserRole"]
 
 _TAG_DTYPE = np.dtype("<u4")
+_MAX_REPORTED_AS = 200
 
 
 @dataclass(frozen=True, eq=False)
@@ -474,6 +476,15 @@ class AdvertiserRole:
         check_session_id(self._session_id, result.session_id)
         if mode_from_wire(result.mode) is not self._mode:
             raise InvalidMessage(f"a result for mode {result.mode}, not {self._mode}")
+        if len(result.reported_as) > _MAX_REPORTED_AS:
+            raise InvalidMessage(
+                f"the result's text has {len(result.reported_as):,} characters (a count in words "
+                f"has at most {_MAX_REPORTED_AS})"
+            )
+        for name in ("epsilon_charged", "epsilon_remaining"):
+            value = getattr(result, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise InvalidMessage(f"the result has {name} = {value!r}")
         count = result.count if result.HasField("count") else None
         matched_record_ids = None
         if self._mode is Mode.IDS:

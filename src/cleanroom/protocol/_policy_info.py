@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cleanroom._output import quoted
 from cleanroom.crypto import SUITE_IDS
 from cleanroom.errors import (
     BudgetExhausted,
@@ -28,7 +29,7 @@ from cleanroom.protocol._constants import (
     MAX_CHUNK_BYTES,
     PROTOCOL_VERSION,
 )
-from cleanroom.protocol._wire import mode_from_wire, mode_to_wire, pb, quoted
+from cleanroom.protocol._wire import mode_from_wire, mode_to_wire, pb
 
 __all__ = ["SessionTerms", "check_policy_info", "policy_info", "session_terms"]
 

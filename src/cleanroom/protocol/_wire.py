@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 import numpy as np
 from numpy.typing import NDArray
 
-from cleanroom._output import printable
 from cleanroom.errors import InvalidElement, InvalidMessage, LimitExceeded, WrongSession
 from cleanroom.policy import Mode
 from cleanroom.protocol._constants import MAX_CHUNK_BYTES, SESSION_ID_SIZE
@@ -21,7 +20,6 @@ __all__ = [
     "mode_from_wire",
     "mode_to_wire",
     "pb",
-    "quoted",
 ]
 
 ProgressFactory = Callable[[str, int], Callable[[int], object]]
@@ -51,15 +49,6 @@ def mode_from_wire(code: int) -> Mode:
     if mode is None:
         raise InvalidMessage(f"unknown or unset match mode {code}")
     return mode
-
-
-def quoted(text: str, limit: int = 64) -> str:
-    """Text the other party sent, for an error message: quoted, escaped, cut after ``limit``.
-
-    The other party chooses it, so it must neither act on a terminal nor flood a log line.
-    """
-    cut = "…" if len(text) > limit else ""
-    return f"'{printable(text[:limit])}{cut}'"
 
 
 def check_session_id(expected: bytes, got: bytes) -> None:
