@@ -62,6 +62,7 @@ from cleanroom.policy import Mode, policy_from_mapping
 from cleanroom.protocol import AdvertiserRole
 from cleanroom.service import tls
 from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
+from cleanroom.service.admission import AdmissionLimits
 from cleanroom.service.server import PlatformServer, ServerOptions
 from cleanroom.service.status import ERROR_NAME_KEY
 from cleanroom.store import audit, sessions
@@ -147,6 +148,14 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         tls_dir=root / "tls",
         session_timeout=120.0,  # longer than CALL_DEADLINE: a hang shows as the client's deadline
         engine=engine,
+        # One advertiser makes hundreds of calls a minute here: every one must reach the code
+        # under fuzz, not the rate limits (tested in tests/integration/test_hostile.py).
+        limits=AdmissionLimits(
+            streams_per_minute=1e9,
+            stream_burst=1_000_000,
+            policy_calls_per_minute=1e9,
+            policy_call_burst=1_000_000,
+        ),
     )
     server = PlatformServer(options)
     server.start()

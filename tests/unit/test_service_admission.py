@@ -148,3 +148,17 @@ def test_a_timer_writes_what_was_counted_once_the_interval_has_passed(db_path: P
         "1 stream closed unopened",
         "1 stream closed unopened",
     ]
+
+
+def test_streams_opened_a_minute_are_limited_per_advertiser() -> None:
+    now = [0.0]
+    limits = AdmissionLimits(max_streams_per_advertiser=5, streams_per_minute=30, stream_burst=3)
+    admission = Admission(limits, clock=lambda: now[0])
+    for _ in range(3):
+        admission.stream("acme").release()
+    with pytest.raises(LimitExceeded, match=r"may open 30 streams a minute.*in 2\.0 s"):
+        admission.stream("acme")
+    admission.stream("beta").release()  # its own rate
+    now[0] = 2.0
+    admission.stream("acme").release()
+    assert admission.tally("acme").streams_refused == 1

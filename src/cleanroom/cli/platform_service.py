@@ -5,7 +5,8 @@ Commands::
     cleanroom platform serve --db PATH --listen HOST:PORT [--policy FILE.toml] [--tls-dir DIR]
                              [--insecure [--insecure-advertiser NAME]] [--workers N]
                              [--max-sessions N] [--max-streams-per-advertiser N]
-                             [--first-message-timeout S] [--policy-calls-per-minute N]
+                             [--first-message-timeout S] [--streams-per-minute N]
+                             [--policy-calls-per-minute N]
                              [--session-timeout S] [--grace S]
                              [--log-level LEVEL] [--log-format text|json]
                              [--http HOST:PORT [--http-token FILE] [--http-client-ca FILE]]
@@ -118,6 +119,13 @@ def register_service_commands(commands: Any) -> None:
         metavar="SECONDS",
         help="end a session stream that sends no opening message within this time "
         "(DEADLINE_EXCEEDED; default: %(default)s)",
+    )
+    serve.add_argument(
+        "--streams-per-minute",
+        type=positive_float,
+        default=AdmissionLimits.streams_per_minute,
+        metavar="N",
+        help="session streams one advertiser may open per minute (default: %(default)s)",
     )
     serve.add_argument(
         "--policy-calls-per-minute",
@@ -249,6 +257,7 @@ def run_serve(args: argparse.Namespace) -> int:
             limits=AdmissionLimits(
                 max_streams_per_advertiser=args.max_streams_per_advertiser,
                 first_message_timeout=args.first_message_timeout,
+                streams_per_minute=args.streams_per_minute,
                 policy_calls_per_minute=args.policy_calls_per_minute,
             ),
             dashboard=None

@@ -7,7 +7,9 @@ a call does any work, the caller is identified from its certificate and admitted
 - **streams** (``Match`` sessions, and reflection streams, which hold a server thread just the
   same): at most ``max_streams_per_advertiser`` at once per advertiser, and ``max_streams`` in
   all. The server's thread pool has room beyond ``max_streams``, so health checks and
-  ``GetPolicy`` never wait behind streams;
+  ``GetPolicy`` never wait behind streams. An advertiser opens at most ``streams_per_minute``
+  (with bursts of ``stream_burst``): each session costs the platform a pass over its set before
+  the advertiser has sent anything to check, and each refusal a ledger row;
 - **the opening**: a ``Match`` stream that sends no first message within
   ``first_message_timeout`` seconds is ended ``DEADLINE_EXCEEDED`` (:func:`first_message`), so
   an idle stream holds its slot for seconds, not for the session's hour;
@@ -63,6 +65,8 @@ class AdmissionLimits:
         max_streams_per_advertiser: streams one advertiser may hold at once: its one open
             session and one more (a new session while the last one's stream winds down).
         first_message_timeout: seconds a ``Match`` stream may take to send its opening.
+        streams_per_minute: streams one advertiser may open per minute.
+        stream_burst: streams one advertiser may open at once after a pause.
         policy_calls_per_minute: ``GetPolicy`` calls one advertiser may make per minute.
         policy_call_burst: ``GetPolicy`` calls one advertiser may make at once after a pause.
         policy_calls_at_once: ``GetPolicy`` calls served at once, all advertisers together.
@@ -73,18 +77,25 @@ class AdmissionLimits:
     max_streams: int = DEFAULT_MAX_SESSIONS
     max_streams_per_advertiser: int = DEFAULT_MAX_STREAMS_PER_ADVERTISER
     first_message_timeout: float = DEFAULT_FIRST_MESSAGE_TIMEOUT
+    streams_per_minute: float = 60.0
+    stream_burst: int = 20
     policy_calls_per_minute: float = 60.0
     policy_call_burst: int = 10
     policy_calls_at_once: int = 4
     unopened_record_interval: float = 60.0
 
     def __post_init__(self) -> None:
-        for name in ("max_streams", "max_streams_per_advertiser", "policy_call_burst"):
+        for name in (
+            "max_streams",
+            "max_streams_per_advertiser",
+            "stream_burst",
+            "policy_call_burst",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.policy_calls_at_once < 1:
             raise ValueError("policy_calls_at_once must be at least 1")
-        for name in ("first_message_timeout", "policy_calls_per_minute"):
+        for name in ("first_message_timeout", "streams_per_minute", "policy_calls_per_minute"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
         if self.unopened_record_interval < 0:
@@ -97,7 +108,8 @@ class AdmissionTally:
 
     Attributes:
         streams_open: its streams being served now.
-        streams_refused: streams refused because it, or the platform, held the most allowed.
+        streams_refused: streams refused because it, or the platform, held the most allowed, or
+            because it opened too many a minute.
         streams_unopened: ``Match`` streams that ended without an opening message: its deadline
             passed (``DEADLINE_EXCEEDED``), or the client closed or cancelled the stream first.
         policy_calls_refused: ``GetPolicy`` calls refused by the rate or concurrency limit.
@@ -118,6 +130,11 @@ class _Bucket:
     tokens: float
     stamp: float
 
+    @classmethod
+    def full(cls, capacity: int, per_minute: float, now: float) -> _Bucket:
+        """A bucket with every token in it, at ``now``."""
+        return cls(capacity, per_minute / 60.0, capacity, now)
+
     def take(self, now: float) -> float:
         """Take a token; return 0, or the seconds until one will be there (nothing taken)."""
         self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
@@ -131,6 +148,7 @@ class _Bucket:
 @dataclass
 class _Advertiser:
     tally: AdmissionTally = field(default_factory=AdmissionTally)
+    stream_bucket: _Bucket | None = None
     policy_bucket: _Bucket | None = None
 
 
@@ -192,6 +210,18 @@ class Admission:
                     f"the platform is serving its most streams at once (max_streams = "
                     f"{limits.max_streams}); try again shortly"
                 )
+            state, now = self._of(advertiser), self._clock()
+            if state.stream_bucket is None:
+                state.stream_bucket = _Bucket.full(
+                    limits.stream_burst, limits.streams_per_minute, now
+                )
+            wait = state.stream_bucket.take(now)
+            if wait:
+                self._count(advertiser, streams_refused=1)
+                raise LimitExceeded(
+                    f"advertiser {advertiser} may open {limits.streams_per_minute:g} streams a "
+                    f"minute (streams_per_minute); try again in {wait:.1f} s"
+                )
             self._streams += 1
             self._count(advertiser, streams_open=1)
         return StreamSlot(self, advertiser)
@@ -213,11 +243,8 @@ class Admission:
             state = self._of(advertiser)
             now = self._clock()
             if state.policy_bucket is None:
-                state.policy_bucket = _Bucket(
-                    capacity=limits.policy_call_burst,
-                    rate=limits.policy_calls_per_minute / 60.0,
-                    tokens=limits.policy_call_burst,
-                    stamp=now,
+                state.policy_bucket = _Bucket.full(
+                    limits.policy_call_burst, limits.policy_calls_per_minute, now
                 )
             wait = state.policy_bucket.take(now)
             if wait:
