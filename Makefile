@@ -7,7 +7,7 @@ BENCH_STAMP := $(VENV)/.bench-installed
 OM_VENV  := .venv-openmined
 OM_STAMP := $(OM_VENV)/.installed
 
-.PHONY: demo test browser lint typecheck proto-check pytest pytest-openssl test-openssl proto bench bench-core bench-platform bench-match bench-load bench-validation clean
+.PHONY: demo test browser lint typecheck proto-check pytest pytest-openssl test-openssl proto bench bench-core bench-platform bench-match bench-load bench-load-attack bench-refusal bench-validation clean
 
 demo: $(STAMP)
 	$(BIN)/cleanroom demo
@@ -62,6 +62,13 @@ bench-platform: $(STAMP)
 
 bench-load: $(STAMP)
 	$(BIN)/python benchmarks/load.py --advertisers 8 --records 20000 --platform-users 50000 --rounds 2 --write-results
+
+# Honest advertisers while two hostile ones hold idle streams and send a duplicated U.
+bench-load-attack: $(STAMP)
+	$(BIN)/python benchmarks/load.py --attack --advertisers 8 --records 20000 --platform-users 50000 --rounds 2 --write-results
+
+bench-refusal: $(STAMP)
+	$(BIN)/python benchmarks/refusal.py --elements 300000 --repeat 3 --write-results
 
 bench-validation: $(STAMP)
 	$(BIN)/python benchmarks/validation.py --write-results

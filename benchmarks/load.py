@@ -23,14 +23,23 @@ Reported: concurrent sessions held (peak of the ledger's open sessions), session
 ``match`` phase: the gRPC session) and of the whole CLI run (spawn to exit), and health-check
 latency p50/p95/max.
 
+With ``--attack``, every round runs twice, first without and then with ``--hostile`` hostile
+advertisers (``benchmarks/_attackers.py``: idle streams held up to and beyond the platform's
+per-advertiser cap, and sessions sending an oversized or duplicated U), on the same server with
+its default admission limits. Reported per phase: honest sessions per minute, session p95, and
+the health check's worst latency, and the throughput under attack as a share of the
+attacker-free throughput of the same invocation; and what the attackers' calls met.
+
 Usage::
 
     python benchmarks/load.py [--advertisers 8] [--records 20000] [--platform-users 50000]
         [--rounds 2] [--server-workers N] [--client-workers 1] [--health-interval 0.05]
+        [--attack [--hostile 2] [--attack-elements 300000]]
         [--workdir DIR] [--out FILE.json] [--write-results]
 
 ``--write-results`` rewrites the "load" section of benchmarks/RESULTS.md and
-benchmarks/results/load.json.
+benchmarks/results/load.json (with ``--attack``: the "load-attack" section and
+load_attack.json).
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != _HERE] + 
 import argparse  # noqa: E402
 import csv  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import random  # noqa: E402
 import signal  # noqa: E402
 import statistics  # noqa: E402
@@ -53,9 +63,11 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+from collections import Counter  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
 
+from _attackers import Attacker  # noqa: E402
 from _report import RESULTS_DIR, command_line, heading, machine, write_section  # noqa: E402
 
 MODES = ("count", "audience", "ids")
@@ -178,6 +190,7 @@ class HealthRecord:
     latency_s: list[float] = field(default_factory=list)
     status: list[str] = field(default_factory=list)
     under_load: list[bool] = field(default_factory=list)
+    phase: list[str] = field(default_factory=list)
 
 
 def poll_health(
@@ -187,8 +200,12 @@ def poll_health(
     loaded: threading.Event,
     stop: threading.Event,
     record: HealthRecord,
+    phase: list[str],
 ) -> None:
-    """Call Health/Check every ``interval`` seconds until ``stop``; append to ``record``."""
+    """Call Health/Check every ``interval`` seconds until ``stop``; append to ``record``.
+
+    ``phase[0]`` names what is running (read at each check).
+    """
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -210,6 +227,7 @@ def poll_health(
             record.latency_s.append(time.perf_counter() - start)
             record.status.append(status)
             record.under_load.append(under_load)
+            record.phase.append(phase[0])
 
 
 def watch_open_sessions(db: Path, stop: threading.Event, peak: list[int]) -> None:
@@ -337,40 +355,64 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     run_cli("platform", "init", "--db", db)
     run_cli("platform", "import", "--db", db, work / "users.csv")
     run_cli("platform", "epoch", "rotate", "--db", db)
-    for name in [*names, "monitor"]:
+    hostile = [f"hostile{i}" for i in range(args.hostile if args.attack else 0)]
+    for name in [*names, *hostile, "monitor"]:
         run_cli("platform", "issue-cert", "--db", db, "--advertiser", name, "--out", work / name)
     setup_s = time.perf_counter() - setup_start
-    print(f"  setup (init, import, rotate, {len(names) + 1} certificates): {setup_s:.1f} s")
+    certificates = len(names) + len(hostile) + 1
+    print(f"  setup (init, import, rotate, {certificates} certificates): {setup_s:.1f} s")
 
     server = Server(db, work / "policy.toml", args.server_workers, work / "server.log")
     loaded, stop = threading.Event(), threading.Event()
     health = HealthRecord()
     peak = [0]
+    phase = ["between rounds"]
+    monitor_args = (server.address, work / "monitor", args.health_interval, loaded, stop)
     monitors = [
-        threading.Thread(
-            target=poll_health,
-            args=(server.address, work / "monitor", args.health_interval, loaded, stop, health),
-        ),
+        threading.Thread(target=poll_health, args=(*monitor_args, health, phase)),
         threading.Thread(target=watch_open_sessions, args=(db, stop, peak)),
     ]
     for monitor in monitors:
         monitor.start()
     runs: list[SessionRun] = []
     round_walls = []
+    phases = ("attacker-free", "under attack") if args.attack else ("load",)
+    walls: dict[str, list[float]] = {name: [] for name in phases}
+    by_phase: dict[str, list[SessionRun]] = {name: [] for name in phases}
+    attack_outcomes: Counter[str] = Counter()
     try:
         for round_number in range(args.rounds):
-            loaded.set()
-            round_runs, wall = run_round(
-                round_number, lists, server.address, work, args.client_workers
-            )
-            loaded.clear()
-            runs += round_runs
-            round_walls.append(wall)
-            wrong = [r.advertiser for r in round_runs if not r.correct]
-            print(
-                f"  round {round_number + 1}: {len(round_runs)} sessions in {wall:.1f} s"
-                + (f"; WRONG: {', '.join(wrong)}" if wrong else "; every result exact")
-            )
+            for name in phases:
+                attackers = [
+                    Attacker(server.address, work / hostile_name, args.attack_elements)
+                    for hostile_name in hostile
+                    if name == "under attack"
+                ]
+                for attacker in attackers:
+                    attacker.start()
+                if attackers:
+                    time.sleep(2.0)  # the attackers hold their streams before the round starts
+                phase[0] = name
+                loaded.set()
+                round_runs, wall = run_round(
+                    round_number, lists, server.address, work, args.client_workers
+                )
+                loaded.clear()
+                phase[0] = "between rounds"
+                for attacker in attackers:
+                    attacker.stop()
+                    attack_outcomes += attacker.outcomes
+                runs += round_runs
+                round_walls.append(wall)
+                walls[name].append(wall)
+                by_phase[name] += round_runs
+                wrong = [r.advertiser for r in round_runs if not r.correct]
+                print(
+                    f"  round {round_number + 1} ({name}): {len(round_runs)} sessions in "
+                    f"{wall:.1f} s"
+                    + (f"; WRONG: {', '.join(wrong)}" if wrong else "; every result exact"),
+                    flush=True,
+                )
         server_rss = server.peak_rss_mb()
     finally:
         stop.set()
@@ -422,6 +464,37 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         },
         "server_peak_rss_mb": server_rss,
         "runs": [vars(r) for r in runs],
+        "phases": {
+            name: phase_summary(by_phase[name], walls[name], health, name) for name in phases
+        },
+        "attack_outcomes": dict(sorted(attack_outcomes.items())),
+        "hostile": len(hostile),
+        "attack_elements": args.attack_elements if args.attack else None,
+        "load_average": os.getloadavg(),
+    }
+
+
+def phase_summary(
+    runs: list[SessionRun], walls: list[float], health: HealthRecord, name: str
+) -> dict[str, Any]:
+    """Throughput, session times and health latency of one phase of the rounds."""
+    latency = [
+        seconds for seconds, at in zip(health.latency_s, health.phase, strict=True) if at == name
+    ]
+    statuses = [
+        status for status, at in zip(health.status, health.phase, strict=True) if at == name
+    ]
+    return {
+        "sessions": len(runs),
+        "all_correct": all(r.correct for r in runs),
+        "sessions_per_minute": 60 * len(runs) / sum(walls),
+        "session_p50_s": percentile([r.session_s for r in runs], 0.5),
+        "session_p95_s": percentile([r.session_s for r in runs], 0.95),
+        "wall_p95_s": percentile([r.wall_s for r in runs], 0.95),
+        "health_checks": len(latency),
+        "health_not_serving": [status for status in statuses if status != "SERVING"],
+        "health_p95_s": percentile(latency or [0.0], 0.95),
+        "health_max_s": max(latency or [0.0]),
     }
 
 
@@ -485,11 +558,62 @@ def render(result: dict[str, Any], info: dict[str, object], command: str) -> str
     return "\n".join(lines) + "\n"
 
 
+def render_attack(result: dict[str, Any], info: dict[str, object], command: str) -> str:
+    """The Markdown of the "load-attack" section of RESULTS.md (also printed)."""
+    free, attack = result["phases"]["attacker-free"], result["phases"]["under attack"]
+    share = attack["sessions_per_minute"] / free["sessions_per_minute"]
+    correct = free["all_correct"] and attack["all_correct"] and result["audiences_correct"]
+    lines = [
+        *heading("Load under attack: honest advertisers while hostile ones push", info, command),
+        f"{result['advertisers']} honest advertisers ({result['records']:,} records each, "
+        f"every one's `cleanroom match --json --workers {result['client_workers']}` started at "
+        f"once per round, modes rotating) against a platform of {result['platform_users']:,} "
+        f"users served by `cleanroom platform serve` with its default admission limits. Each of "
+        f"{result['rounds']} rounds runs twice, first attacker-free, then while "
+        f"{result['hostile']} hostile advertisers (valid certificates, no daily session limit) "
+        "each run three loops, one more than the streams the platform lets one advertiser hold: "
+        "one holds an idle `Match` stream, two open sessions with a U of "
+        f"{result['attack_elements']:,} copies of one valid point (three per record), or, one in "
+        "four, an opening that announces more identifiers than its records may carry (a refused "
+        "stream is retried after 0.2 s). Load average (1, 5, 15 min) at the end: "
+        + ", ".join(f"{x:.2f}" for x in result["load_average"])
+        + f". Honest results: {'every one exact' if correct else '**SOME WRONG**'}.",
+        "",
+        "| phase | honest sessions | sessions / min | session p50 s | session p95 s "
+        "| CLI run p95 s | health checks | not SERVING | health p95 ms | health max ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, data in result["phases"].items():
+        lines.append(
+            f"| {name} | {data['sessions']} | {data['sessions_per_minute']:.1f} | "
+            f"{data['session_p50_s']:.2f} | {data['session_p95_s']:.2f} | "
+            f"{data['wall_p95_s']:.2f} | {data['health_checks']} | "
+            f"{len(data['health_not_serving'])} | {1000 * data['health_p95_s']:.1f} | "
+            f"{1000 * data['health_max_s']:.1f} |"
+        )
+    lines += [
+        "",
+        f"**Throughput under attack: {share:.2f} of the attacker-free throughput** (target: at "
+        f"least 0.8); **worst health check under attack: {1000 * attack['health_max_s']:.0f} ms** "
+        "(target: at most 1 s).",
+        "",
+        "What the attackers' calls met (status of each call):",
+        "",
+        "| call | status | calls |",
+        "|---|---|---|",
+    ]
+    for key, count in result["attack_outcomes"].items():
+        call, status = key.split(": ")
+        lines.append(f"| {call} | {status} | {count} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_results(result: dict[str, Any], text: str) -> None:
-    """Record a run: the "load" section of RESULTS.md and benchmarks/results/load.json."""
+    """Record a run: its section of RESULTS.md and its file in benchmarks/results/."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "load.json").write_text(json.dumps(result, indent=2))
-    write_section("load", text)
+    name = "load-attack" if result["hostile"] else "load"
+    (RESULTS_DIR / f"{name.replace('-', '_')}.json").write_text(json.dumps(result, indent=2))
+    write_section(name, text)
 
 
 def main() -> None:
@@ -504,6 +628,13 @@ def main() -> None:
     )
     parser.add_argument("--client-workers", type=int, default=1, help="each CLI's --workers")
     parser.add_argument("--health-interval", type=float, default=0.05, metavar="SECONDS")
+    parser.add_argument(
+        "--attack", action="store_true", help="run every round attacker-free, then under attack"
+    )
+    parser.add_argument("--hostile", type=int, default=2, help="hostile advertisers (--attack)")
+    parser.add_argument(
+        "--attack-elements", type=int, default=300_000, help="elements of the duplicated U"
+    )
     parser.add_argument("--workdir", type=Path, help="keep the files in a new folder under DIR")
     parser.add_argument("--out", type=Path, metavar="FILE.json", help="write the results here")
     parser.add_argument("--write-results", action="store_true", help="update RESULTS.md")
@@ -519,7 +650,7 @@ def main() -> None:
             args.workdir.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=args.workdir)) if args.workdir else Path(temporary)
         result = run(args, work)
-    text = render(result, info, command)
+    text = (render_attack if args.attack else render)(result, info, command)
     print()
     print(text)
     result["command"], result["machine"] = command, info
