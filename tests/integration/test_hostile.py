@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
@@ -298,6 +299,37 @@ def test_admission_counts_per_advertiser_and_get_policy_is_rate_limited(
         )
         assert tally.streams_open == 0
         assert server.admission.tally(HONEST).policy_calls_refused == 0
+
+
+def test_every_advertiser_asking_for_the_policy_at_once_is_answered(platform: Platform) -> None:
+    # Jobs scheduled on the hour: a burst of GetPolicy calls while the summary is computed.
+    engine = BatchEngine(workers=1)
+    options = ServerOptions(
+        db_path=platform.db,
+        listen="localhost:0",
+        policy=load_policy(platform.policy),
+        tls_dir=platform.root / "tls",
+        engine=engine,
+    )
+    names = [HONEST, *HOSTILE, ORACLE] * 2
+    start = threading.Barrier(len(names))
+    answers: list[int] = []
+
+    def ask(name: str, address: str) -> None:
+        with platform.channel(name, address) as channel:
+            start.wait()
+            answers.append(_get_policy(channel).platform_set_size)
+
+    with PlatformServer(options) as server, engine:
+        askers = [
+            threading.Thread(target=ask, args=(name, f"localhost:{server.port}")) for name in names
+        ]
+        for asker in askers:
+            asker.start()
+        for asker in askers:
+            asker.join(TIMEOUT)
+        assert answers == [PEOPLE] * len(names)
+        assert server.sessions.epoch_summaries.computations == 1
 
 
 # -- work before checks ---------------------------------------------------------------------------

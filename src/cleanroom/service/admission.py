@@ -81,7 +81,9 @@ class AdmissionLimits:
     stream_burst: int = 20
     policy_calls_per_minute: float = 60.0
     policy_call_burst: int = 10
-    policy_calls_at_once: int = 4
+    # As many as sessions: every advertiser may ask for the policy at the same moment (jobs
+    # scheduled on the hour), and the answer is quick once the epoch's summary is computed.
+    policy_calls_at_once: int = DEFAULT_MAX_SESSIONS
     unopened_record_interval: float = 60.0
 
     def __post_init__(self) -> None:
