@@ -31,6 +31,7 @@ sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != _HERE] + 
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
@@ -158,7 +159,13 @@ def run(elements: int, repeat: int) -> dict[str, Any]:
     results["ratio_multiply_to_refuse"] = (
         results["multiply_duplicated_u"] / results["refuse_duplicated_u"]
     )
-    return {"elements": elements, "records": records, "repeat": repeat, "cpu_s": results}
+    return {
+        "elements": elements,
+        "records": records,
+        "repeat": repeat,
+        "cpu_s": results,
+        "load_average": os.getloadavg(),
+    }
 
 
 def render(result: dict[str, Any], info: dict[str, object], command: str) -> str:
@@ -169,12 +176,15 @@ def render(result: dict[str, Any], info: dict[str, object], command: str) -> str
         f"U of {n:,} elements over {records:,} records (three per record, tags in order): one "
         "valid X25519 point repeated, or as many distinct points. The platform role and a "
         "one-process batch engine run in the benchmark's process, so its CPU time is the "
-        f"platform's. Best of {result['repeat']} runs, except the multiplications (one run).",
+        f"platform's. Best of {result['repeat']} runs, except the multiplications (one run). "
+        "Load average (1, 5, 15 min) at the end: "
+        + ", ".join(f"{x:.2f}" for x in result["load_average"])
+        + ".",
         "",
         "| what the platform does | CPU s |",
         "|---|---|",
         f"| refuse an opening announcing {n:,} identifiers for 10 records "
-        f"| {cpu['refuse_at_opening']:.4f} |",
+        f"| {cpu['refuse_at_opening']:.6f} |",
         f"| receive the duplicated U and refuse it (sizes, tags, identifiers per record, "
         f"duplicates) | **{cpu['refuse_duplicated_u']:.3f}** |",
         f"| multiply the duplicated U by b (what it cost before the checks came first) "
