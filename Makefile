@@ -65,7 +65,7 @@ bench-load: $(STAMP)
 
 # Honest advertisers while two hostile ones hold idle streams and send a duplicated U.
 bench-load-attack: $(STAMP)
-	$(BIN)/python benchmarks/load.py --attack --advertisers 8 --records 20000 --platform-users 50000 --rounds 2 --write-results
+	$(BIN)/python benchmarks/load.py --attack --advertisers 8 --records 20000 --platform-users 50000 --rounds 3 --write-results
 
 bench-refusal: $(STAMP)
 	$(BIN)/python benchmarks/refusal.py --elements 300000 --repeat 3 --write-results

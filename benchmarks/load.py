@@ -605,6 +605,16 @@ def render_attack(result: dict[str, Any], info: dict[str, object], command: str)
     for key, count in result["attack_outcomes"].items():
         call, status = key.split(": ")
         lines.append(f"| {call} | {status} | {count} |")
+    lines += [
+        "",
+        "INVALID_ARGUMENT: a duplicated U refused from its bytes; RESOURCE_EXHAUSTED: a stream "
+        "over the attacker's cap or rate, or an opening announcing too many identifiers; "
+        "FAILED_PRECONDITION: a second session while its first is open (one open session per "
+        "advertiser); DEADLINE_EXCEEDED: an idle stream cut at the first-message deadline; "
+        "CANCELLED: a stream the attacker dropped when the round ended. The phases alternate "
+        "within one invocation, so both see the same machine; the honest sessions themselves "
+        "take both cores.",
+    ]
     return "\n".join(lines) + "\n"
 
 
