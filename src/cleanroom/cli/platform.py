@@ -535,7 +535,8 @@ def run_sources_list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'source':<24} {'state':<16} {'identifiers':>12}")
     for source in listed:
-        print(f"{source.name:<24} {source.state:<16} {source.identifiers:>12}")
+        # Unregistered names come from imported files: escaped.
+        print(printable(f"{source.name:<24} {source.state:<16} {source.identifiers:>12}"))
     return 0
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from cleanroom._output import printable
 from cleanroom._signing import AUDIT_PUBLIC_KEY_FILE, read_public_key
 from cleanroom.cli._args import print_json
 from cleanroom.errors import InvalidInput
@@ -81,17 +82,15 @@ def run_receipt_verify(args: argparse.Namespace) -> int:
         print_json({"valid": True, "receipt": receipt.as_dict()})
         return 0
     count = "below the threshold" if receipt.count is None else str(receipt.count)
-    print(f"receipt valid: signed by audit key {receipt.key}")
-    print(
+    lines = [
+        f"receipt valid: signed by audit key {receipt.key}",
         f"  session {receipt.session} of {receipt.advertiser}, {receipt.mode} mode, "
-        f"epoch {receipt.epoch}"
-    )
-    print(
+        f"epoch {receipt.epoch}",
         f"  released {count} (reported as {receipt.reported_as!r}), epsilon charged "
-        f"{receipt.epsilon_charged:g}"
-    )
-    print(
+        f"{receipt.epsilon_charged:g}",
         f"  audit entry {receipt.audit_seq} ({receipt.audit_hash[:16]}…) of {receipt.audit_at}; "
-        "the platform proves it still holds it with 'platform audit verify --receipt'"
-    )
+        "the platform proves it still holds it with 'platform audit verify --receipt'",
+    ]
+    # The platform wrote the receipt's text: shown escaped, like everything it sends.
+    print("\n".join(map(printable, lines)))
     return 0
