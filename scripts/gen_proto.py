@@ -1,11 +1,13 @@
-"""Generate the Python protobuf and gRPC code from proto/ into src/cleanroom/service/_generated/.
+"""Generate the Python protobuf and gRPC code from proto/ into src/cleanroom/_proto/.
 
 The one generator for the project: ``make proto`` runs it, CI runs it with ``--check`` to prove
 that the committed generated code matches the .proto files.
 
-protoc writes ``from cleanroom.v1 import matcher_pb2`` for imports between generated modules,
-which would resolve against the top-level ``cleanroom`` package; this script rewrites them to
-the package path the code lives at (``cleanroom.service._generated.cleanroom.v1``).
+The proto packages all live under ``cleanroom`` (``cleanroom.v1``); their code goes to the same
+path below ``cleanroom._proto`` without that common first part (``cleanroom._proto.v1``). protoc
+writes ``from cleanroom.v1 import matcher_pb2`` for imports between generated modules, which
+would resolve against the top-level ``cleanroom`` package; this script rewrites them to the
+package path the code lives at.
 
 Usage::
 
@@ -24,9 +26,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
-OUT_ROOT = ROOT / "src" / "cleanroom" / "service" / "_generated"
-# The Python package that OUT_ROOT is; proto packages become subpackages of it.
-OUT_PACKAGE = "cleanroom.service._generated"
+OUT_ROOT = ROOT / "src" / "cleanroom" / "_proto"
+# The Python package that OUT_ROOT is; proto packages become subpackages of it, without their
+# common first part PROTO_PREFIX (every proto package is cleanroom.*).
+OUT_PACKAGE = "cleanroom._proto"
+PROTO_PREFIX = "cleanroom"
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
 INIT_TEXT = '"""Generated code: do not edit; run scripts/gen_proto.py."""\n'
 
@@ -55,18 +59,23 @@ def run_protoc(out_dir: Path) -> None:
         raise SystemExit("protoc failed")
 
 
+def python_package(proto_package: str) -> str:
+    """The Python package the code of ``proto_package`` (e.g. ``cleanroom.v1``) goes to."""
+    return f"{OUT_PACKAGE}.{proto_package.removeprefix(PROTO_PREFIX + '.')}"
+
+
 def fix_imports(text: str, proto_packages: set[str]) -> str:
     """Point imports of generated modules at their place inside the cleanroom package."""
     for package in sorted(proto_packages):
         text = re.sub(
             rf"^(\s*)from {re.escape(package)} import ",
-            rf"\1from {OUT_PACKAGE}.{package} import ",
+            rf"\1from {python_package(package)} import ",
             text,
             flags=re.MULTILINE,
         )
         text = re.sub(
             rf"^(\s*)import {re.escape(package)}\.",
-            rf"\1import {OUT_PACKAGE}.{package}.",
+            rf"\1import {python_package(package)}.",
             text,
             flags=re.MULTILINE,
         )
@@ -82,8 +91,11 @@ def generate() -> dict[Path, str]:
             p for p in out_dir.rglob("*") if p.is_file() and p.name.endswith(GENERATED_SUFFIXES)
         )
         proto_packages = {".".join(p.relative_to(out_dir).parent.parts) for p in generated}
+        if any(not package.startswith(PROTO_PREFIX + ".") for package in proto_packages):
+            raise SystemExit(f"every proto package must be {PROTO_PREFIX}.*: {proto_packages}")
         files = {
-            p.relative_to(out_dir): fix_imports(p.read_text(), proto_packages) for p in generated
+            p.relative_to(out_dir / PROTO_PREFIX): fix_imports(p.read_text(), proto_packages)
+            for p in generated
         }
     # Every directory on the way down must be a package for the imports to work.
     for rel in list(files):

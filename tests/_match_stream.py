@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import grpc
 
+from cleanroom._proto.v1 import matcher_pb2 as pb
+from cleanroom._proto.v1 import matcher_pb2_grpc as pb_grpc
 from cleanroom.protocol import AdvertiserRole
-from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
-from cleanroom.service._generated.cleanroom.v1 import matcher_pb2_grpc as pb_grpc
 
 
 class MatchStream:

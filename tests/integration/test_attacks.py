@@ -31,6 +31,7 @@ import pytest
 from _match_stream import MatchStream, run_role
 from _platform_processes import Server, build_platform
 
+from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom.cli import main
 from cleanroom.crypto import BatchEngine, get_suite
 from cleanroom.errors import WrongSession
@@ -38,7 +39,6 @@ from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import Mode
 from cleanroom.protocol import AdvertiserResult, AdvertiserRole
 from cleanroom.service import tls
-from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
 from cleanroom.service.status import ERROR_NAME_KEY
 from cleanroom.store import sessions
 from cleanroom.store.database import open_database

@@ -46,6 +46,8 @@ from _platform_processes import (
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from cleanroom._proto.v1 import matcher_pb2 as pb
+from cleanroom._proto.v1 import matcher_pb2_grpc as pb_grpc
 from cleanroom.crypto import BatchEngine, get_suite
 from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import check_session, load_policy, parse_policy
@@ -57,8 +59,6 @@ from cleanroom.protocol import (
     read_open_session,
 )
 from cleanroom.service import tls
-from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
-from cleanroom.service._generated.cleanroom.v1 import matcher_pb2_grpc as pb_grpc
 from cleanroom.service.admission import AdmissionLimits
 from cleanroom.service.server import PlatformServer, ServerOptions
 from cleanroom.service.status import ERROR_NAME_KEY

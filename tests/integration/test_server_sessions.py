@@ -26,6 +26,8 @@ from _platform_processes import build_platform
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from cleanroom._proto.v1 import matcher_pb2 as pb
+from cleanroom._proto.v1 import matcher_pb2_grpc as pb_grpc
 from cleanroom.cli import main
 from cleanroom.crypto import BatchEngine, get_suite
 from cleanroom.errors import InvalidInput, PolicyRefused
@@ -33,8 +35,6 @@ from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import Mode, load_policy
 from cleanroom.protocol import AdvertiserResult, AdvertiserRole, ProgressFactory
 from cleanroom.service import tls
-from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
-from cleanroom.service._generated.cleanroom.v1 import matcher_pb2_grpc as pb_grpc
 from cleanroom.service.client import PlatformClient
 from cleanroom.service.server import PlatformServer, ServerOptions
 from cleanroom.service.servicer import INTERNAL_ERROR_DETAILS

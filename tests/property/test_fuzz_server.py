@@ -55,13 +55,13 @@ from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
+from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom.cli import main
 from cleanroom.crypto import BatchEngine, get_suite
 from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import Mode, policy_from_mapping
 from cleanroom.protocol import AdvertiserRole
 from cleanroom.service import tls
-from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
 from cleanroom.service.admission import AdmissionLimits
 from cleanroom.service.server import PlatformServer, ServerOptions
 from cleanroom.service.status import ERROR_NAME_KEY

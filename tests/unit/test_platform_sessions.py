@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom.crypto import BatchEngine, get_suite
 from cleanroom.errors import (
     BudgetExhausted,
@@ -19,7 +20,6 @@ from cleanroom.errors import (
 from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import Mode, parse_policy
 from cleanroom.protocol import AdvertiserRole
-from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
 from cleanroom.service.epoch_summary import EpochSummaryCache
 from cleanroom.service.platform_sessions import MatchSession, PlatformSessions
 from cleanroom.store import audit, consent, epochs, sessions, users

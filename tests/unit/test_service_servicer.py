@@ -5,8 +5,8 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom.errors import InvalidMessage
-from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
 from cleanroom.service.servicer import (
     MatcherServicer,
     Undecodable,

@@ -67,6 +67,7 @@ from tqdm import tqdm
 
 from cleanroom._files import write_atomically
 from cleanroom._output import NEUTRALIZED_CSV_HELP, printable, quoted
+from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom.advertiser import (
     FIELDS,
     MatchReport,
@@ -108,7 +109,6 @@ from cleanroom.protocol import (
     check_policy_info,
     session_terms,
 )
-from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
 from cleanroom.service.client import DEFAULT_MATCH_TIMEOUT, PlatformClient, parse_server_address
 
 __all__ = ["register", "run_match"]

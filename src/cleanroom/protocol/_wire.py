@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterator
 import numpy as np
 from numpy.typing import NDArray
 
+from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom.errors import InvalidElement, InvalidMessage, LimitExceeded, WrongSession
 from cleanroom.policy import Mode
 from cleanroom.protocol._constants import MAX_CHUNK_BYTES, SESSION_ID_SIZE
-from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
 
 __all__ = [
     "ChunkReceiver",

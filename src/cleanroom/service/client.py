@@ -31,6 +31,7 @@ from typing import Final
 # Typed by types-grpcio when it is installed; the ignore keeps mypy quiet when it is not.
 import grpc  # type: ignore[import-untyped, unused-ignore]
 
+from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom._signing import AUDIT_PUBLIC_KEY_FILE, read_public_key
 from cleanroom.errors import (
     CleanroomError,
@@ -40,7 +41,6 @@ from cleanroom.errors import (
     ReceiptInvalid,
 )
 from cleanroom.protocol import PROTOCOL_VERSION, AdvertiserResult, AdvertiserRole
-from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
 from cleanroom.service.status import ERROR_NAME_KEY, error_from_status
 from cleanroom.service.tls import channel_credentials, is_loopback
 

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom.crypto import BatchEngine
 from cleanroom.errors import (
     CleanroomError,
@@ -48,7 +49,6 @@ from cleanroom.protocol import (
     policy_info,
     read_open_session,
 )
-from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
 from cleanroom.service.epoch_summary import EpochSummaryCache
 from cleanroom.service.unopened import UnopenedStreams
 from cleanroom.store import audit, sessions

@@ -19,9 +19,9 @@ from typing import Any, Final, NoReturn, TypeVar
 import grpc
 from google.protobuf.message import Message
 
+from cleanroom._proto.v1 import matcher_pb2 as pb
+from cleanroom._proto.v1 import matcher_pb2_grpc as pb_grpc
 from cleanroom.errors import CleanroomError, DeadlineExceeded, InvalidMessage, OutOfOrder
-from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as pb
-from cleanroom.service._generated.cleanroom.v1 import matcher_pb2_grpc as pb_grpc
 from cleanroom.service.admission import Admission, AdmissionLimits, first_message
 from cleanroom.service.platform_sessions import MatchSession, PlatformSessions
 from cleanroom.service.status import ERROR_NAME_KEY, status_for

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from cleanroom.service._generated.cleanroom.v1 import matcher_pb2 as cleanroom_dot_v1_dot_matcher__pb2
+from cleanroom._proto.v1 import matcher_pb2 as cleanroom_dot_v1_dot_matcher__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

@@ -1,1 +1,0 @@
-"""Generated code: do not edit; run scripts/gen_proto.py."""
