@@ -49,8 +49,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cleanroom.crypto import BatchEngine, _h2c25519, backend_info, default_engine, get_suite  # noqa: E402
 from cleanroom.crypto import h2c as h2c_common  # noqa: E402
 from cleanroom.crypto.x25519 import ENV_VAR, ifma_problem  # noqa: E402
+from cleanroom.demo import generate_people, messy_email, messy_phone  # noqa: E402
 from cleanroom.identifiers import normalize_batch  # noqa: E402
-from cleanroom.synthetic import generate_people, messy_email, messy_phone  # noqa: E402
 
 RAW_ROWS = 100_000
 

@@ -159,7 +159,7 @@ def canonical_emails(count: int, seed: int) -> list[str]:
     The generator draws people one after another from one seeded stream, so the first k emails
     of a longer list are the emails of a shorter one: every size uses a prefix of one list.
     """
-    from cleanroom.synthetic import generate_people
+    from cleanroom.demo import generate_people
 
     return [person.email for person in generate_people(count, seed)]
 
@@ -231,7 +231,7 @@ def write_inputs(
 
 def messy_email_of(email: str, rng: random.Random) -> str:
     """A spelling of ``email`` as people type it (case, spaces, Gmail dots and tags)."""
-    from cleanroom.synthetic import messy_email
+    from cleanroom.demo import messy_email
 
     return messy_email(email, rng)
 

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from cleanroom.cli import main
+from cleanroom.demo import Person, messy_email
 from cleanroom.store import sessions
 from cleanroom.store.database import open_database
-from cleanroom.synthetic import Person, messy_email
 
 TIMEOUT = 120.0
 """Seconds any single CLI call or wait may take before the test fails (a hang, not slowness)."""

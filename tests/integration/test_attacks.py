@@ -34,6 +34,7 @@ from _platform_processes import Server, build_platform
 from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom.cli import main
 from cleanroom.crypto import BatchEngine, get_suite
+from cleanroom.demo import Person, generate_people
 from cleanroom.errors import WrongSession
 from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import Mode
@@ -43,7 +44,6 @@ from cleanroom.service.status import ERROR_NAME_KEY
 from cleanroom.store import sessions
 from cleanroom.store.database import open_database
 from cleanroom.store.eligibility import DEFAULT_PERMITTED_SOURCES, NEVER_PERMITTED_SOURCES
-from cleanroom.synthetic import Person, generate_people
 
 TIMEOUT = 60.0
 EPOCH_ID = 1

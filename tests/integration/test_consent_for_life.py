@@ -45,13 +45,13 @@ from _platform_processes import (
 
 from cleanroom.cli import main
 from cleanroom.crypto import BatchEngine, get_suite
+from cleanroom.demo import Person, generate_people
 from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import Mode
 from cleanroom.protocol import AdvertiserRole
 from cleanroom.service import tls
 from cleanroom.store import audit
 from cleanroom.store.database import open_database
-from cleanroom.synthetic import Person, generate_people
 
 TIMEOUT = 60.0
 SUITE_ID = "x25519-sha512-ell2-ro"

@@ -38,6 +38,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cleanroom.cli import main
 from cleanroom.crypto import BatchEngine, get_suite
+from cleanroom.demo import Person, generate_people
 from cleanroom.errors import InvalidInput, TlsConfigError
 from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import Mode, load_policy
@@ -47,7 +48,6 @@ from cleanroom.service.dashboard import DashboardOptions
 from cleanroom.service.server import PlatformServer, ServerOptions
 from cleanroom.store.database import open_database
 from cleanroom.store.history import EligibilitySample, eligibility_samples
-from cleanroom.synthetic import Person, generate_people
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 

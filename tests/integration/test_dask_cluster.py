@@ -35,11 +35,11 @@ from numpy.typing import NDArray
 
 from cleanroom.crypto import SUITE_IDS, BatchEngine, get_suite
 from cleanroom.crypto.suites import Suite
+from cleanroom.demo import generate_people
 from cleanroom.errors import ClusterUnreachable, InvalidElement
 from cleanroom.identifiers.messages import hash_message, normalized_digest
 from cleanroom.store import epochs
 from cleanroom.store.database import open_database
-from cleanroom.synthetic import generate_people
 
 distributed = pytest.importorskip("distributed")
 from cleanroom.crypto.cluster import CLUSTER_CHUNK_SIZE, DaskExecutor  # noqa: E402

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from cleanroom.cli import demo, main
-from cleanroom.demo_scenario import DEFAULT_SEED, DemoScenario, generate_scenario
+from cleanroom.cli import main
+from cleanroom.demo import DEFAULT_SEED, DemoScenario, generate_scenario
+from cleanroom.demo import _run as demo_run
 
 USERS = 3_000
 RECORDS = 1_200
@@ -193,7 +194,7 @@ def test_a_result_that_differs_from_the_truth_exits_1_saying_mismatch(
         truth = dataclasses.replace(scenario.truth, count=scenario.truth.count + 1)
         return dataclasses.replace(scenario, truth=truth)
 
-    monkeypatch.setattr(demo, "generate_scenario", off_by_one)
+    monkeypatch.setattr(demo_run, "generate_scenario", off_by_one)
     code = main(
         ["demo", "--workdir", str(tmp_path / "demo"), "--users", "1000", "--records", "400"]
     )
@@ -210,7 +211,7 @@ def test_a_result_that_differs_from_the_truth_exits_1_saying_mismatch(
 def test_a_server_that_cannot_start_fails_the_demo_naming_the_step(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(demo, "_EXACT_POLICY", "epsilon_per_release = -1.0\n")
+    monkeypatch.setattr(demo_run, "_EXACT_POLICY", "epsilon_per_release = -1.0\n")
     code = main(["demo", "--workdir", str(tmp_path / "demo"), "--users", "200", "--records", "100"])
     out, _ = capsys.readouterr()
     assert code == 1

@@ -48,9 +48,9 @@ from _platform_processes import (
     write_customer_list,
 )
 
+from cleanroom.demo import generate_people
 from cleanroom.store.database import open_database
 from cleanroom.store.epochs import current_epoch
-from cleanroom.synthetic import generate_people
 
 # The platform is large enough that a session stays open for about a second with one worker
 # (the client encrypts all of V), which is the window the faults are injected in.

@@ -49,6 +49,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom._proto.v1 import matcher_pb2_grpc as pb_grpc
 from cleanroom.crypto import BatchEngine, get_suite
+from cleanroom.demo import Person, generate_people
 from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import check_session, load_policy, parse_policy
 from cleanroom.protocol import (
@@ -64,7 +65,6 @@ from cleanroom.service.server import PlatformServer, ServerOptions
 from cleanroom.service.status import ERROR_NAME_KEY
 from cleanroom.store import audit, sessions
 from cleanroom.store.database import open_database
-from cleanroom.synthetic import Person, generate_people
 
 SUITE_ID = "x25519-sha512-ell2-ro"
 PEOPLE = 300

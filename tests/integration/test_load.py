@@ -27,7 +27,7 @@ from _platform_processes import (
     write_customer_list,
 )
 
-from cleanroom.synthetic import Person, generate_people
+from cleanroom.demo import Person, generate_people
 
 ADVERTISERS = [f"adv{i}" for i in range(8)]
 MODES = ("count", "audience", "ids")

@@ -34,13 +34,13 @@ from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom._proto.v1 import matcher_pb2_grpc as pb_grpc
 from cleanroom.cli import main
 from cleanroom.crypto import DEFAULT_SUITE_ID, get_suite
+from cleanroom.demo import Person, generate_people, messy_email, messy_phone
 from cleanroom.errors import CleanroomError, StoreError
 from cleanroom.identifiers import normalize_batch
 from cleanroom.policy import Policy, check_session, policy_from_mapping
 from cleanroom.protocol import PlatformInputs, PlatformRole, policy_info, read_open_session
 from cleanroom.service import tls
 from cleanroom.service.status import ERROR_NAME_KEY, status_for
-from cleanroom.synthetic import Person, generate_people, messy_email, messy_phone
 
 PLATFORM_PEOPLE = 300
 ADVERTISER_PEOPLE = 200

@@ -23,13 +23,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cleanroom.cli import main
 from cleanroom.crypto import BatchEngine, get_suite
+from cleanroom.demo import Person, generate_people
 from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import Mode
 from cleanroom.protocol import AdvertiserRole
 from cleanroom.service import tls
 from cleanroom.store import audit, sessions
 from cleanroom.store.database import open_database
-from cleanroom.synthetic import Person, generate_people
 
 TIMEOUT = 30.0
 POLICY = "epsilon_per_release = 0.0\nmin_upload_records = 100\nmin_reported_count = 10\n"

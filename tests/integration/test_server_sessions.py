@@ -30,6 +30,7 @@ from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom._proto.v1 import matcher_pb2_grpc as pb_grpc
 from cleanroom.cli import main
 from cleanroom.crypto import BatchEngine, get_suite
+from cleanroom.demo import Person, generate_people
 from cleanroom.errors import InvalidInput, PolicyRefused
 from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import Mode, load_policy
@@ -41,7 +42,6 @@ from cleanroom.service.servicer import INTERNAL_ERROR_DETAILS
 from cleanroom.service.status import ERROR_NAME_KEY
 from cleanroom.store import audit, sessions
 from cleanroom.store.database import open_database
-from cleanroom.synthetic import Person, generate_people
 
 TIMEOUT = 60.0
 PLATFORM_PEOPLE = 1200

@@ -58,6 +58,7 @@ from hypothesis.errors import InvalidArgument
 from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom.cli import main
 from cleanroom.crypto import BatchEngine, get_suite
+from cleanroom.demo import Person, generate_people
 from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import Mode, policy_from_mapping
 from cleanroom.protocol import AdvertiserRole
@@ -67,7 +68,6 @@ from cleanroom.service.server import PlatformServer, ServerOptions
 from cleanroom.service.status import ERROR_NAME_KEY
 from cleanroom.store import audit, sessions
 from cleanroom.store.database import open_database
-from cleanroom.synthetic import Person, generate_people
 
 _OVERRIDE = int(os.environ.get("CLEANROOM_FUZZ_EXAMPLES", "0"))
 

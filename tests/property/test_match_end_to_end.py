@@ -43,10 +43,10 @@ from hypothesis import strategies as st
 
 from cleanroom.cli import main
 from cleanroom.crypto import BatchEngine
+from cleanroom.demo import generate_people, messy_email, messy_phone
 from cleanroom.policy import policy_from_mapping
 from cleanroom.service.server import PlatformServer, ServerOptions
 from cleanroom.store.audit_key import AUDIT_KEY_ENV
-from cleanroom.synthetic import generate_people, messy_email, messy_phone
 
 Identifier = tuple[str, str]  # (kind, canonical value)
 

@@ -34,7 +34,7 @@ def test_match_imports_neither_the_platform_nor_the_demo() -> None:
         "cleanroom.cli.platform",
         "cleanroom.cli.demo",
         "cleanroom.service.server",
-        "cleanroom.demo_scenario",
+        "cleanroom.demo",
     }
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cleanroom.advertiser import parse_marketing_consent
-from cleanroom.demo_scenario import (
+from cleanroom.demo import (
     ADVERTISER_COLUMNS,
     MIN_RECORDS,
     MIN_USERS,

@@ -6,8 +6,8 @@ import random
 
 import phonenumbers
 
+from cleanroom.demo import generate_people, messy_email, messy_phone
 from cleanroom.identifiers import normalize_batch
-from cleanroom.synthetic import generate_people, messy_email, messy_phone
 
 
 def test_generation_is_reproducible_and_distinct() -> None:

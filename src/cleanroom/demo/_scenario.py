@@ -34,8 +34,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
+from cleanroom.demo._synthetic import Person, generate_people, messy_email, messy_phone
 from cleanroom.errors import InvalidInput
-from cleanroom.synthetic import Person, generate_people, messy_email, messy_phone
 
 __all__ = [
     "ADVERTISER_COLUMNS",
