@@ -28,11 +28,11 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from cleanroom import tls
 from cleanroom.crypto import get_suite
 from cleanroom.identifiers import NORMALIZATION_VERSION
 from cleanroom.protocol import PROTOCOL_VERSION
 from cleanroom.protocol._wire import pb, rows_per_chunk
-from cleanroom.service import tls
 
 _MATCH = "/cleanroom.v1.Matcher/Match"
 _SUITE = get_suite("x25519-sha512-ell2-ro")

@@ -209,7 +209,7 @@ def poll_health(
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from cleanroom.service import tls
+    from cleanroom import tls
 
     request = health_pb2.HealthCheckRequest(service="cleanroom.v1.Matcher")
     origin = time.perf_counter()

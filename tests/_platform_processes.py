@@ -361,7 +361,7 @@ class HealthPoller:
         import grpc
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-        from cleanroom.service import tls
+        from cleanroom import tls
 
         checks = serving = during = 0
         failures: list[str] = []

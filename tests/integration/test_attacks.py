@@ -31,6 +31,7 @@ import pytest
 from _match_stream import MatchStream, run_role
 from _platform_processes import Server, build_platform
 
+from cleanroom import tls
 from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom.cli import main
 from cleanroom.crypto import BatchEngine, get_suite
@@ -38,9 +39,7 @@ from cleanroom.demo import Person, generate_people
 from cleanroom.errors import WrongSession
 from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import Mode
-from cleanroom.protocol import AdvertiserResult, AdvertiserRole
-from cleanroom.service import tls
-from cleanroom.service.status import ERROR_NAME_KEY
+from cleanroom.protocol import ERROR_NAME_KEY, AdvertiserResult, AdvertiserRole
 from cleanroom.store import sessions
 from cleanroom.store.database import open_database
 from cleanroom.store.eligibility import DEFAULT_PERMITTED_SOURCES, NEVER_PERMITTED_SOURCES

@@ -43,13 +43,13 @@ from _platform_processes import (
     wait_until,
 )
 
+from cleanroom import tls
 from cleanroom.cli import main
 from cleanroom.crypto import BatchEngine, get_suite
 from cleanroom.demo import Person, generate_people
 from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import Mode
 from cleanroom.protocol import AdvertiserRole
-from cleanroom.service import tls
 from cleanroom.store import audit
 from cleanroom.store.database import open_database
 

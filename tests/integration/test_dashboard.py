@@ -36,6 +36,7 @@ from _platform_processes import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from cleanroom import tls
 from cleanroom.cli import main
 from cleanroom.crypto import BatchEngine, get_suite
 from cleanroom.demo import Person, generate_people
@@ -43,7 +44,6 @@ from cleanroom.errors import InvalidInput, TlsConfigError
 from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import Mode, load_policy
 from cleanroom.protocol import AdvertiserRole
-from cleanroom.service import tls
 from cleanroom.service.dashboard import DashboardOptions
 from cleanroom.service.server import PlatformServer, ServerOptions
 from cleanroom.store.database import open_database

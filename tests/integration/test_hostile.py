@@ -46,6 +46,7 @@ from _platform_processes import (
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from cleanroom import tls
 from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom._proto.v1 import matcher_pb2_grpc as pb_grpc
 from cleanroom.crypto import BatchEngine, get_suite
@@ -53,16 +54,15 @@ from cleanroom.demo import Person, generate_people
 from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import check_session, load_policy, parse_policy
 from cleanroom.protocol import (
+    ERROR_NAME_KEY,
     PROTOCOL_VERSION,
     PlatformInputs,
     PlatformRole,
     policy_info,
     read_open_session,
 )
-from cleanroom.service import tls
 from cleanroom.service.admission import AdmissionLimits
 from cleanroom.service.server import PlatformServer, ServerOptions
-from cleanroom.service.status import ERROR_NAME_KEY
 from cleanroom.store import audit, sessions
 from cleanroom.store.database import open_database
 

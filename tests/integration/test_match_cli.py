@@ -29,6 +29,7 @@ import grpc  # type: ignore[import-untyped, unused-ignore]
 import numpy as np
 import pytest
 
+from cleanroom import tls
 from cleanroom._output import spreadsheet_cell
 from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom._proto.v1 import matcher_pb2_grpc as pb_grpc
@@ -38,9 +39,14 @@ from cleanroom.demo import Person, generate_people, messy_email, messy_phone
 from cleanroom.errors import CleanroomError, StoreError
 from cleanroom.identifiers import normalize_batch
 from cleanroom.policy import Policy, check_session, policy_from_mapping
-from cleanroom.protocol import PlatformInputs, PlatformRole, policy_info, read_open_session
-from cleanroom.service import tls
-from cleanroom.service.status import ERROR_NAME_KEY, status_for
+from cleanroom.protocol import (
+    ERROR_NAME_KEY,
+    PlatformInputs,
+    PlatformRole,
+    policy_info,
+    read_open_session,
+    status_for,
+)
 
 PLATFORM_PEOPLE = 300
 ADVERTISER_PEOPLE = 200

@@ -21,13 +21,13 @@ from _platform_processes import Server
 from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from cleanroom import tls
 from cleanroom.cli import main
 from cleanroom.crypto import BatchEngine, get_suite
 from cleanroom.demo import Person, generate_people
 from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import Mode
 from cleanroom.protocol import AdvertiserRole
-from cleanroom.service import tls
 from cleanroom.store import audit, sessions
 from cleanroom.store.database import open_database
 

@@ -26,20 +26,19 @@ from _platform_processes import build_platform
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from cleanroom import tls
 from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom._proto.v1 import matcher_pb2_grpc as pb_grpc
+from cleanroom.advertiser import PlatformClient
 from cleanroom.cli import main
 from cleanroom.crypto import BatchEngine, get_suite
 from cleanroom.demo import Person, generate_people
 from cleanroom.errors import InvalidInput, PolicyRefused
 from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import Mode, load_policy
-from cleanroom.protocol import AdvertiserResult, AdvertiserRole, ProgressFactory
-from cleanroom.service import tls
-from cleanroom.service.client import PlatformClient
+from cleanroom.protocol import ERROR_NAME_KEY, AdvertiserResult, AdvertiserRole, ProgressFactory
 from cleanroom.service.server import PlatformServer, ServerOptions
 from cleanroom.service.servicer import INTERNAL_ERROR_DETAILS
-from cleanroom.service.status import ERROR_NAME_KEY
 from cleanroom.store import audit, sessions
 from cleanroom.store.database import open_database
 

@@ -1,7 +1,7 @@
 """mTLS over a real gRPC server on port 0: who gets in, and who the server thinks they are.
 
 The server has one unary method that answers with the caller's advertiser name, read by
-:func:`cleanroom.service.tls.advertiser_from_auth_context`. Every refused client below fails
+:func:`cleanroom.tls.advertiser_from_auth_context`. Every refused client below fails
 with ``UNAVAILABLE``, not ``UNAUTHENTICATED``: the TLS handshake rejects it before any call
 reaches the server, so gRPC reports that it could not connect (with TLS 1.3 the client even
 finishes its side first and then sees the server close the socket). That the handler never ran
@@ -21,9 +21,9 @@ from typing import Any
 import grpc  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
+from cleanroom import tls
 from cleanroom.errors import CleanroomError
-from cleanroom.service import tls
-from cleanroom.service.status import status_for
+from cleanroom.protocol import status_for
 
 METHOD = "/cleanroom.test.v1.Identity/WhoAmI"
 TIMEOUT = 10.0

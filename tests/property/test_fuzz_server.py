@@ -55,17 +55,16 @@ from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
+from cleanroom import tls
 from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom.cli import main
 from cleanroom.crypto import BatchEngine, get_suite
 from cleanroom.demo import Person, generate_people
 from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import Mode, policy_from_mapping
-from cleanroom.protocol import AdvertiserRole
-from cleanroom.service import tls
+from cleanroom.protocol import ERROR_NAME_KEY, AdvertiserRole
 from cleanroom.service.admission import AdmissionLimits
 from cleanroom.service.server import PlatformServer, ServerOptions
-from cleanroom.service.status import ERROR_NAME_KEY
 from cleanroom.store import audit, sessions
 from cleanroom.store.database import open_database
 

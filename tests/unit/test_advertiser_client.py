@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from cleanroom.advertiser import PlatformClient, ServerAddress, parse_server_address
 from cleanroom.errors import InvalidInput, TlsConfigError
-from cleanroom.service.client import PlatformClient, ServerAddress, parse_server_address
 
 
 @pytest.mark.parametrize(

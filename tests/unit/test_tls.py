@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from cleanroom import tls
 from cleanroom.errors import CleanroomError, InvalidInput, TlsConfigError, Unauthenticated
-from cleanroom.service import tls
 
 NOW = datetime.datetime.now(datetime.UTC)
 

@@ -5,7 +5,7 @@
     customers = read_customer_list(path, column_mapping={"email": "Email"})   # before any network
     prepared = prepare_list(customers, default_region="US", prehashed={"email"})
     role = AdvertiserRole(suite, mode, prepared.messages, prepared.record_ids)
-    ...                                    # cleanroom.service.client runs the session
+    ...                                    # PlatformClient runs the session
     write_matched_rows(path, out, result.matched_record_ids)                  # ids mode
 
 Rows without marketing consent are dropped while reading, before any identifier of theirs is
@@ -15,6 +15,13 @@ reason (:class:`ListProblem`).
 
 from __future__ import annotations
 
+from cleanroom.advertiser._client import (
+    DEFAULT_MATCH_TIMEOUT,
+    POLICY_TIMEOUT,
+    PlatformClient,
+    ServerAddress,
+    parse_server_address,
+)
 from cleanroom.advertiser._consent import CONSENT_NO, CONSENT_YES, parse_marketing_consent
 from cleanroom.advertiser._listfile import (
     CONSENT_FIELD,
@@ -34,17 +41,22 @@ __all__ = [
     "CONSENT_FIELD",
     "CONSENT_NO",
     "CONSENT_YES",
+    "DEFAULT_MATCH_TIMEOUT",
     "EXAMPLES_PER_REASON",
     "FIELDS",
+    "POLICY_TIMEOUT",
     "REASONS",
     "RECORD_ID_FIELD",
     "CustomerList",
     "ListProblem",
     "MatchReport",
+    "PlatformClient",
     "PreparedList",
+    "ServerAddress",
     "check_output_path",
     "parse_column_mapping",
     "parse_marketing_consent",
+    "parse_server_address",
     "prepare_list",
     "read_customer_list",
     "summarize_problems",

@@ -79,8 +79,8 @@ def dask_scheduler_address(text: str) -> str:
     machine, as ``--insecure`` is for the platform's own service.
     """
     # Imported here: the service layer's modules are not needed to build the parser.
-    from cleanroom.service.client import parse_server_address
-    from cleanroom.service.tls import is_loopback
+    from cleanroom.advertiser import parse_server_address
+    from cleanroom.tls import is_loopback
 
     scheme, separator, rest = text.strip().partition("://")
     if not separator or scheme not in ("tls", "tcp"):

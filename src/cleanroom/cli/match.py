@@ -69,10 +69,13 @@ from cleanroom._files import write_atomically
 from cleanroom._output import NEUTRALIZED_CSV_HELP, printable, quoted
 from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom.advertiser import (
+    DEFAULT_MATCH_TIMEOUT,
     FIELDS,
     MatchReport,
+    PlatformClient,
     check_output_path,
     parse_column_mapping,
+    parse_server_address,
     prepare_list,
     read_customer_list,
     write_matched_rows,
@@ -109,7 +112,6 @@ from cleanroom.protocol import (
     check_policy_info,
     session_terms,
 )
-from cleanroom.service.client import DEFAULT_MATCH_TIMEOUT, PlatformClient, parse_server_address
 
 __all__ = ["register", "run_match"]
 

@@ -36,6 +36,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
+from cleanroom import tls
 from cleanroom._output import NEUTRALIZED_CSV_HELP, csv_writer, printable
 from cleanroom.cli._args import (
     add_dask_scheduler_option,
@@ -48,7 +49,6 @@ from cleanroom.cli.platform_service import register_service_commands
 from cleanroom.crypto import DEFAULT_SUITE_ID, SUITE_IDS, default_engine
 from cleanroom.errors import ImportFailed
 from cleanroom.identifiers import KINDS
-from cleanroom.service import tls
 from cleanroom.store import audit, audit_key, consent, epochs, importer, sources, status, users
 from cleanroom.store.csvfile import RowRejection, parse_column_mapping
 from cleanroom.store.database import init_database, open_database

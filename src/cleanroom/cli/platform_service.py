@@ -41,6 +41,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from cleanroom import tls
 from cleanroom._output import printable
 from cleanroom._signing import AUDIT_PUBLIC_KEY_FILE
 from cleanroom.cli._args import (
@@ -55,7 +56,6 @@ from cleanroom.cli._logging import add_log_options, configure_logging
 from cleanroom.errors import InvalidInput
 from cleanroom.policy import load_policy
 from cleanroom.service import server as platform_server
-from cleanroom.service import tls
 from cleanroom.service.admission import AdmissionLimits
 from cleanroom.service.audience_sweep import DEFAULT_SWEEP_INTERVAL
 from cleanroom.service.dashboard import DashboardOptions

@@ -31,14 +31,24 @@ from cleanroom.protocol._policy_info import (
     session_terms,
 )
 from cleanroom.protocol._receipt import Receipt, issue_receipt, read_receipt
+from cleanroom.protocol._status import (
+    ERROR_NAME_KEY,
+    ERROR_STATUS,
+    STATUS_ERROR,
+    error_from_status,
+    status_for,
+)
 from cleanroom.protocol._wire import ProgressFactory, mode_from_wire, mode_to_wire
 
 __all__ = [
     "DEFAULT_MAX_PLATFORM_SET_SIZE",
+    "ERROR_NAME_KEY",
+    "ERROR_STATUS",
     "MAX_CHUNK_BYTES",
     "PROTOCOL_VERSION",
     "RECORD_TAG_SIZE",
     "SESSION_ID_SIZE",
+    "STATUS_ERROR",
     "AdvertiserResult",
     "AdvertiserRole",
     "PlatformInputs",
@@ -50,6 +60,7 @@ __all__ = [
     "SessionTerms",
     "check_advertiser_set_size",
     "check_policy_info",
+    "error_from_status",
     "issue_receipt",
     "mode_from_wire",
     "mode_to_wire",
@@ -58,4 +69,5 @@ __all__ = [
     "read_receipt",
     "run_locally",
     "session_terms",
+    "status_for",
 ]

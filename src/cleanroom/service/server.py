@@ -27,11 +27,11 @@ from typing import Final, TextIO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped, unused-ignore]
 
+from cleanroom import tls
 from cleanroom.crypto import BatchEngine, default_engine
 from cleanroom.errors import InvalidInput, ListenFailed
 from cleanroom.policy import Policy
 from cleanroom.protocol import MAX_CHUNK_BYTES
-from cleanroom.service import tls
 from cleanroom.service.admission import (
     DEFAULT_MAX_SESSIONS,
     Admission,

@@ -22,9 +22,9 @@ from google.protobuf.message import Message
 from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom._proto.v1 import matcher_pb2_grpc as pb_grpc
 from cleanroom.errors import CleanroomError, DeadlineExceeded, InvalidMessage, OutOfOrder
+from cleanroom.protocol import ERROR_NAME_KEY, status_for
 from cleanroom.service.admission import Admission, AdmissionLimits, first_message
 from cleanroom.service.platform_sessions import MatchSession, PlatformSessions
-from cleanroom.service.status import ERROR_NAME_KEY, status_for
 
 __all__ = [
     "INTERNAL_ERROR_DETAILS",
@@ -121,7 +121,7 @@ def abort_with_status(context: grpc.ServicerContext, error: BaseException) -> No
     """End the call with the status for ``error``: the one place errors become statuses.
 
     A :class:`~cleanroom.errors.CleanroomError` sends its message and its class name (trailing
-    metadata :data:`~cleanroom.service.status.ERROR_NAME_KEY`). The platform's own failures
+    metadata :data:`~cleanroom.protocol.ERROR_NAME_KEY`). The platform's own failures
     (``INTERNAL``: its database, its files, a bug) are logged here and reach the client only as
     :data:`INTERNAL_ERROR_DETAILS`, never with a traceback, a path or a key.
     """

@@ -32,9 +32,9 @@ from cryptography import x509
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from cleanroom import tls
 from cleanroom.errors import CleanroomError, InvalidInput, ListenFailed, TlsConfigError
 from cleanroom.policy import Policy
-from cleanroom.service import tls
 from cleanroom.service.dashboard.metrics import build_registry
 from cleanroom.service.dashboard.pages import render_dashboard
 from cleanroom.service.dashboard.snapshot import SnapshotSource

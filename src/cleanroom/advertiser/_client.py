@@ -40,9 +40,14 @@ from cleanroom.errors import (
     ProtocolError,
     ReceiptInvalid,
 )
-from cleanroom.protocol import PROTOCOL_VERSION, AdvertiserResult, AdvertiserRole
-from cleanroom.service.status import ERROR_NAME_KEY, error_from_status
-from cleanroom.service.tls import channel_credentials, is_loopback
+from cleanroom.protocol import (
+    ERROR_NAME_KEY,
+    PROTOCOL_VERSION,
+    AdvertiserResult,
+    AdvertiserRole,
+    error_from_status,
+)
+from cleanroom.tls import channel_credentials, is_loopback
 
 __all__ = [
     "DEFAULT_MATCH_TIMEOUT",

@@ -1,4 +1,4 @@
-"""Mutual TLS for the platform service: a local CA, its server and advertiser certificates.
+"""Mutual TLS between the parties: a local CA, its server and advertiser certificates.
 
 ``cleanroom platform init`` creates a private CA and a server certificate in a ``tls`` folder
 beside the database (:func:`default_tls_dir`); ``cleanroom platform issue-cert`` gives each

@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 from cleanroom import errors
-from cleanroom.service.status import (
+from cleanroom.protocol import (
     ERROR_NAME_KEY,
     ERROR_STATUS,
     STATUS_ERROR,
