@@ -39,6 +39,7 @@ from numpy.typing import NDArray
 
 from cleanroom._output import quoted
 from cleanroom.crypto import BatchEngine, default_engine
+from cleanroom.crypto.permutation import random_permutation
 from cleanroom.crypto.suites import Suite
 from cleanroom.errors import (
     InvalidElement,
@@ -54,7 +55,6 @@ from cleanroom.protocol._constants import MAX_CHUNK_BYTES, PROTOCOL_VERSION, REC
 from cleanroom.protocol._policy_info import SessionTerms
 from cleanroom.protocol._receipt import Receipt, read_receipt
 from cleanroom.protocol._rows import find_duplicate, match_rows
-from cleanroom.protocol._shuffle import random_permutation
 from cleanroom.protocol._wire import (
     ChunkReceiver,
     ProgressFactory,
