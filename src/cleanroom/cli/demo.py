@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
+from cleanroom.cli import EXIT_FAILURE, EXIT_OK
 from cleanroom.demo import (
     DEFAULT_RECORDS,
     DEFAULT_SEED,
@@ -57,4 +59,16 @@ def register(subparsers: Any) -> None:
         type=int,
         help="processes for hashing and encryption in each command (default: all CPUs)",
     )
-    parser.set_defaults(run=run_demo)
+    parser.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """``cleanroom demo``: 0 only if every exact check held."""
+    held = run_demo(
+        users=args.users,
+        records=args.records,
+        seed=args.seed,
+        workdir=args.workdir,
+        workers=args.workers,
+    )
+    return EXIT_OK if held else EXIT_FAILURE

@@ -12,13 +12,12 @@ the advertiser's signed receipt offline, verifies the signed audit log against i
 server (also on an error or Ctrl-C: it is never left running).
 
 Output: the story on stdout, one numbered step at a time with its key figures and timing; the
-subcommands' progress bars go to stderr. Exit 0 when every exact check held, 1 otherwise (with a
-``MISMATCH`` line per failed check, or ``FAILED`` naming the step that broke).
+subcommands' progress bars go to stderr. The result is whether every exact check held (a
+``MISMATCH`` line per failed check, or ``FAILED`` naming the step that broke, when not).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import re
@@ -31,12 +30,16 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any, Final
 
 from cleanroom.crypto import DEFAULT_SUITE_ID, get_suite
 from cleanroom.demo._scenario import (
+    DEFAULT_RECORDS,
+    DEFAULT_SEED,
+    DEFAULT_USERS,
     MIN_RECORDS,
     MIN_USERS,
     DemoScenario,
@@ -75,35 +78,63 @@ _SAMPLES: Final = (
 )
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    """Run the demo; return the exit code (0 only if every exact check held).
+@dataclass(frozen=True)
+class _Options:
+    users: int
+    records: int
+    seed: int
+    workdir: Path
+    workers: int | None
+
+
+def run_demo(
+    *,
+    users: int = DEFAULT_USERS,
+    records: int = DEFAULT_RECORDS,
+    seed: int = DEFAULT_SEED,
+    workdir: Path = DEFAULT_WORKDIR,
+    workers: int | None = None,
+) -> bool:
+    """Run the demo, printing its story on stdout; return whether every exact check held.
+
+    Args:
+        users: platform users to generate (at least :data:`MIN_USERS`).
+        records: advertiser records to generate (at least :data:`MIN_RECORDS`).
+        seed: seed of the synthetic data.
+        workdir: folder for everything the demo makes; emptied first if a demo made it.
+        workers: processes for hashing and encryption in each command; ``None``: all CPUs.
+
+    Returns:
+        ``True`` if every result equals the ground truth, ``False`` if a check failed or a step
+        broke (the story says which).
 
     Raises:
-        InvalidInput: a size below its minimum, or a ``--workdir`` that is not the demo's.
+        InvalidInput: a size below its minimum, or a ``workdir`` that is not the demo's.
     """
-    if args.users < MIN_USERS or args.records < MIN_RECORDS:
+    if users < MIN_USERS or records < MIN_RECORDS:
         raise InvalidInput(
             f"the demo needs at least {MIN_USERS} users and {MIN_RECORDS} records "
-            f"(got --users {args.users}, --records {args.records})"
+            f"(got {users} users and {records} records)"
         )
-    if args.workers is not None and args.workers < 1:
-        raise InvalidInput(f"--workers must be positive, not {args.workers}")
-    wiped = _prepare_workdir(args.workdir)
+    if workers is not None and workers < 1:
+        raise InvalidInput(f"the number of workers must be positive, not {workers}")
+    options = _Options(users, records, seed, Path(workdir), workers)
+    wiped = _prepare_workdir(options.workdir)
     with _sigterm_interrupts():
-        demo = _Demo(args, _Story())
+        demo = _Demo(options, _Story())
         print(
             "cleanroom demo: an ad platform and an advertiser match consented identifiers by "
             "private set\nintersection (ECDH), end to end with the real commands, and every "
             "result is compared\nwith the plaintext ground truth."
         )
         note = " (wiped: it held a previous demo run)" if wiped else ""
-        print(f"work directory: {args.workdir}{note}")
+        print(f"work directory: {options.workdir}{note}")
         try:
             return demo.run()
         except DemoFailed as exc:
             print(f"\nFAILED: {exc}", flush=True)
-            print(f"   the servers' logs, if any: {args.workdir / 'server-*.log'}")
-            return 1
+            print(f"   the servers' logs, if any: {options.workdir / 'server-*.log'}")
+            return False
 
 
 # -- the work directory and signals ------------------------------------------------------------
@@ -334,11 +365,11 @@ def _n(value: int | None) -> str:
 
 
 class _Demo:
-    def __init__(self, args: argparse.Namespace, story: _Story) -> None:
-        self.args = args
+    def __init__(self, options: _Options, story: _Story) -> None:
+        self.options = options
         self.story = story
-        self.commands = _Commands(args.workers)
-        workdir: Path = args.workdir
+        self.commands = _Commands(options.workers)
+        workdir = options.workdir
         self.workdir = workdir
         self.db = workdir / "platform.db"
         self.platform_csv = workdir / "platform.csv"
@@ -348,11 +379,11 @@ class _Demo:
         self.receipt = workdir / "receipt-audience.json"
         self.results: dict[tuple[str, str], dict[str, Any]] = {}
 
-    def run(self) -> int:
+    def run(self) -> bool:
         story = self.story
         with story.step("The core in brief: normalization and hash to curve (DESIGN §4-5)"):
             self.core()
-        with story.step(f"Generate both sides' data (seed {self.args.seed})"):
+        with story.step(f"Generate both sides' data (seed {self.options.seed})"):
             scenario = self.generate()
         truth = scenario.truth
         with story.step("Platform: create the database, its key folders and its TLS identity"):
@@ -446,7 +477,7 @@ class _Demo:
         )
 
     def generate(self) -> DemoScenario:
-        scenario = generate_scenario(self.args.users, self.args.records, self.args.seed)
+        scenario = generate_scenario(self.options.users, self.options.records, self.options.seed)
         scenario.write_platform_csv(self.platform_csv)
         scenario.write_advertiser_csv(self.customers_csv)
         truth = scenario.truth
@@ -639,7 +670,7 @@ class _Demo:
 
     # -- the end ----------------------------------------------------------------------------------
 
-    def summary(self, scenario: DemoScenario, noisy: bool) -> int:
+    def summary(self, scenario: DemoScenario, noisy: bool) -> bool:
         truth = scenario.truth
         story = self.story
         print("\nSummary")
@@ -660,9 +691,9 @@ class _Demo:
             print(f"\nMISMATCH: {len(story.mismatches)} check(s) failed:")
             for text in story.mismatches:
                 print(f"   - {text}")
-            return 1
+            return False
         print(
             "\nOK: the exact (epsilon 0) results equal the ground truth, and no two_factor or "
             "recovery identifier matched."
         )
-        return 0
+        return True
