@@ -29,6 +29,9 @@ CLI, the gRPC adapter) catches one base. Errors caused by bad input also derive 
     ├── Unauthenticated                    the caller's identity could not be established
     ├── PermissionDenied                   the caller is known but may not do this
     ├── TlsConfigError                     TLS files missing, unreadable, mismatched or unsafe
+    ├── PlatformError                      the platform refused or failed a session (`error`: why)
+    │   ├── PlatformRefused                its policy, a limit, the budget, identity, a bad request
+    │   └── PlatformFailed                 it failed on its side, or sent what the client rejects
     ├── PlatformUnreachable                the platform cannot be reached or did not answer in time
     ├── ListenFailed                       the server cannot listen on the address it was given
     ├── SessionAborted                     a match session was aborted before it completed
@@ -36,6 +39,11 @@ CLI, the gRPC adapter) catches one base. Errors caused by bad input also derive 
     ├── DemoFailed                         a step of `cleanroom demo` failed (a command, a check)
     ├── ClusterUnreachable                 the Dask cluster is unreachable, workerless, or failed
     └── BackendUnavailable                 the X25519 backend asked for cannot run on this machine
+
+The advertiser's side raises a :class:`PlatformError` for everything that comes from the
+platform rather than from its own input, with the platform's own error (rebuilt from the call's
+status) as its ``error`` attribute, so a caller tells "fix my list" (:class:`InvalidInput`) from
+"the platform said no" (:class:`PlatformRefused`) by the class alone.
 
 Messages never contain key material: an error names the row, the field and the reason.
 """
@@ -63,6 +71,9 @@ __all__ = [
     "NotOurDatabase",
     "OutOfOrder",
     "PermissionDenied",
+    "PlatformError",
+    "PlatformFailed",
+    "PlatformRefused",
     "PlatformUnreachable",
     "PolicyRefused",
     "ProtocolError",
@@ -232,6 +243,36 @@ class TlsConfigError(CleanroomError):
 
     The message names the file and what to do; it never contains key material.
     """
+
+
+class PlatformError(CleanroomError):
+    """The platform refused or failed a session or a call (raised on the advertiser's side).
+
+    Attributes:
+        error: the error behind it: the one the platform raised, rebuilt from the call's status
+            (e.g. :class:`BudgetExhausted`), or the one this client raised on what the platform
+            sent or published (e.g. :class:`InvalidElement`).
+    """
+
+    def __init__(self, message: str, error: CleanroomError) -> None:
+        self.error = error
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[type[PlatformError], tuple[str, CleanroomError]]:
+        return (type(self), (str(self), self.error))
+
+
+class PlatformRefused(PlatformError):
+    """The platform refuses the session as asked: its policy (a mode not allowed, a list too
+    small or too large, no session left today, the budget, no common suite or version), the
+    caller's identity, or a request it found invalid. Raised as well, before anything is hashed,
+    when the policy the platform published already says so."""
+
+
+class PlatformFailed(PlatformError):
+    """The platform failed the session on its side (its database, a bug: the details stay
+    there), or sent what this client must reject (an invalid element, a message out of order,
+    no result): the session is cancelled and nothing is released."""
 
 
 class PlatformUnreachable(CleanroomError):

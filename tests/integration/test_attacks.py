@@ -284,7 +284,8 @@ def test_differencing_attack_spends_the_budget_and_the_next_session_is_refused(
     sessions_before = len(ledger(platform, "differ"))
     code, _, err = cli_match(capsys, platform, "differ", list_l_victim, "count")
     assert code == 1
-    assert "error: a release costs epsilon 0.5, only 0 of the budget is left" in err
+    assert "error: the platform's policy refuses the session: a release costs epsilon 0.5" in err
+    assert "only 0 of the budget is left" in err
     assert len(ledger(platform, "differ")) == sessions_before
 
     # ... and by the server, in either releasing mode, for a client that skips that check.

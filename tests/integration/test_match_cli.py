@@ -33,10 +33,19 @@ from cleanroom import tls
 from cleanroom._output import spreadsheet_cell
 from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom._proto.v1 import matcher_pb2_grpc as pb_grpc
+from cleanroom.advertiser import Advertiser
 from cleanroom.cli import main
 from cleanroom.crypto import DEFAULT_SUITE_ID, get_suite
 from cleanroom.demo import Person, generate_people, messy_email, messy_phone
-from cleanroom.errors import CleanroomError, StoreError
+from cleanroom.errors import (
+    CleanroomError,
+    InvalidElement,
+    InvalidInput,
+    PlatformFailed,
+    PlatformRefused,
+    PolicyRefused,
+    StoreError,
+)
 from cleanroom.identifiers import normalize_batch
 from cleanroom.policy import Policy, check_session, policy_from_mapping
 from cleanroom.protocol import (
@@ -420,6 +429,38 @@ def test_invalid_platform_data_cancels_the_session_and_exits_1(
     assert out == ""
     assert "error: the platform sent invalid data: element at row 0: platform set V" in err
     assert len(world.platform.sessions) == sessions  # nothing was released
+
+
+def test_the_library_raises_what_the_platform_refused_or_failed_as_its_error(
+    world: World,
+) -> None:
+    # The same three cases through cleanroom.advertiser.Advertiser: a caller tells them apart
+    # by class, and reads the platform's own error from .error, never from __cause__.
+    with Advertiser(f"localhost:{world.port}", world.acme_tls) as advertiser:
+        world.platform.another_session_open = True
+        try:
+            with pytest.raises(PlatformRefused, match="already has a session open") as refused:
+                advertiser.match(world.advertiser_csv, mode="count")
+        finally:
+            world.platform.another_session_open = False
+        assert type(refused.value.error) is PolicyRefused
+        world.platform.fail_with = StoreError("the database is locked")
+        try:
+            with pytest.raises(PlatformFailed, match="the platform failed: the database") as failed:
+                advertiser.match(world.advertiser_csv, mode="count")
+        finally:
+            world.platform.fail_with = None
+        assert type(failed.value.error) is StoreError
+        world.platform.corrupt_v = True
+        try:
+            with pytest.raises(PlatformFailed, match="the platform sent invalid data") as invalid:
+                advertiser.match(world.advertiser_csv, mode="count")
+        finally:
+            world.platform.corrupt_v = False
+        assert isinstance(invalid.value.error, InvalidElement)
+        assert not isinstance(invalid.value, InvalidInput)  # not the caller's bad input
+        report = advertiser.match(world.advertiser_csv, mode="count")  # the channel still works
+    assert report.count == len(world.truth_rows)
 
 
 def test_session_past_its_deadline_is_a_clear_error(

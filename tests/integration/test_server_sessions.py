@@ -33,7 +33,7 @@ from cleanroom.advertiser import PlatformClient
 from cleanroom.cli import main
 from cleanroom.crypto import BatchEngine, get_suite
 from cleanroom.demo import Person, generate_people
-from cleanroom.errors import InvalidInput, PolicyRefused
+from cleanroom.errors import InvalidInput, PlatformRefused, PolicyRefused
 from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import Mode, load_policy
 from cleanroom.protocol import ERROR_NAME_KEY, AdvertiserResult, AdvertiserRole, ProgressFactory
@@ -277,7 +277,7 @@ def test_the_platform_client_opens_first_and_hashes_while_the_session_runs(world
     records, _ = truth(world, world.customers)
     hashed_on: set[str] = set()
 
-    def progress(phase: str, total: int) -> Callable[[int], object]:
+    def progress(phase: str, total: int | None) -> Callable[[int], object]:
         def update(done: int) -> None:
             if phase == "hash and encrypt list":
                 hashed_on.add(threading.current_thread().name)
@@ -300,7 +300,7 @@ def test_a_refused_session_stops_the_hashing_it_started(world: World) -> None:
     refused_seen = threading.Event()
     chunks_done: list[int] = []
 
-    def progress(phase: str, total: int) -> Callable[[int], object]:
+    def progress(phase: str, total: int | None) -> Callable[[int], object]:
         def update(done: int) -> None:
             chunks_done.append(done)
             refused_seen.wait(TIMEOUT)  # hold the first chunk until the refusal has arrived
@@ -316,9 +316,10 @@ def test_a_refused_session_stops_the_hashing_it_started(world: World) -> None:
     )
     with (
         PlatformClient(f"localhost:{world.port}", tls_dir=world.root / "beta") as client,
-        pytest.raises(PolicyRefused, match="mode 'ids' is not allowed"),
+        pytest.raises(PlatformRefused, match="mode 'ids' is not allowed") as refused,
     ):
         client.match(role)
+    assert type(refused.value.error) is PolicyRefused
     refused_seen.set()
     with pytest.raises(CancelledError, match="abandoned"):
         role.encrypt_list()  # waits for the hashing thread, then raises what stopped it

@@ -11,6 +11,7 @@ from cleanroom.advertiser import (
     check_output_path,
     parse_column_mapping,
     read_customer_list,
+    read_customer_rows,
     write_matched_rows,
 )
 from cleanroom.errors import ImportFailed
@@ -239,3 +240,77 @@ def test_output_path_checks(tmp_path: Path) -> None:
         check_output_path(tmp_path, path)
     with pytest.raises(ImportFailed, match="does not exist"):
         check_output_path(tmp_path / "no" / "out.csv", path)
+
+
+# --- rows given in memory ----------------------------------------------------------------------
+
+
+def test_rows_in_memory_are_read_as_the_same_file_would_be(tmp_path: Path) -> None:
+    text = (
+        HEADER
+        + "r1,a@example.com,,,yes\n"
+        + "r2,b@example.com,,,no\n"
+        + "r3,,(415) 555-2671,,\n"
+        + "r4,d@example.com,+14155552672,,TRUE\n"
+        + "r4,e@example.com,,,yes\n"
+    )
+    from_file = read_customer_list(_write(tmp_path, text))
+    with (tmp_path / "list.csv").open(encoding="utf-8", newline="") as f:
+        from_rows = read_customer_rows(csv.DictReader(f))
+    assert from_rows.path is None
+    assert from_rows.header == from_file.header
+    for name in ("records_read", "without_consent", "rows", "identifiers"):
+        assert getattr(from_rows, name) == getattr(from_file, name), name
+    # Positions from 1 where the file has line numbers (its header is line 1).
+    assert from_rows.lines == [line - 1 for line in from_file.lines]
+    assert [(p.row, p.reason) for p in from_rows.problems] == [(5, "duplicate_record_id")]
+
+
+def test_values_in_memory_are_read_as_text() -> None:
+    rows = [
+        {"record_id": 1, "email": "a@example.com", "marketing_consent": True},
+        {"record_id": 2, "email": None, "marketing_consent": 1},
+        {"record_id": 3.5, "email": "c@example.com", "marketing_consent": False},
+        {"record_id": 4, "marketing_consent": "yes"},  # a column left out: an empty cell
+    ]
+    customers = read_customer_rows(iter(rows))
+    assert customers.header == ("record_id", "email", "marketing_consent")
+    assert (customers.records_read, customers.without_consent) == (4, 1)
+    assert customers.rows == [0, 1, 3]
+    assert customers.identifiers == {"email": ["a@example.com", "", ""]}
+
+
+def test_a_column_the_first_row_lacks_makes_a_malformed_row() -> None:
+    rows = [
+        {"email": "a@example.com", "marketing_consent": "yes"},
+        {"email": "b@example.com", "marketing_consent": "yes", "phone": "4155552671"},
+    ]
+    customers = read_customer_rows(rows)
+    assert customers.rows == [0]
+    assert [(p.row, p.reason, p.detail) for p in customers.problems] == [
+        (2, "malformed_row", "3 fields, the header has 2")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([], "the rows given: none"),
+        ([["a@example.com", "yes"]], "row 1 is a list, not a mapping"),
+        ([{"email": "a@example.com", "marketing_consent": "yes"}, "x"], "row 2 is a str"),
+        ([{1: "a@example.com", "marketing_consent": "yes"}], "column name that is not text"),
+        ([{"email": b"a@example.com", "marketing_consent": "yes"}], "column 'email': a bytes"),
+        ([{"record_id": "1", "marketing_consent": "yes"}], "the rows given: no identifier"),
+    ],
+)
+def test_rows_in_memory_that_cannot_be_read_are_refused(rows: list[object], message: str) -> None:
+    with pytest.raises(ImportFailed, match=message):
+        read_customer_rows(rows)  # type: ignore[arg-type]
+
+
+def test_a_mapping_of_an_unknown_field_or_kind_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, HEADER + "r1,a@example.com,,,yes\n")
+    with pytest.raises(ImportFailed, match="unknown field 'mail'"):
+        read_customer_list(path, column_mapping={"mail": "email"})
+    with pytest.raises(ImportFailed, match="unknown identifier kind 'ssn'"):
+        read_customer_rows([{"email": "a@example.com"}], prehashed={"ssn"})

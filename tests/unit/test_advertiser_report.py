@@ -55,7 +55,7 @@ def test_summary_counts_every_problem_and_keeps_a_few_examples() -> None:
 
 
 def test_json_object_has_the_documented_fields() -> None:
-    data = json.loads(json.dumps(_report().as_dict()))
+    data = json.loads(json.dumps(_report().to_dict()))
     assert data["mode"] == "count"
     assert data["count"] is None
     assert data["reported_as"] == "fewer than 100"
@@ -103,4 +103,4 @@ def test_text_report_in_ids_mode_says_where_the_rows_went() -> None:
     assert "matched customers (exact): 120 (exact: ids mode)" in text
     assert "matched rows:        121, written to matched.csv" in text
     assert "(no noise: test deployment)" in text
-    assert report.as_dict()["out"] == "matched.csv"
+    assert report.to_dict()["out"] == "matched.csv"

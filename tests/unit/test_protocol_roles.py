@@ -337,7 +337,7 @@ def test_an_abandoned_role_does_not_hash_its_list() -> None:
 def test_abandoning_stops_the_hashing_after_the_chunk_it_is_on() -> None:
     adv: AdvertiserRole
 
-    def progress(phase: str, total: int) -> Callable[[int], object]:
+    def progress(phase: str, total: int | None) -> Callable[[int], object]:
         return lambda done: adv.abandon()  # the session fails while the first chunk is done
 
     messages = [email(f"user{i}@x.com") for i in range(12)]

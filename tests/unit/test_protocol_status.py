@@ -78,6 +78,14 @@ def test_errors_with_structured_fields_come_back_as_their_parent_with_the_text()
     assert str(back) == "element at row 7: small-order point"
 
 
+@pytest.mark.parametrize("name", ["PlatformError", "PlatformRefused", "PlatformFailed"])
+def test_client_side_names_sent_by_a_server_come_back_as_a_plain_error(name: str) -> None:
+    # These take (message, error): a hostile server naming one must not crash the client.
+    back = error_from_status(Code.INTERNAL, "it failed", name)
+    assert type(back) is errors.CleanroomError
+    assert str(back) == "it failed"
+
+
 def test_unknown_or_missing_names_fall_back_to_the_code() -> None:
     for code, cls in STATUS_ERROR.items():
         assert type(error_from_status(code, "x")) is cls

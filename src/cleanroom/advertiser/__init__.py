@@ -1,11 +1,17 @@
-"""The advertiser's side of a match: its customer list, made ready for the protocol.
+"""The advertiser's side of a match: its customer list, the platform's client, the report.
 
-::
+:class:`Advertiser` is the whole workflow as a library (``cleanroom match`` is a thin wrapper)::
+
+    with Advertiser("platform.example:50051", "acme-tls") as advertiser:
+        report = advertiser.match("customers.csv", mode="count")
+        print(report.reported_as, report.to_dict())
+
+The steps it takes are public too, for callers that drive the protocol themselves::
 
     customers = read_customer_list(path, column_mapping={"email": "Email"})   # before any network
     prepared = prepare_list(customers, default_region="US", prehashed={"email"})
     role = AdvertiserRole(suite, mode, prepared.messages, prepared.record_ids)
-    ...                                    # PlatformClient runs the session
+    result = PlatformClient(address, tls_dir=tls_dir).match(role)
     write_matched_rows(path, out, result.matched_record_ids)                  # ids mode
 
 Rows without marketing consent are dropped while reading, before any identifier of theirs is
@@ -15,10 +21,12 @@ reason (:class:`ListProblem`).
 
 from __future__ import annotations
 
+from cleanroom.advertiser._advertiser import Advertiser, ListSource
 from cleanroom.advertiser._client import (
     DEFAULT_MATCH_TIMEOUT,
     POLICY_TIMEOUT,
     PlatformClient,
+    PolicyCall,
     ServerAddress,
     parse_server_address,
 )
@@ -31,6 +39,7 @@ from cleanroom.advertiser._listfile import (
     check_output_path,
     parse_column_mapping,
     read_customer_list,
+    read_customer_rows,
     write_matched_rows,
 )
 from cleanroom.advertiser._prepare import PreparedList, prepare_list
@@ -47,10 +56,13 @@ __all__ = [
     "POLICY_TIMEOUT",
     "REASONS",
     "RECORD_ID_FIELD",
+    "Advertiser",
     "CustomerList",
     "ListProblem",
+    "ListSource",
     "MatchReport",
     "PlatformClient",
+    "PolicyCall",
     "PreparedList",
     "ServerAddress",
     "check_output_path",
@@ -59,6 +71,7 @@ __all__ = [
     "parse_server_address",
     "prepare_list",
     "read_customer_list",
+    "read_customer_rows",
     "summarize_problems",
     "write_matched_rows",
 ]

@@ -5,15 +5,21 @@ loopback only), asks for the policy, and relays the Match stream::
 
     address = parse_server_address("platform.example:50051")
     with PlatformClient(address, tls_dir=Path("acme-tls")) as client:
-        info = client.get_policy()
+        asked = client.ask_policy()                 # in flight while the list is read
+        ...
+        info = asked.result()
         ...                                         # check_policy_info, hash the list
         result = client.match(role)
 
 Outgoing messages go through a queue read by gRPC's own sending thread, so U and W go out
 while V is still arriving: the platform sends all of V before it reads anything, and a client
-that stopped reading to send would deadlock against it. A failed call becomes the
-:class:`~cleanroom.errors.CleanroomError` the platform raised (status code plus the class name
-in the ``cleanroom-error`` trailer), raised ``from`` the ``grpc.RpcError``.
+that stopped reading to send would deadlock against it.
+
+What the platform refuses or fails raises :class:`~cleanroom.errors.PlatformRefused` or
+:class:`~cleanroom.errors.PlatformFailed`, whose ``error`` is the error the platform raised
+(rebuilt from the status code and the class name in the ``cleanroom-error`` trailer); what the
+role rejects in the platform's messages raises ``PlatformFailed`` with the role's error. Nothing
+the platform sends surfaces as this side's :class:`~cleanroom.errors.InvalidInput`.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import dataclasses
 import ipaddress
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +43,9 @@ from cleanroom._signing import AUDIT_PUBLIC_KEY_FILE, read_public_key
 from cleanroom.errors import (
     CleanroomError,
     InvalidInput,
+    PlatformError,
+    PlatformFailed,
+    PlatformRefused,
     PlatformUnreachable,
     ProtocolError,
     ReceiptInvalid,
@@ -53,6 +63,7 @@ __all__ = [
     "DEFAULT_MATCH_TIMEOUT",
     "POLICY_TIMEOUT",
     "PlatformClient",
+    "PolicyCall",
     "ServerAddress",
     "parse_server_address",
 ]
@@ -70,6 +81,19 @@ _SERVICE = pb.DESCRIPTOR.services_by_name["Matcher"]
 # Built from the proto's descriptor, so the method paths are defined once, in the .proto.
 _GET_POLICY_PATH: Final = f"/{_SERVICE.full_name}/{_SERVICE.methods_by_name['GetPolicy'].name}"
 _MATCH_PATH: Final = f"/{_SERVICE.full_name}/{_SERVICE.methods_by_name['Match'].name}"
+
+# Statuses by which the platform refuses a call (the caller may act on it); any other status
+# means that it failed on its side.
+_REFUSED: Final = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.DEADLINE_EXCEEDED,  # the platform's: this client sent nothing in time
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -204,13 +228,18 @@ class PlatformClient:
 
         Raises:
             PlatformUnreachable: the platform cannot be reached or did not answer in time.
-            CleanroomError: the platform refused the call (the error it raised).
+            PlatformError: the platform refused or failed the call.
+        """
+        return self.ask_policy().result()
+
+    def ask_policy(self) -> PolicyCall:
+        """Start the GetPolicy call and return at once (see :meth:`get_policy`).
+
+        The caller does other work meanwhile (reading its list) and takes the answer with
+        :meth:`PolicyCall.result`, or gives up on it with :meth:`PolicyCall.cancel`.
         """
         request = pb.PolicyRequest(protocol_version=PROTOCOL_VERSION)
-        try:
-            return self._get_policy(request, timeout=POLICY_TIMEOUT)
-        except grpc.RpcError as exc:
-            raise self._error(exc, POLICY_TIMEOUT, session=False) from exc
+        return PolicyCall(self, self._get_policy.future(request, timeout=POLICY_TIMEOUT))
 
     def match(self, role: AdvertiserRole) -> AdvertiserResult:
         """Run one session: relay messages between ``role`` and the platform until the result.
@@ -232,8 +261,9 @@ class PlatformClient:
                 completed and was charged: its result is not to be trusted).
             PlatformUnreachable: the platform cannot be reached or the session ran past its
                 deadline.
-            CleanroomError: the platform refused or failed the session (the error it raised),
-                or the role refused what the platform sent (the call is then cancelled).
+            PlatformRefused: the platform refused the session.
+            PlatformFailed: the platform failed the session, or the role rejected what it sent
+                (the call is then cancelled).
         """
         outgoing: queue.SimpleQueue[Iterator[pb.ClientMessage] | None] = queue.SimpleQueue()
         # gRPC reads this generator from its own thread, where the U stream hashes the list. A
@@ -251,7 +281,13 @@ class PlatformClient:
         ).start()
         try:
             for message in call:
-                outgoing.put(role.handle(message))
+                try:
+                    replies = role.handle(message)
+                except ReceiptInvalid:
+                    raise  # the session completed and was charged: its own error says so
+                except CleanroomError as exc:
+                    raise _rejected(exc) from exc
+                outgoing.put(replies)
                 if role.finished:
                     outgoing.put(None)  # after the Close: the stream's half-close
         except grpc.RpcError as exc:
@@ -266,7 +302,7 @@ class PlatformClient:
             if role.result is None:
                 role.abandon()  # the session failed: stop hashing the list
         if role.result is None:
-            raise ProtocolError("the platform ended the session without sending a result")
+            raise _rejected(ProtocolError("the session ended without a result"))
         return self._check_receipt(role.result)
 
     def _check_receipt(self, result: AdvertiserResult) -> AdvertiserResult:
@@ -320,7 +356,57 @@ class PlatformClient:
                 f"the platform at {self.address} did not answer within {timeout:g} s"
                 + ("; a large list may need a longer --timeout" if session else "")
             )
-        return error_from_status(code, details, error_name)
+        return _from_platform(code, error_from_status(code, details, error_name))
+
+
+class PolicyCall:
+    """A GetPolicy call in flight (:meth:`PlatformClient.ask_policy`)."""
+
+    def __init__(self, client: PlatformClient, future: grpc.Future[pb.PolicyInfo]) -> None:
+        self._client = client
+        self._future = future
+        self._started = time.perf_counter()
+        self._done_at: float | None = None
+        self.seconds: float | None = None
+        """The call's own duration, once :meth:`result` has returned or raised."""
+        future.add_done_callback(self._note_done)
+
+    def _note_done(self, _future: grpc.Future[pb.PolicyInfo]) -> None:
+        self._done_at = time.perf_counter()
+
+    def result(self) -> pb.PolicyInfo:
+        """Wait for the answer and return it.
+
+        Raises:
+            PlatformUnreachable: the platform cannot be reached or did not answer in time.
+            PlatformError: the platform refused or failed the call.
+        """
+        try:
+            info: pb.PolicyInfo = self._future.result()
+        except grpc.RpcError as exc:
+            raise self._client._error(exc, POLICY_TIMEOUT, session=False) from exc
+        finally:
+            self.seconds = (self._done_at or time.perf_counter()) - self._started
+        return info
+
+    def cancel(self) -> None:
+        """Give up on the call (nothing is waited for)."""
+        self._future.cancel()
+
+
+def _from_platform(code: grpc.StatusCode, error: CleanroomError) -> PlatformError:
+    """What the platform's error, rebuilt from a failed call, raises on this side."""
+    refused = code in _REFUSED
+    text = str(error)
+    if not text.startswith("the platform"):
+        text = f"the platform {'refused' if refused else 'failed'}: {text}"
+    return (PlatformRefused if refused else PlatformFailed)(text, error)
+
+
+def _rejected(error: CleanroomError) -> PlatformFailed:
+    """What the role's refusal of a message from the platform raises: the platform's failure."""
+    what = "sent invalid data" if isinstance(error, InvalidInput) else "broke the protocol"
+    return PlatformFailed(f"the platform {what}: {error}", error)
 
 
 def _encrypt_quietly(role: AdvertiserRole) -> None:

@@ -1,10 +1,11 @@
 """Reading the advertiser's customer list, and writing back the rows that matched (DESIGN §10).
 
-The list is a CSV file with one row per customer; by default its columns are
+The list is a CSV file with one row per customer (or the same rows given in memory as mappings,
+:func:`read_customer_rows`); by default its columns are
 ``record_id,email,phone,maid,marketing_consent`` (names compared case-insensitively, mappable
 with ``FIELD=NAME``). ``marketing_consent`` is required and at least one identifier column must
-be present; ``record_id`` is optional and, when present, must be unique. The whole file is read
-and checked before any connection is made, so a file that cannot be used fails at once.
+be present; ``record_id`` is optional and, when present, must be unique. The whole list is read
+and checked before the session opens, so a list that cannot be used fails at once.
 
 Rows without marketing consent are counted and dropped here, before any of their identifiers
 is even looked at.
@@ -14,10 +15,11 @@ from __future__ import annotations
 
 import codecs
 import csv
+import itertools
 import os
 import re
 import secrets
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +42,7 @@ __all__ = [
     "check_output_path",
     "parse_column_mapping",
     "read_customer_list",
+    "read_customer_rows",
     "write_matched_rows",
 ]
 
@@ -50,14 +53,17 @@ FIELDS: Final = (RECORD_ID_FIELD, *KINDS, CONSENT_FIELD)
 
 _PROGRESS_EVERY = 10_000
 
+# What error messages call a list given in memory, where a file's would name its path.
+_IN_MEMORY: Final = "the rows given"
+
 
 @dataclass(frozen=True, eq=False)
 class CustomerList:
     """The consenting, well-formed records of a list, with what was dropped and why.
 
     Attributes:
-        path: the file.
-        header: the header row as read.
+        path: the file; ``None`` for rows given in memory.
+        header: the header row as read (for rows in memory: the first row's keys).
         columns: field -> column name as in the header, for every field present.
         records_read: data rows in the file (blank lines are not rows).
         without_consent: rows dropped because they carry no marketing consent.
@@ -65,12 +71,13 @@ class CustomerList:
             order.
         rows: for each kept record, its position among the file's data rows (0-based); this is
             the record's id in the session and what :func:`write_matched_rows` takes.
-        lines: for each kept record, its line number in the file.
+        lines: for each kept record, its line number in the file (for rows in memory: its
+            position, from 1).
         identifiers: kind -> the cell of that column for each kept record (``rows`` order), for
             each identifier column present.
     """
 
-    path: Path
+    path: Path | None
     header: tuple[str, ...]
     columns: Mapping[str, str]
     records_read: int
@@ -134,14 +141,14 @@ def read_customer_list(
             column that was mapped or marked pre-hashed.
     """
     path = Path(path)
-    mapping = dict(column_mapping or {})
+    mapping = _checked_mapping(column_mapping, prehashed)
     with _open_rows(path) as reader:
         try:
             header = next(reader, None)
             if not header or not any(name.strip() for name in header):
                 raise ImportFailed(f"{path} is empty: expected a header row")
             indexes = _map_columns(path, header, mapping, prehashed)
-            return _read_records(path, reader, tuple(header), indexes, progress)
+            return _read_records(path, _data_rows(reader), tuple(header), indexes, progress)
         except UnicodeDecodeError as exc:
             raise ImportFailed(_not_utf8_message(path)) from exc
         except csv.Error as exc:
@@ -150,9 +157,106 @@ def read_customer_list(
             ) from exc
 
 
+def read_customer_rows(
+    rows: Iterable[Mapping[str, object]],
+    *,
+    column_mapping: Mapping[str, str] | None = None,
+    prehashed: Collection[str] = (),
+    progress: Callable[[int], object] | None = None,
+) -> CustomerList:
+    """Read and check a list given in memory, as :func:`read_customer_list` reads a file.
+
+    Each row maps column names to values (``{"email": ..., "marketing_consent": True}``). The
+    first row's keys are the columns; a later row may leave a column out (an empty cell), but
+    not add one (a malformed row). Values are read as the text a CSV file would hold: ``None``
+    as an empty cell, ``True``/``False`` as yes/no, numbers in decimal. A problem names the row
+    by its position, from 1.
+
+    Args:
+        rows: the rows, each a mapping of column name -> value; read once, in order.
+        column_mapping: field -> column name, where the column is not named like the field.
+        prehashed: identifier kinds whose column holds SHA-256 digests; each must be present.
+        progress: called with the number of rows just read, for a progress bar.
+
+    Returns:
+        The kept records, the count of rows without consent, and the rows dropped as unusable.
+
+    Raises:
+        ImportFailed: no rows, a row that is not a mapping, a value that is not text, a number,
+            a bool or ``None``, or columns as :func:`read_customer_list` refuses them.
+    """
+    mapping = _checked_mapping(column_mapping, prehashed)
+    given = iter(rows)
+    first = next(given, None)
+    if first is None:
+        raise ImportFailed(f"{_IN_MEMORY}: none; expected mappings of column name -> value")
+    header = tuple(_row_keys(first, 1))
+    indexes = _map_columns(_IN_MEMORY, header, mapping, prehashed)
+    cells = _mapping_rows(header, itertools.chain([first], given))
+    return _read_records(None, cells, header, indexes, progress)
+
+
+def _checked_mapping(
+    column_mapping: Mapping[str, str] | None, prehashed: Collection[str]
+) -> dict[str, str]:
+    mapping = dict(column_mapping or {})
+    for name in mapping:
+        if name not in FIELDS:
+            raise ImportFailed(
+                f"column mapping: unknown field {name!r} (fields: {', '.join(FIELDS)})"
+            )
+    for kind in prehashed:
+        if kind not in KINDS:
+            raise ImportFailed(
+                f"pre-hashed: unknown identifier kind {kind!r} (kinds: {', '.join(KINDS)})"
+            )
+    return mapping
+
+
+def _row_keys(row: object, line: int) -> list[str]:
+    if not isinstance(row, Mapping):
+        raise ImportFailed(
+            f"{_IN_MEMORY}: row {line} is a {type(row).__name__}, not a mapping of column "
+            "name -> value"
+        )
+    keys = list(row)
+    for key in keys:
+        if not isinstance(key, str):
+            raise ImportFailed(f"{_IN_MEMORY}: row {line} has a column name that is not text")
+    return keys
+
+
+def _mapping_rows(
+    header: tuple[str, ...], rows: Iterable[object]
+) -> Iterator[tuple[int, int, list[str]]]:
+    """Yield (position, position from 1, cells in header order) as :func:`_data_rows` does."""
+    columns = frozenset(header)
+    for ordinal, row in enumerate(rows):
+        line = ordinal + 1
+        keys = _row_keys(row, line)
+        assert isinstance(row, Mapping)  # checked by _row_keys
+        cells = [_cell(row.get(name), line, name) for name in header]
+        # A column the first row lacks makes the row longer than the header: a malformed row.
+        cells += [_cell(row[key], line, key) for key in keys if key not in columns]
+        yield ordinal, line, cells
+
+
+def _cell(value: object, line: int, column: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise ImportFailed(
+        f"{_IN_MEMORY}: row {line}, column {column!r}: a {type(value).__name__} value; give "
+        "text, a number, a bool or None"
+    )
+
+
 def _read_records(
-    path: Path,
-    reader: Reader,
+    path: Path | None,
+    data_rows: Iterator[tuple[int, int, list[str]]],
     header: tuple[str, ...],
     indexes: Mapping[str, int],
     progress: Callable[[int], object] | None,
@@ -169,7 +273,7 @@ def _read_records(
     first_line_of_id: dict[str, int] = {}
     without_consent = 0
     records = 0
-    for ordinal, line, cells in _data_rows(reader):
+    for ordinal, line, cells in data_rows:
         records += 1
         if progress is not None and records % _PROGRESS_EVERY == 0:
             progress(_PROGRESS_EVERY)
@@ -216,8 +320,13 @@ def _read_records(
     )
 
 
-def check_output_path(out: Path, list_path: Path) -> None:
-    """Check, before any work, that the matched rows can be written to ``out``.
+def check_output_path(out: Path, list_path: Path | None) -> None:
+    """Check, before any work, that a file can be written to ``out``.
+
+    Args:
+        out: the file to write.
+        list_path: the list being read, which must not be overwritten (``None``: rows given in
+            memory).
 
     Raises:
         ImportFailed: ``out`` is the input file, a directory, or in a folder that does not
@@ -225,7 +334,12 @@ def check_output_path(out: Path, list_path: Path) -> None:
     """
     if out.exists() and out.is_dir():
         raise ImportFailed(f"output {out} is a directory; give a file name")
-    if out.exists() and list_path.exists() and out.resolve() == list_path.resolve():
+    if (
+        list_path is not None
+        and out.exists()
+        and list_path.exists()
+        and out.resolve() == list_path.resolve()
+    ):
         raise ImportFailed(f"output {out} is the input list; give another file name")
     if not out.parent.is_dir():
         raise ImportFailed(f"cannot write {out}: folder {out.parent} does not exist")
@@ -347,7 +461,7 @@ def _open_rows(path: Path) -> Iterator[Reader]:
 
 
 def _map_columns(
-    path: Path, header: Sequence[str], mapping: Mapping[str, str], prehashed: Collection[str]
+    path: Path | str, header: Sequence[str], mapping: Mapping[str, str], prehashed: Collection[str]
 ) -> dict[str, int]:
     position: dict[str, int] = {}
     for at, name in enumerate(header):

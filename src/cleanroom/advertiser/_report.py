@@ -10,12 +10,14 @@ from typing import Any, Final
 
 from cleanroom.advertiser._problems import REASONS, ListProblem
 from cleanroom.policy import Mode
-from cleanroom.protocol._receipt import Receipt
+from cleanroom.protocol import Receipt
 
 __all__ = ["EXAMPLES_PER_REASON", "MatchReport", "summarize_problems"]
 
 EXAMPLES_PER_REASON: Final = 3
 """How many example rows the report shows per rejection reason."""
+
+_IN_MEMORY: Final = "the rows given"
 
 
 def summarize_problems(
@@ -42,12 +44,12 @@ def summarize_problems(
 
 @dataclass(frozen=True)
 class MatchReport:
-    """What one ``cleanroom match`` run read, sent and learned.
+    """What one match (:meth:`Advertiser.match`, ``cleanroom match``) read, sent and learned.
 
     Attributes:
         mode: the session's mode.
         server: the platform's address.
-        input: the list file.
+        input: the list file; ``None`` for rows given in memory.
         suite_id: the session's ciphersuite.
         epoch_id: the platform's key epoch.
         platform_set_size: N, the platform's eligible identifiers.
@@ -70,11 +72,15 @@ class MatchReport:
         receipt_verified: whether its signature was checked with the ``audit.pub`` of the
             TLS folder.
         receipt_file: where the receipt was written (``--receipt``), if anywhere.
+        matched_row_positions: ids mode: the positions (from 0, among the list's data rows or
+            the rows given) of the rows that matched, ascending; else ``None``.
+        warnings: what the caller should know though the match succeeded (identifiers not
+            sent, ...), one sentence each; not part of :meth:`to_dict`.
     """
 
     mode: Mode
     server: str
-    input: Path
+    input: Path | None
     suite_id: str
     epoch_id: int
     platform_set_size: int
@@ -96,9 +102,15 @@ class MatchReport:
     receipt: Receipt | None = None
     receipt_verified: bool = False
     receipt_file: Path | None = None
+    matched_row_positions: tuple[int, ...] | None = field(default=None, repr=False)
+    warnings: tuple[str, ...] = ()
 
-    def as_dict(self) -> dict[str, Any]:
-        """Return the report as the ``--json`` object (the schema is documented in the CLI)."""
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as one JSON-ready object: ``cleanroom match --json`` prints it.
+
+        The schema is documented in :mod:`cleanroom.cli.match`; the matched positions are not
+        part of it (they can be millions; ids mode writes the rows themselves with ``out``).
+        """
         by_reason, examples = summarize_problems(self.problems)
         return {
             "mode": str(self.mode),
@@ -123,7 +135,7 @@ class MatchReport:
             "matched_rows": self.matched_rows,
             "out": None if self.out is None else str(self.out),
             "server": self.server,
-            "input": str(self.input),
+            "input": None if self.input is None else str(self.input),
             "suite": self.suite_id,
             "epoch_id": self.epoch_id,
             "platform_set_size": self.platform_set_size,
@@ -136,8 +148,9 @@ class MatchReport:
     def lines(self) -> list[str]:
         """Return the report as lines of text for a person."""
         by_reason, examples = summarize_problems(self.problems)
+        source = _IN_MEMORY if self.input is None else self.input
         out = [
-            f"matched {self.input} against {self.server} in {self.mode} mode "
+            f"matched {source} against {self.server} in {self.mode} mode "
             f"(suite {self.suite_id}, key epoch {self.epoch_id})",
             f"  records read:        {self.records_read}",
             f"  without consent:     {self.without_consent} (dropped before hashing)",

@@ -1,10 +1,13 @@
 """The ``cleanroom`` command line.
 
-This module only builds the top-level parser and maps errors to exit codes; each command group
-lives in its own module exposing ``register(subparsers)``. The CLI catches only
-:class:`~cleanroom.errors.CleanroomError`: anything else is a bug and keeps its traceback.
+This module only builds the top-level parser and maps errors to exit codes (:func:`exit_code`,
+the one place that does); each command group lives in its own module exposing
+``register(subparsers)``, whose ``run`` parses its flags, calls the library and prints. The CLI
+catches only :class:`~cleanroom.errors.CleanroomError`: anything else is a bug and keeps its
+traceback.
 
-Exit codes: 0 success, 1 a failure of the operation, 2 bad input or usage.
+Exit codes: 0 success, 1 a failure of the operation (the platform refused or failed, a step
+broke), 2 bad input or usage.
 """
 
 from __future__ import annotations
@@ -31,12 +34,24 @@ __all__ = [
     "EXIT_USAGE",
     "build_parser",
     "console_main",
+    "exit_code",
     "main",
 ]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+
+
+def exit_code(error: CleanroomError) -> int:
+    """The exit code of a command that failed with ``error``, by its place in the error tree.
+
+    Bad input from the user (:class:`~cleanroom.errors.InvalidInput`: a file, a column, an
+    address, an option) is a usage error; everything else, including whatever the platform
+    refused or failed (:class:`~cleanroom.errors.PlatformError`, which is never an
+    ``InvalidInput`` even when the platform found the request invalid), is a failure.
+    """
+    return EXIT_USAGE if isinstance(error, InvalidInput) else EXIT_FAILURE
 
 
 #: The commands, each registered by the module ``cleanroom.cli.<name>``.
@@ -105,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CleanroomError as exc:
         # Messages quote files, the other party and certificates: one line, nothing that acts.
         print(f"error: {printable(str(exc))}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(exc, InvalidInput) else EXIT_FAILURE
+        return exit_code(exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

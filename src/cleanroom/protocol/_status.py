@@ -91,9 +91,12 @@ def _rebuildable(name: str | None) -> type[CleanroomError] | None:
     if not (isinstance(cls, type) and issubclass(cls, CleanroomError)):
         return None
     for ancestor in cls.__mro__:
-        # Classes with their own __init__ (InvalidElement(reason, row), ...) cannot be rebuilt
-        # from the details text; their parent can, and the text keeps the detail.
-        if issubclass(ancestor, CleanroomError) and "__init__" not in vars(ancestor):
+        # Classes with an __init__ of their own or inherited from a class below CleanroomError
+        # (InvalidElement(reason, row), PlatformRefused(message, error), ...) cannot be rebuilt
+        # from the details text; an ancestor can, and the text keeps the detail.
+        if issubclass(ancestor, CleanroomError) and not any(
+            "__init__" in vars(c) for c in ancestor.__mro__ if issubclass(c, CleanroomError)
+        ):
             return ancestor
     return None
 

@@ -22,9 +22,11 @@ __all__ = [
     "pb",
 ]
 
-ProgressFactory = Callable[[str, int], Callable[[int], object]]
-"""Called as ``factory(phase, total)`` when a long phase starts; returns a callback that gets
-the number of items just done (``lambda phase, total: tqdm(desc=phase, total=total).update``)."""
+ProgressFactory = Callable[[str, int | None], Callable[[int], object]]
+"""Called as ``factory(phase, total)`` when a long phase starts (``total`` is ``None`` when it is
+not known in advance, as for the rows of a list being read; the roles always know it); returns a
+callback that gets the number of items just done
+(``lambda phase, total: tqdm(desc=phase, total=total).update``)."""
 
 _MODE_TO_WIRE: dict[Mode, pb.MatchMode] = {
     Mode.COUNT: pb.MATCH_MODE_COUNT,
