@@ -21,14 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cleanroom.crypto import _h2c25519, h2c_curve25519
-from cleanroom.crypto.h2c_curve25519 import (
-    add_points,
-    clear_cofactor,
-    encode_point,
-    hash_to_curve,
-    hash_to_curve_many,
-    map_to_curve,
-)
+from cleanroom.crypto.h2c_curve25519 import hash_to_curve, hash_to_curve_many
 
 DST = b"CLEANROOM-V1-X25519-SHA512-ELL2-RO"
 
@@ -222,7 +215,7 @@ def test_many_rejects_a_message_that_is_not_bytes() -> None:
 def test_map_to_curve_matches_reference() -> None:
     inputs = [0, 1, 2, P - 1, *(int.from_bytes(os.urandom(32), "big") % P for _ in range(150))]
     for u in inputs:
-        assert map_to_curve(u) == ref_map(u), u
+        assert h2c_curve25519._map_to_curve(u) == ref_map(u), u
 
 
 def test_output_is_in_the_prime_order_subgroup() -> None:
@@ -282,18 +275,18 @@ def test_empty_dst_is_rejected(call: Callable[[], object]) -> None:
 
 
 def test_add_points_handles_inverse_and_equal_points() -> None:
-    q = map_to_curve(12345)
+    q = h2c_curve25519._map_to_curve(12345)
     minus_q = (q[0], -q[1] % P)
-    assert add_points(q, minus_q) is None
-    assert add_points(q, None) == q
-    assert add_points(None, q) == q
-    assert add_points(q, q) == ref_add(q, q)
+    assert h2c_curve25519._add_points(q, minus_q) is None
+    assert h2c_curve25519._add_points(q, None) == q
+    assert h2c_curve25519._add_points(None, q) == q
+    assert h2c_curve25519._add_points(q, q) == ref_add(q, q)
 
 
 def test_clear_cofactor_maps_small_order_points_to_infinity() -> None:
-    assert clear_cofactor((0, 0)) is None  # the point of order 2
-    assert clear_cofactor(None) is None
-    assert encode_point(None) == bytes(32)
+    assert h2c_curve25519._clear_cofactor((0, 0)) is None  # the point of order 2
+    assert h2c_curve25519._clear_cofactor(None) is None
+    assert h2c_curve25519._encode_point(None) == bytes(32)
 
 
 def test_suite_constants() -> None:

@@ -18,13 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cleanroom.crypto import h2c_p256
-from cleanroom.crypto.h2c_p256 import (
-    add_points,
-    encode_point,
-    hash_to_curve,
-    hash_to_curve_many,
-    map_to_curve,
-)
+from cleanroom.crypto.h2c_p256 import hash_to_curve, hash_to_curve_many
 
 DST = b"CLEANROOM-V1-P256-SHA256-SSWU-RO"
 
@@ -73,7 +67,7 @@ def _messages(count: int) -> list[bytes]:
 def test_map_to_curve_matches_reference() -> None:
     inputs = [1, 2, P - 1, *(int.from_bytes(os.urandom(32), "big") % P for _ in range(60))]
     for u in inputs:
-        assert map_to_curve(u) == ref_map(u), u
+        assert h2c_p256._map_to_curve(u) == ref_map(u), u
 
 
 def test_map_to_curve_exceptional_inputs() -> None:
@@ -84,23 +78,23 @@ def test_map_to_curve_exceptional_inputs() -> None:
     if ref_is_square(minus_one_over_z):
         exceptional.append(pow(minus_one_over_z, (P + 1) // 4, P))
     for u in exceptional:
-        x, y = map_to_curve(u)
+        x, y = h2c_p256._map_to_curve(u)
         assert (x, y) == ref_map(u)
         assert y * y % P == ref_g(x)
 
 
 def test_add_points_agrees_with_openssl() -> None:
     g = _public_point(1)
-    assert add_points(g, g) == _public_point(2)
-    assert add_points(_public_point(2), g) == _public_point(3)
-    assert add_points(g, (g[0], -g[1] % P)) is None
-    assert add_points(None, g) == g
-    assert add_points(g, None) == g
+    assert h2c_p256._add_points(g, g) == _public_point(2)
+    assert h2c_p256._add_points(_public_point(2), g) == _public_point(3)
+    assert h2c_p256._add_points(g, (g[0], -g[1] % P)) is None
+    assert h2c_p256._add_points(None, g) == g
+    assert h2c_p256._add_points(g, None) == g
 
 
 def test_output_decodes_as_the_same_point() -> None:
     for msg in _messages(10):
-        point = h2c_p256.hash_to_curve_point(msg, DST)
+        point = h2c_p256._hash_to_curve_point(msg, DST)
         assert point is not None
         encoded = hash_to_curve(msg, DST)
         decoded = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), encoded)
@@ -155,7 +149,7 @@ def test_empty_dst_is_rejected(call: Callable[[], object]) -> None:
 
 
 def test_infinity_encodes_as_zeros() -> None:
-    assert encode_point(None) == bytes(33)
+    assert h2c_p256._encode_point(None) == bytes(33)
 
 
 def test_suite_constants() -> None:

@@ -32,18 +32,9 @@ from cleanroom.crypto import _h2c25519, h2c
 __all__ = [
     "ELEMENT_SIZE",
     "SUITE_ID",
-    "AffinePoint",
-    "Point",
-    "add_points",
-    "clear_cofactor",
-    "encode_point",
     "encode_to_curve",
-    "encode_to_curve_point",
     "hash_to_curve",
     "hash_to_curve_many",
-    "hash_to_curve_point",
-    "hash_to_field",
-    "map_to_curve",
 ]
 
 SUITE_ID = "curve25519_XMD:SHA-512_ELL2_RO_"
@@ -51,9 +42,9 @@ SUITE_ID = "curve25519_XMD:SHA-512_ELL2_RO_"
 ELEMENT_SIZE = 32
 
 #: ``(u, v)`` with both coordinates reduced modulo p.
-AffinePoint = tuple[int, int]
+_AffinePoint = tuple[int, int]
 #: An affine point, or ``None`` for the point at infinity.
-Point = AffinePoint | None
+_Point = _AffinePoint | None
 
 _HASH = "sha512"
 _P_INT = 2**255 - 19
@@ -70,7 +61,7 @@ _C3 = gmpy2.powmod(2, (_P_INT - 1) // 4, _P)
 _C4 = mpz((_P_INT - 5) // 8)
 
 
-def hash_to_field(msg: bytes, dst: bytes, count: int = 2) -> list[int]:
+def _hash_to_field(msg: bytes, dst: bytes, count: int = 2) -> list[int]:
     """Hash ``msg`` to ``count`` elements of GF(2^255 - 19) (RFC 9380 §5.2, SHA-512, L = 48).
 
     Args:
@@ -124,7 +115,7 @@ def _elligator2_fraction(u: mpz) -> tuple[mpz, mpz, mpz]:
     return xn, xd, y
 
 
-def map_to_curve(u: int) -> AffinePoint:
+def _map_to_curve(u: int) -> _AffinePoint:
     """Elligator 2 for curve25519 (RFC 9380 §6.7.1, Appendix G.2.1), in affine coordinates.
 
     Args:
@@ -137,7 +128,7 @@ def map_to_curve(u: int) -> AffinePoint:
     return int(xn * gmpy2.invert(xd, _P) % _P), int(y)
 
 
-def add_points(a: Point, b: Point) -> Point:
+def _add_points(a: _Point, b: _Point) -> _Point:
     """Add two points of the Montgomery curve in affine coordinates (complete: any inputs).
 
     Args:
@@ -164,7 +155,7 @@ def add_points(a: Point, b: Point) -> Point:
     return int(x3), int(y3)
 
 
-def clear_cofactor(point: Point) -> Point:
+def _clear_cofactor(point: _Point) -> _Point:
     """Multiply by the cofactor h_eff = 8, landing in the prime-order subgroup (RFC 9380 §7).
 
     Args:
@@ -174,11 +165,11 @@ def clear_cofactor(point: Point) -> Point:
         ``8 * point``, or ``None`` if that is the point at infinity.
     """
     for _ in range(3):
-        point = add_points(point, point)
+        point = _add_points(point, point)
     return point
 
 
-def hash_to_curve_point(msg: bytes, dst: bytes) -> Point:
+def _hash_to_curve_point(msg: bytes, dst: bytes) -> _Point:
     """RFC 9380 hash_to_curve for ``curve25519_XMD:SHA-512_ELL2_RO_``, as an affine point.
 
     Args:
@@ -186,17 +177,17 @@ def hash_to_curve_point(msg: bytes, dst: bytes) -> Point:
         dst: the domain separation tag.
 
     Returns:
-        ``P = clear_cofactor(map_to_curve(u0) + map_to_curve(u1))``; ``None`` (the point at
+        ``P = _clear_cofactor(_map_to_curve(u0) + _map_to_curve(u1))``; ``None`` (the point at
         infinity) has probability about 2^-250 and does not occur in practice.
 
     Raises:
         ValueError: the DST is empty.
     """
-    u0, u1 = hash_to_field(msg, dst, 2)
-    return clear_cofactor(add_points(map_to_curve(u0), map_to_curve(u1)))
+    u0, u1 = _hash_to_field(msg, dst, 2)
+    return _clear_cofactor(_add_points(_map_to_curve(u0), _map_to_curve(u1)))
 
 
-def encode_to_curve_point(msg: bytes, dst: bytes) -> Point:
+def _encode_to_curve_point(msg: bytes, dst: bytes) -> _Point:
     """RFC 9380 encode_to_curve (the nonuniform ``_NU_`` variant), as an affine point.
 
     Args:
@@ -204,16 +195,16 @@ def encode_to_curve_point(msg: bytes, dst: bytes) -> Point:
         dst: the domain separation tag.
 
     Returns:
-        ``clear_cofactor(map_to_curve(u0))``.
+        ``_clear_cofactor(_map_to_curve(u0))``.
 
     Raises:
         ValueError: the DST is empty.
     """
-    (u0,) = hash_to_field(msg, dst, 1)
-    return clear_cofactor(map_to_curve(u0))
+    (u0,) = _hash_to_field(msg, dst, 1)
+    return _clear_cofactor(_map_to_curve(u0))
 
 
-def encode_point(point: Point) -> bytes:
+def _encode_point(point: _Point) -> bytes:
     """Encode a point as its u-coordinate, 32 bytes little-endian (RFC 7748 §5).
 
     Args:
@@ -240,7 +231,7 @@ def hash_to_curve(msg: bytes, dst: bytes) -> bytes:
     Raises:
         ValueError: the DST is empty.
     """
-    return encode_point(hash_to_curve_point(msg, dst))
+    return _encode_point(_hash_to_curve_point(msg, dst))
 
 
 def encode_to_curve(msg: bytes, dst: bytes) -> bytes:
@@ -256,7 +247,7 @@ def encode_to_curve(msg: bytes, dst: bytes) -> bytes:
     Raises:
         ValueError: the DST is empty.
     """
-    return encode_point(encode_to_curve_point(msg, dst))
+    return _encode_point(_encode_to_curve_point(msg, dst))
 
 
 def hash_to_curve_many(msgs: Sequence[bytes], dst: bytes) -> NDArray[np.uint8]:

@@ -21,17 +21,9 @@ from cleanroom.crypto import h2c
 __all__ = [
     "ELEMENT_SIZE",
     "SUITE_ID",
-    "AffinePoint",
-    "Point",
-    "add_points",
-    "encode_point",
     "encode_to_curve",
-    "encode_to_curve_point",
     "hash_to_curve",
     "hash_to_curve_many",
-    "hash_to_curve_point",
-    "hash_to_field",
-    "map_to_curve",
 ]
 
 SUITE_ID = "P256_XMD:SHA-256_SSWU_RO_"
@@ -39,9 +31,9 @@ SUITE_ID = "P256_XMD:SHA-256_SSWU_RO_"
 ELEMENT_SIZE = 33
 
 #: ``(x, y)`` with both coordinates reduced modulo p.
-AffinePoint = tuple[int, int]
+_AffinePoint = tuple[int, int]
 #: An affine point, or ``None`` for the point at infinity.
-Point = AffinePoint | None
+_Point = _AffinePoint | None
 
 _HASH = "sha256"
 _P_INT = 2**256 - 2**224 + 2**192 + 2**96 - 1
@@ -57,7 +49,7 @@ _B_OVER_ZA = _B * gmpy2.invert(_Z * _A, _P) % _P
 _SQRT_EXPONENT = mpz((_P_INT + 1) // 4)  # p = 3 mod 4
 
 
-def hash_to_field(msg: bytes, dst: bytes, count: int = 2) -> list[int]:
+def _hash_to_field(msg: bytes, dst: bytes, count: int = 2) -> list[int]:
     """Hash ``msg`` to ``count`` elements of the P-256 base field (§5.2, SHA-256, L = 48).
 
     Args:
@@ -78,7 +70,7 @@ def _curve_rhs(x: mpz) -> mpz:
     return (x * x * x + _A * x + _B) % _P
 
 
-def map_to_curve(u: int) -> AffinePoint:
+def _map_to_curve(u: int) -> _AffinePoint:
     """Simplified SWU for P-256 with Z = -10 (RFC 9380 §6.6.2).
 
     Args:
@@ -106,7 +98,7 @@ def map_to_curve(u: int) -> AffinePoint:
     return int(x), int(y)
 
 
-def add_points(a: Point, b: Point) -> Point:
+def _add_points(a: _Point, b: _Point) -> _Point:
     """Add two points of P-256 in affine coordinates (complete: any inputs).
 
     Args:
@@ -133,7 +125,7 @@ def add_points(a: Point, b: Point) -> Point:
     return int(x3), int(y3)
 
 
-def hash_to_curve_point(msg: bytes, dst: bytes) -> Point:
+def _hash_to_curve_point(msg: bytes, dst: bytes) -> _Point:
     """RFC 9380 hash_to_curve for ``P256_XMD:SHA-256_SSWU_RO_``, as an affine point.
 
     Args:
@@ -141,17 +133,17 @@ def hash_to_curve_point(msg: bytes, dst: bytes) -> Point:
         dst: the domain separation tag.
 
     Returns:
-        ``P = map_to_curve(u0) + map_to_curve(u1)`` (cofactor 1); ``None`` (the point at
+        ``P = _map_to_curve(u0) + _map_to_curve(u1)`` (cofactor 1); ``None`` (the point at
         infinity) has probability about 2^-256 and does not occur in practice.
 
     Raises:
         ValueError: the DST is empty.
     """
-    u0, u1 = hash_to_field(msg, dst, 2)
-    return add_points(map_to_curve(u0), map_to_curve(u1))
+    u0, u1 = _hash_to_field(msg, dst, 2)
+    return _add_points(_map_to_curve(u0), _map_to_curve(u1))
 
 
-def encode_to_curve_point(msg: bytes, dst: bytes) -> AffinePoint:
+def _encode_to_curve_point(msg: bytes, dst: bytes) -> _AffinePoint:
     """RFC 9380 encode_to_curve (the nonuniform ``_NU_`` variant), as an affine point.
 
     Args:
@@ -159,16 +151,16 @@ def encode_to_curve_point(msg: bytes, dst: bytes) -> AffinePoint:
         dst: the domain separation tag.
 
     Returns:
-        ``map_to_curve(u0)``.
+        ``_map_to_curve(u0)``.
 
     Raises:
         ValueError: the DST is empty.
     """
-    (u0,) = hash_to_field(msg, dst, 1)
-    return map_to_curve(u0)
+    (u0,) = _hash_to_field(msg, dst, 1)
+    return _map_to_curve(u0)
 
 
-def encode_point(point: Point) -> bytes:
+def _encode_point(point: _Point) -> bytes:
     """Encode a point in SEC1 compressed form, 33 bytes.
 
     Args:
@@ -198,7 +190,7 @@ def hash_to_curve(msg: bytes, dst: bytes) -> bytes:
     Raises:
         ValueError: the DST is empty.
     """
-    return encode_point(hash_to_curve_point(msg, dst))
+    return _encode_point(_hash_to_curve_point(msg, dst))
 
 
 def encode_to_curve(msg: bytes, dst: bytes) -> bytes:
@@ -214,7 +206,7 @@ def encode_to_curve(msg: bytes, dst: bytes) -> bytes:
     Raises:
         ValueError: the DST is empty.
     """
-    return encode_point(encode_to_curve_point(msg, dst))
+    return _encode_point(_encode_to_curve_point(msg, dst))
 
 
 def hash_to_curve_many(msgs: Sequence[bytes], dst: bytes) -> NDArray[np.uint8]:
