@@ -176,14 +176,14 @@ def run(identifiers: int, repeat: int, workdir: Path) -> dict[str, Any]:
         address = cluster.scheduler_address
         key = suite.generate_key()
         for engine in (local, on_cluster):  # warm: pool started, client connected
-            suite.hash_and_encrypt(key, messages[: 2 * engine.chunk_size], suite.dst, engine=engine)
+            engine.hash_and_encrypt(suite, key, messages[: 2 * engine.chunk_size], suite.dst)
         for number in range(repeat):
             entry: dict[str, Any] = {"repeat": number + 1}
             order = ["local", "cluster"] if number % 2 == 0 else ["cluster", "local"]
             for kind in order:
                 engine = local if kind == "local" else on_cluster
                 start = time.perf_counter()
-                suite.hash_and_encrypt(key, messages, suite.dst, engine=engine)
+                engine.hash_and_encrypt(suite, key, messages, suite.dst)
                 entry[f"engine_{kind}_s"] = time.perf_counter() - start
                 print(f"  repeat {number + 1}: engine on {kind}: {entry[f'engine_{kind}_s']:.1f} s")
             for kind in order:

@@ -55,7 +55,7 @@ def main() -> None:
     us = [bytes(row) for row in elements]
     one_core = BatchEngine(workers=1)
     all_cores = BatchEngine()
-    suite.encrypt(key, elements[: all_cores.chunk_size * all_cores.workers * 2], engine=all_cores)
+    all_cores.encrypt(suite, key, elements[: all_cores.chunk_size * all_cores.workers * 2])
 
     def raw_loop() -> None:
         for u in us:
@@ -68,8 +68,8 @@ def main() -> None:
     for _ in range(repeats):
         for name, run in (
             ("raw", raw_loop),
-            ("one", lambda: suite.encrypt(key, elements, engine=one_core)),
-            ("all", lambda: suite.encrypt(key, elements, engine=all_cores)),
+            ("one", lambda: one_core.encrypt(suite, key, elements)),
+            ("all", lambda: all_cores.encrypt(suite, key, elements)),
         ):
             wall_start, cpu_start = time.perf_counter(), time.process_time()
             run()

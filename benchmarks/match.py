@@ -156,13 +156,13 @@ def crypto_baseline_child(db: Path, n: int, big_n: int, overlap: float) -> None:
         cpu = own_tree_cpu_s()
         start = time.perf_counter()
         advertiser_key = suite.generate_key()
-        u = suite.hash_and_encrypt(advertiser_key, messages, suite.dst, engine=engine)
+        u = engine.hash_and_encrypt(suite, advertiser_key, messages, suite.dst)
         phases["advertiser_hash_encrypt_u"] = time.perf_counter() - start
         mark = time.perf_counter()
-        w = suite.encrypt(advertiser_key, v, engine=engine)
+        w = engine.encrypt(suite, advertiser_key, v)
         phases["advertiser_encrypt_v"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        u_prime = suite.encrypt(platform_key, u, engine=engine)
+        u_prime = engine.encrypt(suite, platform_key, u)
         phases["platform_encrypt_u"] = time.perf_counter() - mark
         mark = time.perf_counter()
         matched, _ = match_rows(u_prime, w)

@@ -39,7 +39,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 from _report import RESULTS_DIR, command_line, heading, machine, write_section  # noqa: E402
 
-from cleanroom.crypto import BatchEngine, get_suite  # noqa: E402
+from cleanroom.crypto import BatchEngine, default_engine, get_suite  # noqa: E402
 from cleanroom.errors import InvalidElement, LimitExceeded  # noqa: E402
 from cleanroom.identifiers import NORMALIZATION_VERSION  # noqa: E402
 from cleanroom.policy import Mode, check_session, parse_policy  # noqa: E402
@@ -111,11 +111,15 @@ def run(elements: int, repeat: int) -> dict[str, Any]:
     records = elements // PER_RECORD
     engine = BatchEngine(workers=1)
     key = SUITE.generate_key()
-    v = SUITE.hash_to_curve_many([b"platform %d" % i for i in range(1000)], SUITE.dst)
+    v = default_engine().hash_to_curve_many(
+        SUITE, [b"platform %d" % i for i in range(1000)], SUITE.dst
+    )
     inputs = PlatformInputs(1, key, v, np.arange(len(v), dtype=np.int64))
     point = SUITE.hash_to_curve(b"one guess", SUITE.dst)
     duplicated = np.frombuffer(point * elements, dtype=np.uint8).reshape(elements, -1)
-    distinct = SUITE.hash_to_curve_many([b"customer %d" % i for i in range(elements)], SUITE.dst)
+    distinct = default_engine().hash_to_curve_many(
+        SUITE, [b"customer %d" % i for i in range(elements)], SUITE.dst
+    )
 
     def refuse_duplicates() -> None:
         role = session(inputs, engine, records, elements)
@@ -151,7 +155,7 @@ def run(elements: int, repeat: int) -> dict[str, Any]:
     results["validate"] = cpu_seconds(lambda: engine.validate(SUITE, distinct), repeat)
     # Multiplying is the long part: once (its spread is small next to the ratio it gives).
     results["multiply_duplicated_u"] = cpu_seconds(
-        lambda: SUITE.encrypt(key, duplicated, engine=engine), 1
+        lambda: engine.encrypt(SUITE, key, duplicated), 1
     )
     print(f"  multiply the duplicated U: {results['multiply_duplicated_u']:.1f} s CPU", flush=True)
     results["honest_u"] = cpu_seconds(honest([]), 1)

@@ -33,8 +33,7 @@ from _platform_processes import (
 )
 from numpy.typing import NDArray
 
-from cleanroom.crypto import SUITE_IDS, BatchEngine, get_suite
-from cleanroom.crypto.suites import Suite
+from cleanroom.crypto import SUITE_IDS, BatchEngine, Suite, get_suite
 from cleanroom.demo import generate_people
 from cleanroom.errors import ClusterUnreachable, InvalidElement
 from cleanroom.identifiers.messages import hash_message, normalized_digest
@@ -96,14 +95,12 @@ def test_every_job_equals_the_local_engine_with_the_same_key(
     key = suite.generate_key()
     msgs = _messages(7 * CHUNK + 5)
     reported: list[int] = []
-    fused = suite.hash_and_encrypt(
-        key, msgs, suite.dst, engine=on_cluster, progress=reported.append
-    )
-    assert np.array_equal(fused, suite.hash_and_encrypt(key, msgs, suite.dst, engine=in_process))
+    fused = on_cluster.hash_and_encrypt(suite, key, msgs, suite.dst, progress=reported.append)
+    assert np.array_equal(fused, in_process.hash_and_encrypt(suite, key, msgs, suite.dst))
     assert sum(reported) == len(msgs) and len(reported) == len(on_cluster.chunk_bounds(len(msgs)))
-    hashed = suite.hash_to_curve_many(msgs, suite.dst, engine=on_cluster)
-    assert np.array_equal(hashed, suite.hash_to_curve_many(msgs, suite.dst, engine=in_process))
-    encrypted = suite.encrypt(key, hashed, engine=on_cluster)
+    hashed = on_cluster.hash_to_curve_many(suite, msgs, suite.dst)
+    assert np.array_equal(hashed, in_process.hash_to_curve_many(suite, msgs, suite.dst))
+    encrypted = on_cluster.encrypt(suite, key, hashed)
     assert np.array_equal(encrypted, fused)
     on_cluster.validate(suite, encrypted)
 
@@ -112,12 +109,12 @@ def test_the_first_bad_row_of_the_whole_array_is_reported(
     on_cluster: BatchEngine, in_process: BatchEngine
 ) -> None:
     suite = get_suite("x25519-sha512-ell2-ro")
-    elements = suite.hash_to_curve_many(_messages(6 * CHUNK), suite.dst, engine=in_process)
+    elements = in_process.hash_to_curve_many(suite, _messages(6 * CHUNK), suite.dst)
     elements[5 * CHUNK + 1] = 0  # u = 0: small order
     elements[2 * CHUNK + 3] = 0
     for job in (
         lambda: on_cluster.validate(suite, elements),
-        lambda: suite.encrypt(suite.generate_key(), elements, engine=on_cluster),
+        lambda: on_cluster.encrypt(suite, suite.generate_key(), elements),
     ):
         with pytest.raises(InvalidElement) as caught:
             job()
@@ -133,7 +130,7 @@ def test_nothing_stays_on_the_cluster_and_a_failing_task_logs_no_key(
     msgs: list[bytes] = _messages(3 * CHUNK, salt=9)
     msgs[CHUNK + 2] = "not bytes"  # type: ignore[call-overload]
     with pytest.raises(TypeError):
-        suite.hash_and_encrypt(key, msgs, suite.dst, engine=on_cluster)
+        on_cluster.hash_and_encrypt(suite, key, msgs, suite.dst)
     leaks = (secret.hex(), repr(secret)[2:-1], msgs[0].hex(), repr(msgs[0])[2:-1])
     with distributed.Client(scheduler, set_as_default=False) as client:
 
@@ -173,7 +170,7 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_result_is_complete() -> Non
     suite = get_suite("x25519-sha512-ell2-ro")
     key = suite.generate_key()
     msgs = _messages(40 * CHUNK, salt=3)
-    expected = suite.hash_and_encrypt(key, msgs, suite.dst, engine=BatchEngine(workers=1))
+    expected = BatchEngine(workers=1).hash_and_encrypt(suite, key, msgs, suite.dst)
     with _local_cluster() as cluster, distributed.Client(cluster, set_as_default=False) as client:
         pids = client.run(os.getpid)
         victim = next(iter(pids.values()))
@@ -188,7 +185,7 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_result_is_complete() -> Non
         with BatchEngine(
             executor=DaskExecutor(cluster.scheduler_address), chunk_size=CHUNK
         ) as engine:
-            result = suite.hash_and_encrypt(key, msgs, suite.dst, engine=engine, progress=kill_once)
+            result = engine.hash_and_encrypt(suite, key, msgs, suite.dst, progress=kill_once)
         assert killed == [victim]
         assert np.array_equal(result, expected)
         assert victim not in client.run(os.getpid).values()
@@ -258,7 +255,7 @@ def _epoch_v(
         identifiers = {row_id: (kind, value) for row_id, kind, value in conn.execute(query)}
     suite: Suite = get_suite(epoch.suite_id)
     msgs = [hash_message(identifiers[i][0], normalized_digest(identifiers[i][1])) for i in ids]
-    return v, suite.hash_and_encrypt(key, msgs, suite.dst, engine=BatchEngine(workers=1))
+    return v, BatchEngine(workers=1).hash_and_encrypt(suite, key, msgs, suite.dst)
 
 
 def test_rotate_and_refresh_on_the_cluster_equal_the_epoch_key_computed_here(

@@ -49,7 +49,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from cleanroom import tls
 from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom._proto.v1 import matcher_pb2_grpc as pb_grpc
-from cleanroom.crypto import BatchEngine, get_suite
+from cleanroom.crypto import BatchEngine, default_engine, get_suite
 from cleanroom.demo import Person, generate_people
 from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import check_session, load_policy, parse_policy
@@ -465,7 +465,7 @@ def hostile_platform(platform: Platform) -> Iterator[FakePlatform]:
         hash_message("email", identifier_digest("email", person.email))
         for person in platform.people
     ]
-    elements = suite.hash_and_encrypt(key, messages, suite.dst, engine=BatchEngine(workers=1))
+    elements = BatchEngine(workers=1).hash_and_encrypt(suite, key, messages, suite.dst)
     inputs = PlatformInputs(1, key, elements, np.arange(len(messages), dtype=np.int64))
     servicer = HostilePlatform(inputs)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -680,7 +680,7 @@ def test_in_ids_mode_the_recorded_count_is_what_the_platform_could_observe(
     suite = get_suite(SUITE_ID)
     guesses = [p.email for p in platform.people[:40]] + [f"nobody{i}@x.org" for i in range(20)]
     messages = [hash_message("email", identifier_digest("email", g)) for g in guesses]
-    u = suite.hash_to_curve_many(messages, suite.dst)
+    u = default_engine().hash_to_curve_many(suite, messages, suite.dst)
     key = suite.generate_key()
     with platform.channel(ORACLE, server.address) as channel:
         stream = MatchStream(channel, TIMEOUT)
@@ -704,7 +704,7 @@ def test_in_ids_mode_the_recorded_count_is_what_the_platform_could_observe(
         v = b""
         while len(v) < total * 32:
             v += next(replies).platform_set.elements
-        w = suite.encrypt(key, np.frombuffer(v, np.uint8).reshape(-1, 32))
+        w = default_engine().encrypt(suite, key, np.frombuffer(v, np.uint8).reshape(-1, 32))
         stream.send(
             pb.ClientMessage(
                 encrypted_platform_set=pb.EncryptedPlatformSetChunk(

@@ -35,7 +35,7 @@ from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom._proto.v1 import matcher_pb2_grpc as pb_grpc
 from cleanroom.advertiser import Advertiser
 from cleanroom.cli import main
-from cleanroom.crypto import DEFAULT_SUITE_ID, get_suite
+from cleanroom.crypto import DEFAULT_SUITE_ID, default_engine, get_suite
 from cleanroom.demo import Person, generate_people, messy_email, messy_phone
 from cleanroom.errors import (
     CleanroomError,
@@ -158,7 +158,7 @@ def _platform_inputs(people: list[Person]) -> PlatformInputs:
     key = suite.generate_key()
     emails = normalize_batch("email", [p.email for p in people]).messages()
     phones = normalize_batch("phone", [p.phone for p in people]).messages()
-    v = suite.hash_and_encrypt(key, emails + phones, suite.dst, engine=None)
+    v = default_engine().hash_and_encrypt(suite, key, emails + phones, suite.dst)
     users = np.concatenate([np.arange(len(people)), np.arange(len(people))]).astype(np.int64)
     order = np.random.default_rng(1).permutation(len(v))  # test data only, not a secret
     return PlatformInputs(EPOCH_ID, key, v[order], users[order])

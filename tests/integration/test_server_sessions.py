@@ -31,7 +31,7 @@ from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom._proto.v1 import matcher_pb2_grpc as pb_grpc
 from cleanroom.advertiser import PlatformClient
 from cleanroom.cli import main
-from cleanroom.crypto import BatchEngine, get_suite
+from cleanroom.crypto import BatchEngine, default_engine, get_suite
 from cleanroom.demo import Person, generate_people
 from cleanroom.errors import InvalidInput, PlatformRefused, PolicyRefused
 from cleanroom.identifiers import hash_message, identifier_digest
@@ -482,7 +482,9 @@ def test_each_kind_of_bad_element_is_invalid_argument_naming_it(
     role = advertiser_role(world.customers[:200], Mode.COUNT)
     opening = role.open_session()
     count = opening.open_session.identifier_count
-    valid = suite.hash_to_curve_many([b"u%d" % i for i in range(count)], suite.dst)
+    valid = default_engine().hash_to_curve_many(
+        suite, [b"u%d" % i for i in range(count)], suite.dst
+    )
     tags = np.arange(count, dtype="<u4") % opening.open_session.record_count
     with world.channel("beta") as channel:
         stream = MatchStream(channel, TIMEOUT)

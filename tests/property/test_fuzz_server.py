@@ -58,7 +58,7 @@ from hypothesis.errors import InvalidArgument
 from cleanroom import tls
 from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom.cli import main
-from cleanroom.crypto import BatchEngine, get_suite
+from cleanroom.crypto import BatchEngine, default_engine, get_suite
 from cleanroom.demo import Person, generate_people
 from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import Mode, policy_from_mapping
@@ -361,7 +361,9 @@ def _valid_points(count: int) -> list[bytes]:
     suite = get_suite(SUITE_ID)
     return [
         bytes(row)
-        for row in suite.hash_to_curve_many([b"fuzz %d" % i for i in range(count)], suite.dst)
+        for row in default_engine().hash_to_curve_many(
+            suite, [b"fuzz %d" % i for i in range(count)], suite.dst
+        )
     ]
 
 

@@ -61,8 +61,8 @@ def _run(
 ) -> tuple[int | None, list[int] | None, list[int] | None]:
     suite = get_suite(suite_id)
     key = suite.generate_key()
-    platform_set = suite.hash_and_encrypt(
-        key, [_MESSAGES[i] for i, _ in platform], suite.dst, engine=ENGINE
+    platform_set = ENGINE.hash_and_encrypt(
+        suite, key, [_MESSAGES[i] for i, _ in platform], suite.dst
     ).reshape(-1, suite.element_size)
     inputs = PlatformInputs(1, key, platform_set, np.array([u for _, u in platform], np.int64))
     messages = [_MESSAGES[i] for record in records for i in record]

@@ -84,10 +84,10 @@ def test_pooled_encrypt_equals_in_process(
 ) -> None:
     key = X25519.generate_key()
     subset = elements[:n]
-    expected = X25519.encrypt(key, subset, engine=BatchEngine(workers=1, chunk_size=10**6))
+    expected = BatchEngine(workers=1, chunk_size=10**6).encrypt(X25519, key, subset)
     assert expected.shape == (n, 32)
-    assert np.array_equal(X25519.encrypt(key, subset, engine=in_process), expected)
-    assert np.array_equal(X25519.encrypt(key, subset, engine=pooled), expected)
+    assert np.array_equal(in_process.encrypt(X25519, key, subset), expected)
+    assert np.array_equal(pooled.encrypt(X25519, key, subset), expected)
 
 
 @pytest.mark.parametrize("suite_id", SUITE_IDS)
@@ -98,12 +98,12 @@ def test_pooled_hashing_equals_in_process(
     suite = get_suite(suite_id)
     key = suite.generate_key()
     msgs = [b"cleanroom/v1/maid/" + i.to_bytes(32, "big") for i in range(n)]
-    hashed = suite.hash_to_curve_many(msgs, suite.dst, engine=pooled)
+    hashed = pooled.hash_to_curve_many(suite, msgs, suite.dst)
     assert [bytes(row) for row in hashed] == [suite.hash_to_curve(m, suite.dst) for m in msgs]
-    assert np.array_equal(hashed, suite.hash_to_curve_many(msgs, suite.dst, engine=in_process))
-    fused = suite.hash_and_encrypt(key, msgs, suite.dst, engine=pooled)
-    assert np.array_equal(fused, suite.hash_and_encrypt(key, msgs, suite.dst, engine=in_process))
-    assert np.array_equal(fused, suite.encrypt(key, hashed, engine=in_process))
+    assert np.array_equal(hashed, in_process.hash_to_curve_many(suite, msgs, suite.dst))
+    fused = pooled.hash_and_encrypt(suite, key, msgs, suite.dst)
+    assert np.array_equal(fused, in_process.hash_and_encrypt(suite, key, msgs, suite.dst))
+    assert np.array_equal(fused, in_process.encrypt(suite, key, hashed))
 
 
 @pytest.mark.parametrize("bad_row", [0, CHUNK - 1, CHUNK, 2 * CHUNK + 3, 5 * CHUNK - 1])
@@ -118,7 +118,7 @@ def test_error_row_is_relative_to_the_whole_array(
     bad = elements.copy()
     bad[bad_row] = 0
     with pytest.raises(InvalidElement, match=f"row {bad_row}: small-order point") as excinfo:
-        X25519.encrypt(X25519.generate_key(), bad, engine=engine)
+        engine.encrypt(X25519, X25519.generate_key(), bad)
     assert excinfo.value.row == bad_row
 
 
@@ -127,17 +127,17 @@ def test_first_bad_row_wins_across_chunks(pooled: BatchEngine, elements: NDArray
     for row in (4 * CHUNK + 2, CHUNK + 5, 3 * CHUNK):
         bad[row, 31] = 0xFF
     with pytest.raises(InvalidElement) as excinfo:
-        X25519.encrypt(X25519.generate_key(), bad, engine=pooled)
+        pooled.encrypt(X25519, X25519.generate_key(), bad)
     assert excinfo.value.row == CHUNK + 5
 
 
 def test_pool_is_started_once_and_reused(pooled: BatchEngine, elements: NDArray[np.uint8]) -> None:
     key = X25519.generate_key()
-    X25519.encrypt(key, elements, engine=pooled)
+    pooled.encrypt(X25519, key, elements)
     first = pooled.worker_pids
     assert len(first) == 2
-    X25519.encrypt(key, elements, engine=pooled)
-    X25519.hash_to_curve_many([b"m"] * (3 * CHUNK), X25519.dst, engine=pooled)
+    pooled.encrypt(X25519, key, elements)
+    pooled.hash_to_curve_many(X25519, [b"m"] * (3 * CHUNK), X25519.dst)
     assert pooled.worker_pids == first
     assert pooled.start_method in ("forkserver", "spawn")
 
@@ -147,22 +147,22 @@ def test_small_jobs_and_single_worker_engines_run_in_process(
 ) -> None:
     key = X25519.generate_key()
     small = BatchEngine(workers=2, chunk_size=CHUNK)
-    X25519.encrypt(key, elements[:CHUNK], engine=small)
+    small.encrypt(X25519, key, elements[:CHUNK])
     assert small.worker_pids == frozenset()
     single = BatchEngine(workers=1, chunk_size=CHUNK)
-    X25519.encrypt(key, elements, engine=single)
+    single.encrypt(X25519, key, elements)
     assert single.worker_pids == frozenset()
 
 
 def test_close_stops_workers_and_a_later_job_restarts(elements: NDArray[np.uint8]) -> None:
     key = X25519.generate_key()
     with BatchEngine(workers=2, chunk_size=CHUNK) as engine:
-        expected = X25519.encrypt(key, elements, engine=engine)
+        expected = engine.encrypt(X25519, key, elements)
         assert engine.worker_pids
         engine.close()
         assert engine.worker_pids == frozenset()
         engine.close()  # idempotent
-        assert np.array_equal(X25519.encrypt(key, elements, engine=engine), expected)
+        assert np.array_equal(engine.encrypt(X25519, key, elements), expected)
         assert engine.worker_pids
     assert engine.worker_pids == frozenset()
 
@@ -174,7 +174,7 @@ def test_progress_reports_every_chunk(
 ) -> None:
     engine: BatchEngine = request.getfixturevalue(engine_name)
     reported: list[int] = []
-    X25519.encrypt(X25519.generate_key(), elements[:n], engine=engine, progress=reported.append)
+    engine.encrypt(X25519, X25519.generate_key(), elements[:n], progress=reported.append)
     assert sum(reported) == n
     assert len(reported) == len(engine.chunk_bounds(n))
     assert all(0 < count <= CHUNK for count in reported)
@@ -182,7 +182,7 @@ def test_progress_reports_every_chunk(
 
 def test_hashing_messages_of_any_sequence_type(pooled: BatchEngine) -> None:
     msgs = tuple(b"msg-%d" % i for i in range(2 * CHUNK + 1))
-    hashed = X25519.hash_to_curve_many(msgs, X25519.dst, engine=pooled)
+    hashed = pooled.hash_to_curve_many(X25519, msgs, X25519.dst)
     assert bytes(hashed[-1]) == X25519.hash_to_curve(msgs[-1], X25519.dst)
 
 
@@ -193,15 +193,17 @@ def test_other_worker_errors_reach_the_caller_and_the_pool_survives(
     msgs[2 * CHUNK + 1] = "not bytes"  # type: ignore[call-overload]
     pids = pooled.worker_pids
     with pytest.raises(TypeError):
-        X25519.hash_to_curve_many(msgs, X25519.dst, engine=pooled)
-    hashed = X25519.hash_to_curve_many([b"fine"] * (3 * CHUNK), X25519.dst, engine=pooled)
+        pooled.hash_to_curve_many(X25519, msgs, X25519.dst)
+    hashed = pooled.hash_to_curve_many(X25519, [b"fine"] * (3 * CHUNK), X25519.dst)
     assert len(hashed) == 3 * CHUNK
     assert pooled.worker_pids == pids or not pids
 
 
 def test_validate_across_the_pool_names_the_first_bad_row_of_the_whole_array() -> None:
     suite = get_suite("x25519-sha512-ell2-ro")
-    elements = suite.hash_to_curve_many([b"m%d" % i for i in range(50)], suite.dst)
+    elements = default_engine().hash_to_curve_many(
+        suite, [b"m%d" % i for i in range(50)], suite.dst
+    )
     with BatchEngine(workers=2, chunk_size=8) as engine:
         engine.validate(suite, elements)  # all good: no error
         bad = elements.copy()

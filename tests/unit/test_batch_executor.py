@@ -65,15 +65,13 @@ def test_a_thread_executor_is_a_chunk_executor() -> None:
 def test_jobs_on_an_executor_equal_the_local_engine_and_stay_bounded() -> None:
     key = SUITE.generate_key()
     msgs = [b"m%d" % i for i in range(13 * CHUNK + 3)]
-    expected = SUITE.hash_and_encrypt(key, msgs, SUITE.dst, engine=BatchEngine(workers=1))
+    expected = BatchEngine(workers=1).hash_and_encrypt(SUITE, key, msgs, SUITE.dst)
     executor = ThreadExecutor(3)
     with BatchEngine(executor=executor, chunk_size=CHUNK) as engine:
         assert engine.workers == 3 and engine.worker_pids == frozenset()
         assert "on <" in repr(engine)
         reported: list[int] = []
-        result = SUITE.hash_and_encrypt(
-            key, msgs, SUITE.dst, engine=engine, progress=reported.append
-        )
+        result = engine.hash_and_encrypt(SUITE, key, msgs, SUITE.dst, progress=reported.append)
         assert np.array_equal(result, expected)
         assert sum(reported) == len(msgs)
         assert executor.submitted == len(engine.chunk_bounds(len(msgs)))
@@ -90,9 +88,9 @@ def test_jobs_on_an_executor_equal_the_local_engine_and_stay_bounded() -> None:
 def test_an_executor_of_one_slot_still_gets_the_large_jobs() -> None:
     executor = ThreadExecutor(1)
     with BatchEngine(executor=executor, chunk_size=CHUNK) as engine:
-        SUITE.hash_to_curve_many([b"m"] * (3 * CHUNK), SUITE.dst, engine=engine)
+        engine.hash_to_curve_many(SUITE, [b"m"] * (3 * CHUNK), SUITE.dst)
         assert executor.submitted == 3
-        SUITE.hash_to_curve_many([b"m"] * CHUNK, SUITE.dst, engine=engine)  # one chunk: here
+        engine.hash_to_curve_many(SUITE, [b"m"] * CHUNK, SUITE.dst)  # one chunk: here
         assert executor.submitted == 3
 
 

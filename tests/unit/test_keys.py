@@ -8,8 +8,7 @@ import pickle
 
 import pytest
 
-from cleanroom.crypto import SUITE_IDS, get_suite
-from cleanroom.crypto.keys import SecretKey
+from cleanroom.crypto import SUITE_IDS, SecretKey, get_suite
 from cleanroom.errors import InvalidKey
 
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from cleanroom.crypto.permutation import random_permutation
+from cleanroom.crypto import random_permutation
 
 
 def test_is_a_permutation() -> None:

@@ -13,9 +13,7 @@ from concurrent.futures import CancelledError
 import numpy as np
 import pytest
 
-from cleanroom.crypto import BatchEngine, get_suite
-from cleanroom.crypto.keys import SecretKey
-from cleanroom.crypto.suites import Suite
+from cleanroom.crypto import BatchEngine, SecretKey, Suite, default_engine, get_suite
 from cleanroom.errors import (
     InvalidElement,
     InvalidInput,
@@ -60,7 +58,7 @@ def email(value: str) -> bytes:
 
 def platform_inputs(suite: Suite, values: Sequence[str], users: Sequence[int]) -> PlatformInputs:
     key = suite.generate_key()
-    platform_set = suite.hash_and_encrypt(key, [email(v) for v in values], suite.dst, engine=ENGINE)
+    platform_set = ENGINE.hash_and_encrypt(suite, key, [email(v) for v in values], suite.dst)
     return PlatformInputs(7, key, platform_set, np.asarray(users, dtype=np.int64))
 
 
@@ -143,7 +141,9 @@ def find_bad_element(suite: Suite, reason: str) -> bytes:
             bytes([2]) + i.to_bytes(32, "big") if suite is P256 else i.to_bytes(32, "little")
         )
         try:
-            suite.validate(np.frombuffer(candidate, dtype=np.uint8).reshape(1, -1))
+            default_engine().validate(
+                suite, np.frombuffer(candidate, dtype=np.uint8).reshape(1, -1)
+            )
         except InvalidElement as exc:
             if reason in exc.reason:
                 return candidate

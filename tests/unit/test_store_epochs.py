@@ -62,9 +62,7 @@ def test_rotate_computes_v_for_every_eligible_identifier(db: Database, engine: B
     suite = get_suite(epoch.suite_id)
     key = epochs.epoch_key(db, epoch)
     ids = np.load(db.epochs_dir / f"{db.instance_id}-epoch1-g0.ids.npy")
-    expected = suite.hash_and_encrypt(
-        key, [_message(db, int(i)) for i in ids], suite.dst, engine=engine
-    )
+    expected = engine.hash_and_encrypt(suite, key, [_message(db, int(i)) for i in ids], suite.dst)
     assert np.array_equal(matchable.elements, expected)
     assert matchable.elements.shape == (USERS, suite.element_size)
     users = dict(db.conn.execute("SELECT id, user_row FROM identifiers").fetchall())
@@ -208,8 +206,8 @@ def test_precompute_in_many_chunks_matches_one_chunk(
     epoch = epochs.rotate(db, engine=engine)
     suite = get_suite(epoch.suite_id)
     ids = np.load(db.epochs_dir / f"{db.instance_id}-epoch1-g0.ids.npy")
-    expected = suite.hash_and_encrypt(
-        epochs.epoch_key(db, epoch), [_message(db, int(i)) for i in ids], suite.dst, engine=engine
+    expected = engine.hash_and_encrypt(
+        suite, epochs.epoch_key(db, epoch), [_message(db, int(i)) for i in ids], suite.dst
     )
     assert np.array_equal(epochs.matchable_epoch(db).elements, expected)
 

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from numpy.typing import NDArray
 
-from cleanroom.crypto import DEFAULT_SUITE_ID, SUITE_IDS, BatchEngine, get_suite
+from cleanroom.crypto import DEFAULT_SUITE_ID, SUITE_IDS, BatchEngine, default_engine, get_suite
 from cleanroom.crypto import __all__ as crypto_all
 from cleanroom.crypto.suites import P256Suite, Suite, X25519Suite
 from cleanroom.errors import InvalidElement, InvalidKey, UnknownSuite
@@ -71,9 +71,13 @@ def test_public_api_is_exactly_the_agreed_names() -> None:
         "BatchEngine",
         "backend_info",
         "DEFAULT_SUITE_ID",
+        "ProgressCallback",
         "SUITE_IDS",
+        "SecretKey",
+        "Suite",
         "default_engine",
         "get_suite",
+        "random_permutation",
     }
 
 
@@ -119,9 +123,9 @@ def test_wrong_row_length(suite_id: str, delta: int) -> None:
     got = suite.element_size + delta
     bad = np.zeros((3, got), dtype=np.uint8)
     with pytest.raises(InvalidElement, match=f"{suite.element_size} bytes expected, got {got}"):
-        suite.validate(bad)
+        default_engine().validate(suite, bad)
     with pytest.raises(InvalidElement) as excinfo:
-        suite.encrypt(suite.generate_key(), bad)
+        default_engine().encrypt(suite, suite.generate_key(), bad)
     assert excinfo.value.row == 0
 
 
@@ -130,20 +134,20 @@ def test_wrong_dtype_shape_and_type(suite_id: str) -> None:
     suite = get_suite(suite_id)
     good = valid_elements(suite, 2)
     with pytest.raises(InvalidElement, match="uint8 array expected, got dtype int64") as excinfo:
-        suite.validate(good.astype(np.int64))
+        default_engine().validate(suite, good.astype(np.int64))
     assert excinfo.value.row is None
     with pytest.raises(InvalidElement, match=r"shape \(n, \d+\) expected, got shape \(\d+,\)"):
-        suite.validate(good.reshape(-1))
+        default_engine().validate(suite, good.reshape(-1))
     with pytest.raises(InvalidElement, match=r"numpy uint8 array .* expected, got list"):
-        suite.validate([bytes(row) for row in good])  # type: ignore[arg-type]
+        default_engine().validate(suite, [bytes(row) for row in good])  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("suite_id", SUITE_IDS)
 def test_empty_array_is_valid_and_encrypts_to_empty(suite_id: str, in_process: BatchEngine) -> None:
     suite = get_suite(suite_id)
     empty = np.zeros((0, suite.element_size), dtype=np.uint8)
-    suite.validate(empty)
-    out = suite.encrypt(suite.generate_key(), empty, engine=in_process)
+    default_engine().validate(suite, empty)
+    out = in_process.encrypt(suite, suite.generate_key(), empty)
     assert out.shape == (0, suite.element_size) and out.dtype == np.uint8
 
 
@@ -153,8 +157,8 @@ def test_empty_array_is_valid_and_encrypts_to_empty(suite_id: str, in_process: B
 def test_x25519_accepts_public_keys_and_non_contiguous_arrays() -> None:
     suite = get_suite(X25519)
     elements = x25519_elements(20)
-    suite.validate(elements)
-    suite.validate(elements[::3])
+    default_engine().validate(suite, elements)
+    default_engine().validate(suite, elements[::3])
 
 
 @pytest.mark.parametrize(
@@ -178,7 +182,7 @@ def test_x25519_rejects_bad_u_naming_the_row(u: bytes, reason: str) -> None:
     elements = x25519_elements(6)
     elements[4] = np.frombuffer(u, dtype=np.uint8)
     with pytest.raises(InvalidElement, match=f"^element at row 4: {reason}") as excinfo:
-        suite.validate(elements)
+        default_engine().validate(suite, elements)
     assert excinfo.value.row == 4
 
 
@@ -187,7 +191,7 @@ def test_x25519_top_bit_of_a_valid_point_is_rejected() -> None:
     elements = x25519_elements(3)
     elements[1, 31] |= 0x80
     with pytest.raises(InvalidElement, match=r"top bit set") as excinfo:
-        suite.validate(elements)
+        default_engine().validate(suite, elements)
     assert excinfo.value.row == 1
 
 
@@ -204,7 +208,7 @@ def test_first_bad_row_is_named_when_several_are_bad() -> None:
     elements[7] = 0
     elements[3, 31] = 0xFF
     with pytest.raises(InvalidElement, match="row 3: non-canonical") as excinfo:
-        suite.validate(elements)
+        default_engine().validate(suite, elements)
     assert excinfo.value.row == 3
 
 
@@ -215,10 +219,10 @@ def test_p256_accepts_both_prefixes() -> None:
     suite = get_suite(P256)
     elements = p256_elements(20)
     assert set(elements[:, 0]) <= {2, 3}
-    suite.validate(elements)
+    default_engine().validate(suite, elements)
     flipped = elements.copy()
     flipped[:, 0] ^= 1  # the negated points are valid too
-    suite.validate(flipped)
+    default_engine().validate(suite, flipped)
 
 
 def _p256_off_curve_x() -> int:
@@ -245,7 +249,7 @@ def test_p256_rejects_bad_encodings_naming_the_row(encoding: bytes, reason: str)
     elements = p256_elements(4)
     elements[2] = np.frombuffer(encoding, dtype=np.uint8)
     with pytest.raises(InvalidElement, match=f"^element at row 2: {reason}") as excinfo:
-        suite.validate(elements)
+        default_engine().validate(suite, elements)
     assert excinfo.value.row == 2
 
 
@@ -262,7 +266,7 @@ def test_x25519_encrypt_is_the_x25519_function(in_process: BatchEngine) -> None:
     suite = get_suite(X25519)
     key = suite.generate_key()
     elements = x25519_elements(5)
-    out = suite.encrypt(key, elements, engine=in_process)
+    out = in_process.encrypt(suite, key, elements)
     private = X25519PrivateKey.from_private_bytes(key.to_bytes())
     expected = [private.exchange(X25519PublicKey.from_public_bytes(bytes(u))) for u in elements]
     assert out.shape == elements.shape and out.dtype == np.uint8
@@ -273,7 +277,7 @@ def test_p256_encrypt_is_ecdh_x_with_prefix_02(in_process: BatchEngine) -> None:
     suite = get_suite(P256)
     key = suite.generate_key()
     elements = p256_elements(5)
-    out = suite.encrypt(key, elements, engine=in_process)
+    out = in_process.encrypt(suite, key, elements)
     private = ec.derive_private_key(int.from_bytes(key.to_bytes(), "big"), ec.SECP256R1())
     expected = [
         b"\x02"
@@ -293,11 +297,11 @@ def test_encrypt_commutes_and_outputs_valid_elements(
     suite = get_suite(suite_id)
     a, b = suite.generate_key(), suite.generate_key()
     elements = valid_elements(suite, 8)
-    ab = suite.encrypt(a, suite.encrypt(b, elements, engine=in_process), engine=in_process)
-    ba = suite.encrypt(b, suite.encrypt(a, elements, engine=in_process), engine=in_process)
+    ab = in_process.encrypt(suite, a, in_process.encrypt(suite, b, elements))
+    ba = in_process.encrypt(suite, b, in_process.encrypt(suite, a, elements))
     assert np.array_equal(ab, ba)
-    suite.validate(ab)
-    assert not np.array_equal(suite.encrypt(a, elements, engine=in_process), elements)
+    default_engine().validate(suite, ab)
+    assert not np.array_equal(in_process.encrypt(suite, a, elements), elements)
 
 
 @pytest.mark.parametrize("suite_id", SUITE_IDS)
@@ -306,21 +310,21 @@ def test_encrypt_validates_its_input(suite_id: str, in_process: BatchEngine) -> 
     elements = valid_elements(suite, 5)
     elements[3] = 0
     with pytest.raises(InvalidElement) as excinfo:
-        suite.encrypt(suite.generate_key(), elements, engine=in_process)
+        in_process.encrypt(suite, suite.generate_key(), elements)
     assert excinfo.value.row == 3
 
 
 def test_encrypt_refuses_a_key_of_another_suite(in_process: BatchEngine) -> None:
     p256_key = get_suite(P256).generate_key()
     with pytest.raises(InvalidKey, match=f"belongs to suite {P256}, not {X25519}"):
-        get_suite(X25519).encrypt(p256_key, x25519_elements(2), engine=in_process)
+        in_process.encrypt(get_suite(X25519), p256_key, x25519_elements(2))
     with pytest.raises(InvalidKey):
-        get_suite(X25519).hash_and_encrypt(p256_key, [b"m"], b"DST", engine=in_process)
+        in_process.hash_and_encrypt(get_suite(X25519), p256_key, [b"m"], b"DST")
 
 
 def test_encrypt_needs_a_secret_key(in_process: BatchEngine) -> None:
     with pytest.raises(TypeError, match="SecretKey is expected, got bytes"):
-        get_suite().encrypt(bytes(32), x25519_elements(1), engine=in_process)  # type: ignore[arg-type]
+        in_process.encrypt(get_suite(), bytes(32), x25519_elements(1))  # type: ignore[arg-type]
 
 
 # -- hashing --------------------------------------------------------------------------------
@@ -333,10 +337,10 @@ def test_hash_to_curve_many_matches_hash_to_curve_and_is_valid(
     suite_id: str, in_process: BatchEngine
 ) -> None:
     suite = get_suite(suite_id)
-    hashed = suite.hash_to_curve_many(MESSAGES, suite.dst, engine=in_process)
+    hashed = in_process.hash_to_curve_many(suite, MESSAGES, suite.dst)
     assert hashed.shape == (len(MESSAGES), suite.element_size) and hashed.dtype == np.uint8
     assert [bytes(row) for row in hashed] == [suite.hash_to_curve(m, suite.dst) for m in MESSAGES]
-    suite.validate(hashed)
+    default_engine().validate(suite, hashed)
     assert len({bytes(row) for row in hashed}) == len(MESSAGES)
 
 
@@ -350,6 +354,6 @@ def test_dst_separates(suite_id: str) -> None:
 def test_hash_and_encrypt_is_encrypt_of_hash(suite_id: str, in_process: BatchEngine) -> None:
     suite = get_suite(suite_id)
     key = suite.generate_key()
-    fused = suite.hash_and_encrypt(key, MESSAGES, suite.dst, engine=in_process)
-    hashed = suite.hash_to_curve_many(MESSAGES, suite.dst, engine=in_process)
-    assert np.array_equal(fused, suite.encrypt(key, hashed, engine=in_process))
+    fused = in_process.hash_and_encrypt(suite, key, MESSAGES, suite.dst)
+    hashed = in_process.hash_to_curve_many(suite, MESSAGES, suite.dst)
+    assert np.array_equal(fused, in_process.encrypt(suite, key, hashed))

@@ -48,8 +48,7 @@ from cleanroom.advertiser._listfile import (
 )
 from cleanroom.advertiser._prepare import prepare_list
 from cleanroom.advertiser._report import MatchReport
-from cleanroom.crypto import SUITE_IDS, BatchEngine, get_suite
-from cleanroom.crypto.suites import Suite
+from cleanroom.crypto import SUITE_IDS, BatchEngine, Suite, get_suite
 from cleanroom.errors import (
     CleanroomError,
     ImportFailed,

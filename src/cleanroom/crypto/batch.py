@@ -1,11 +1,13 @@
-"""The batch engine: large crypto jobs in chunks across all CPU cores.
+"""The batch engine: the one bulk API of the crypto, in chunks across all CPU cores.
 
-A job (encrypt, hash to curve, or both) over ``n`` rows is cut into chunks. Jobs of at most one
-chunk, and every job of an engine with ``workers=1``, run in this process. Larger jobs go to a
-process pool that is started on the first such job and reused by every later one, because
-starting Python workers costs far more than a chunk of work. At most two chunks per worker are
-in flight and each result is copied straight into a preallocated output array, so memory is
-bounded by the chunk size, not by ``n``.
+A job (validate, encrypt, hash to curve, or both) over ``n`` rows is cut into chunks, and each
+chunk is one call of the suite's per-chunk operation (``suite.encrypt_rows``, ...). Jobs of at
+most one chunk, and every job of an engine with ``workers=1``, run in this process. Larger jobs
+go to a process pool that is started (all its workers at once) on the first such job or by
+:meth:`BatchEngine.start`, and reused by every later one, because starting Python workers costs
+far more than a chunk of work. At most two chunks per worker are in flight and each result is
+copied straight into a preallocated output array, so memory is bounded by the chunk size, not by
+``n``.
 
 The pool uses the ``forkserver`` start method (``spawn`` where that does not exist), never
 ``fork``: the process will also run gRPC threads, and forking a threaded process can deadlock
@@ -21,7 +23,8 @@ through the same tasks, bound on chunks in flight and ordering of errors, so res
 byte-identical.
 
 Secrets: a task carries the raw key bytes (``SecretKey`` refuses to be pickled so that only
-this deliberate path exists); workers log nothing, and errors carry only a reason and a row.
+this deliberate path exists) and turns them back into a key in the worker; workers log nothing,
+and errors carry only a reason and a row.
 """
 
 from __future__ import annotations
@@ -29,24 +32,33 @@ from __future__ import annotations
 import atexit
 import math
 import multiprocessing
+import multiprocessing.queues
 import os
+import queue
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
+from cleanroom.crypto.keys import SecretKey
+from cleanroom.crypto.suites import Suite
 from cleanroom.errors import InvalidElement
 
-if TYPE_CHECKING:
-    from cleanroom.crypto.keys import SecretKey
-    from cleanroom.crypto.suites import Suite
-
-__all__ = ["DEFAULT_CHUNK_SIZE", "BatchEngine", "ChunkExecutor", "default_engine"]
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "BatchEngine",
+    "ChunkExecutor",
+    "ChunkFailure",
+    "ChunkResult",
+    "ProgressCallback",
+    "default_engine",
+]
 
 # ~0.3 s of X25519 work per chunk: inter-process transfer (256 KB each way) is well under 1% of
 # that, memory in flight stays around a megabyte, and chunks are short enough that a worker slowed
@@ -56,17 +68,23 @@ DEFAULT_CHUNK_SIZE: Final = 8_192
 # Chunks queued per worker: one running plus one ready, so a worker never waits on the parent.
 _IN_FLIGHT_PER_WORKER: Final = 2
 
+# Seconds worker_pids waits for started workers that have not reported their id yet.
+_REPORT_TIMEOUT: Final = 10.0
+
 ProgressCallback = Callable[[int], object]
+"""Called with the number of rows just completed, once per chunk (e.g. a progress bar's
+``update``)."""
 
 
-class _ChunkFailure(NamedTuple):
+class ChunkFailure(NamedTuple):
     """An element rejected inside a chunk; returned rather than raised so it pickles simply."""
 
     reason: str
     row: int | None
 
 
-_TaskResult = bytes | _ChunkFailure
+ChunkResult = bytes | ChunkFailure
+"""What a task returns: the chunk's output rows, or the failure of its first bad element."""
 
 
 class ChunkExecutor(Protocol):
@@ -74,7 +92,8 @@ class ChunkExecutor(Protocol):
 
     ``submit`` receives one of this module's task functions (module-level, so they pickle by
     reference) and its arguments: the suite, for some jobs the raw key bytes, and one chunk as
-    bytes. A task returns bytes, or a ``_ChunkFailure`` for bad data: it never raises for that.
+    bytes. A task returns a :data:`ChunkResult`, a :class:`ChunkFailure` for bad data: it never
+    raises for that.
     """
 
     @property
@@ -82,7 +101,7 @@ class ChunkExecutor(Protocol):
         """How many chunks run at once; the engine keeps two per slot in flight."""
         ...
 
-    def submit(self, function: Callable[..., _TaskResult], /, *args: Any) -> Future[_TaskResult]:
+    def submit(self, function: Callable[..., ChunkResult], /, *args: Any) -> Future[ChunkResult]:
         """Start one task; its future can be cancelled until its result is set."""
         ...
 
@@ -94,37 +113,39 @@ class ChunkExecutor(Protocol):
 # -- tasks: module-level so the pool can pickle them by reference ---------------------------
 
 
-def _encrypt_task(suite: Suite, key_bytes: bytes, rows: bytes) -> _TaskResult:
+def _encrypt_task(suite: Suite, key_bytes: bytes, rows: bytes) -> ChunkResult:
     try:
-        return suite.encrypt_rows(key_bytes, rows)
+        return suite.encrypt_rows(suite.key_from_bytes(key_bytes), rows)
     except InvalidElement as exc:
-        return _ChunkFailure(exc.reason, exc.row)
+        return ChunkFailure(exc.reason, exc.row)
 
 
-def _validate_task(suite: Suite, rows: bytes) -> _TaskResult:
+def _validate_task(suite: Suite, rows: bytes) -> ChunkResult:
     # The rows come back unchanged: copying 32 bytes a row is noise next to checking it.
     try:
         suite.validate_rows(rows)
     except InvalidElement as exc:
-        return _ChunkFailure(exc.reason, exc.row)
+        return ChunkFailure(exc.reason, exc.row)
     return rows
 
 
-def _hash_task(suite: Suite, msgs: Sequence[bytes], dst: bytes) -> _TaskResult:
+def _hash_task(suite: Suite, msgs: Sequence[bytes], dst: bytes) -> ChunkResult:
     return suite.hash_rows(msgs, dst)
 
 
 def _hash_and_encrypt_task(
     suite: Suite, key_bytes: bytes, msgs: Sequence[bytes], dst: bytes
-) -> _TaskResult:
-    return suite.hash_and_encrypt_rows(key_bytes, msgs, dst)
+) -> ChunkResult:
+    return suite.hash_and_encrypt_rows(suite.key_from_bytes(key_bytes), msgs, dst)
 
 
 # What every worker needs; the fork server imports it once, before it forks any worker.
 _PRELOAD: Final = ["cleanroom.crypto"]
 
 
-def _init_worker() -> None:
+def _init_worker(started: multiprocessing.queues.Queue[int]) -> None:
+    # The engine counts its workers by these reports (the pool does not say which it has).
+    started.put(os.getpid())
     # Ctrl-C reaches the whole process group; the parent handles it and shuts the pool down,
     # so workers ignore it instead of dying mid-task and breaking the pool.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -188,8 +209,11 @@ class BatchEngine:
         self._workers = workers
         self._chunk_size = chunk_size
         self._pool: ProcessPoolExecutor | None = None
+        self._started: multiprocessing.queues.Queue[int] | None = None
+        self._worker_pids: set[int] = set()
         self._remote = executor
         self._lock = threading.Lock()
+        self._reports_lock = threading.Lock()
 
     @property
     def workers(self) -> int:
@@ -208,9 +232,23 @@ class BatchEngine:
 
     @property
     def worker_pids(self) -> frozenset[int]:
-        """Process ids of the pool's workers; empty while no pool is running."""
-        pool = self._pool
-        return frozenset() if pool is None else frozenset(pool._processes)
+        """Process ids of the pool's workers; empty while no pool is running.
+
+        A pool starts all its workers at once and each reports its id as it starts; this waits
+        (seconds at most) for those that have not reported yet.
+        """
+        with self._lock:
+            started, pids = self._started, self._worker_pids
+        if started is None:
+            return frozenset()
+        with self._reports_lock:
+            deadline = time.monotonic() + _REPORT_TIMEOUT
+            while len(pids) < self._workers:
+                try:
+                    pids.add(started.get(timeout=max(0.0, deadline - time.monotonic())))
+                except (queue.Empty, OSError, ValueError):  # late, or closed meanwhile
+                    break
+            return frozenset(pids)
 
     def __repr__(self) -> str:
         state = "running" if self._pool is not None else "idle"
@@ -228,16 +266,27 @@ class BatchEngine:
         *,
         progress: ProgressCallback | None = None,
     ) -> NDArray[np.uint8]:
-        """Validate and encrypt every row; see :meth:`Suite.encrypt`.
+        """Encrypt every element with ``key``: ``E_k`` of each row, validating each first.
+
+        Args:
+            suite: the elements' suite.
+            key: the suite's secret key.
+            elements: array of shape ``(n, element_size)``, e.g. received from the other party.
+            progress: called with the number of rows just completed, once per chunk.
+
+        Returns:
+            A new array of the same shape.
 
         Raises:
-            InvalidElement: the first bad row, numbered within the whole array.
+            InvalidElement: a row is malformed, off the curve or of small order (the first bad
+                row, numbered within the whole array), or the array is not of that shape.
             InvalidKey: the key belongs to another suite.
         """
         suite.check_array(elements)
-        key_bytes = suite.check_key(key)
+        suite.check_key(key)
+        key_bytes = key.to_bytes()
 
-        def task(start: int, stop: int) -> tuple[Callable[..., _TaskResult], tuple[Any, ...]]:
+        def task(start: int, stop: int) -> tuple[Callable[..., ChunkResult], tuple[Any, ...]]:
             return _encrypt_task, (suite, key_bytes, elements[start:stop].tobytes())
 
         return self._run(len(elements), suite.element_size, task, progress)
@@ -249,17 +298,23 @@ class BatchEngine:
         *,
         progress: ProgressCallback | None = None,
     ) -> None:
-        """Validate every row across the pool; see :meth:`Suite.validate`.
+        """Check that every row encodes a valid element of the suite's prime-order group.
 
         A receiver validating the other party's set does it here, so that the work stays off the
         thread that serves the connection.
 
+        Args:
+            suite: the elements' suite.
+            elements: array of shape ``(n, element_size)``.
+            progress: called with the number of rows just completed, once per chunk.
+
         Raises:
-            InvalidElement: the first bad row, numbered within the whole array.
+            InvalidElement: the first bad row (numbered within the whole array) and why, or the
+                array is not of that shape.
         """
         suite.check_array(elements)
 
-        def task(start: int, stop: int) -> tuple[Callable[..., _TaskResult], tuple[Any, ...]]:
+        def task(start: int, stop: int) -> tuple[Callable[..., ChunkResult], tuple[Any, ...]]:
             return _validate_task, (suite, elements[start:stop].tobytes())
 
         self._run(len(elements), suite.element_size, task, progress)
@@ -272,9 +327,19 @@ class BatchEngine:
         *,
         progress: ProgressCallback | None = None,
     ) -> NDArray[np.uint8]:
-        """Hash every message to the curve; see :meth:`Suite.hash_to_curve_many`."""
+        """Hash every message to the curve (RFC 9380, the suite's random-oracle variant).
 
-        def task(start: int, stop: int) -> tuple[Callable[..., _TaskResult], tuple[Any, ...]]:
+        Args:
+            suite: the suite.
+            msgs: the messages.
+            dst: the domain separation tag, normally ``suite.dst``.
+            progress: called with the number of messages just completed, once per chunk.
+
+        Returns:
+            Array of shape ``(len(msgs), element_size)``.
+        """
+
+        def task(start: int, stop: int) -> tuple[Callable[..., ChunkResult], tuple[Any, ...]]:
             return _hash_task, (suite, list(msgs[start:stop]), dst)
 
         return self._run(len(msgs), suite.element_size, task, progress)
@@ -288,14 +353,25 @@ class BatchEngine:
         *,
         progress: ProgressCallback | None = None,
     ) -> NDArray[np.uint8]:
-        """Compute ``E_k(H(m))`` for every message; see :meth:`Suite.hash_and_encrypt`.
+        """Compute ``E_k(H(m))`` for every message in one pass.
+
+        Args:
+            suite: the suite.
+            key: the suite's secret key.
+            msgs: the messages.
+            dst: the domain separation tag, normally ``suite.dst``.
+            progress: called with the number of messages just completed, once per chunk.
+
+        Returns:
+            Array of shape ``(len(msgs), element_size)``.
 
         Raises:
             InvalidKey: the key belongs to another suite.
         """
-        key_bytes = suite.check_key(key)
+        suite.check_key(key)
+        key_bytes = key.to_bytes()
 
-        def task(start: int, stop: int) -> tuple[Callable[..., _TaskResult], tuple[Any, ...]]:
+        def task(start: int, stop: int) -> tuple[Callable[..., ChunkResult], tuple[Any, ...]]:
             return _hash_and_encrypt_task, (suite, key_bytes, list(msgs[start:stop]), dst)
 
         return self._run(len(msgs), suite.element_size, task, progress)
@@ -315,7 +391,7 @@ class BatchEngine:
         self,
         n: int,
         element_size: int,
-        task: Callable[[int, int], tuple[Callable[..., _TaskResult], tuple[Any, ...]]],
+        task: Callable[[int, int], tuple[Callable[..., ChunkResult], tuple[Any, ...]]],
         progress: ProgressCallback | None,
     ) -> NDArray[np.uint8]:
         out = np.empty((n, element_size), dtype=np.uint8)
@@ -334,15 +410,15 @@ class BatchEngine:
         self,
         out: NDArray[np.uint8],
         bounds: list[tuple[int, int]],
-        task: Callable[[int, int], tuple[Callable[..., _TaskResult], tuple[Any, ...]]],
+        task: Callable[[int, int], tuple[Callable[..., ChunkResult], tuple[Any, ...]]],
         progress: ProgressCallback | None,
     ) -> None:
         pool = self._executor()
         waiting = iter(bounds)
-        pending: dict[Future[_TaskResult], tuple[int, int]] = {}
+        pending: dict[Future[ChunkResult], tuple[int, int]] = {}
         # The earliest failing chunk seen so far: (its start, the failure). Chunks are submitted
         # in order, so once every chunk before it has finished, its first bad row is the array's.
-        failure: tuple[int, _ChunkFailure] | None = None
+        failure: tuple[int, ChunkFailure] | None = None
 
         def submit_next() -> None:
             bound = next(waiting, None)
@@ -358,7 +434,7 @@ class BatchEngine:
                 for future in done:
                     start, stop = pending.pop(future)
                     result = future.result()
-                    if isinstance(result, _ChunkFailure):
+                    if isinstance(result, ChunkFailure):
                         if failure is None or start < failure[0]:
                             failure = (start, result)
                     else:
@@ -393,18 +469,14 @@ class BatchEngine:
     def start(self) -> None:
         """Start the worker processes now, without waiting for them.
 
-        A caller that knows a large job is coming (the CLI, before it reads its input) calls
-        this so the workers' start-up (an interpreter and its imports, about half a second)
+        A caller that knows a large job is coming (the Advertiser, once it has read its list)
+        calls this so the workers' start-up (an interpreter and its imports, about half a second)
         overlaps that work instead of delaying the first job. Does nothing for an engine that
         runs everything in this process or on another executor.
         """
         if self._workers == 1 or self._remote is not None:
             return
-        pool = self._executor()
-        assert isinstance(pool, ProcessPoolExecutor)  # no remote executor: checked above
-        for _ in range(self._workers):
-            # Each submission to an executor without idle workers starts one more process.
-            pool.submit(_ready)
+        self._executor()
 
     def _executor(self) -> ProcessPoolExecutor | ChunkExecutor:
         if self._remote is not None:
@@ -416,15 +488,25 @@ class BatchEngine:
                     # Takes effect when the fork server starts (with the first pool of this
                     # process); the fork server runs no threads of its own, so forking it is safe.
                     context.set_forkserver_preload(_PRELOAD)
+                self._started = context.Queue()
+                self._worker_pids = set()
                 self._pool = ProcessPoolExecutor(
-                    max_workers=self._workers, mp_context=context, initializer=_init_worker
+                    max_workers=self._workers,
+                    mp_context=context,
+                    initializer=_init_worker,
+                    initargs=(self._started,),
                 )
+                for _ in range(self._workers):
+                    # Each submission to a pool without an idle worker starts one more: all of
+                    # them start now, in parallel, rather than one by one as jobs need them.
+                    self._pool.submit(_ready)
                 atexit.register(self.close)
             return self._pool
 
     def _discard_pool(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
+            self._started = None
         if pool is not None:
             atexit.unregister(self.close)
             pool.shutdown(wait=False, cancel_futures=True)
@@ -439,6 +521,7 @@ class BatchEngine:
             self._remote.close()
         with self._lock:
             pool, self._pool = self._pool, None
+            self._started = None
         if pool is not None:
             atexit.unregister(self.close)
             pool.shutdown(wait=True, cancel_futures=True)
@@ -450,8 +533,8 @@ class BatchEngine:
         self.close()
 
 
-def _store(out: NDArray[np.uint8], start: int, stop: int, result: _TaskResult) -> None:
-    if isinstance(result, _ChunkFailure):
+def _store(out: NDArray[np.uint8], start: int, stop: int, result: ChunkResult) -> None:
+    if isinstance(result, ChunkFailure):
         row = None if result.row is None else start + result.row
         raise InvalidElement(result.reason, row)
     out[start:stop] = np.frombuffer(result, dtype=np.uint8).reshape(stop - start, -1)

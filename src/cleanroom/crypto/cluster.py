@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Final
 from cleanroom.errors import ClusterUnreachable
 
 if TYPE_CHECKING:
-    from cleanroom.crypto.batch import _TaskResult
+    from cleanroom.crypto.batch import ChunkResult
 
 __all__ = ["CLUSTER_CHUNK_SIZE", "CONNECT_TIMEOUT", "DaskExecutor"]
 
@@ -76,7 +76,7 @@ class _SealedArguments:
         return (_SealedArguments, (self.arguments,))
 
 
-def _run_sealed(function: Callable[..., _TaskResult], sealed: _SealedArguments) -> _TaskResult:
+def _run_sealed(function: Callable[..., ChunkResult], sealed: _SealedArguments) -> ChunkResult:
     """(On a worker.) Run one of the engine's tasks on its sealed arguments."""
     return function(*sealed.arguments)
 
@@ -162,8 +162,8 @@ class DaskExecutor:
         return f"<DaskExecutor {self._address} slots={self._slots}>"
 
     def submit(
-        self, function: Callable[..., _TaskResult], /, *args: Any
-    ) -> concurrent.futures.Future[_TaskResult]:
+        self, function: Callable[..., ChunkResult], /, *args: Any
+    ) -> concurrent.futures.Future[ChunkResult]:
         """Start one of the engine's tasks on the cluster.
 
         Returns:
@@ -171,7 +171,7 @@ class DaskExecutor:
             cluster's copy is released at once). Cancelling it cancels the task. A lost
             scheduler, or a task whose workers kept dying, sets :class:`ClusterUnreachable`.
         """
-        chunk: concurrent.futures.Future[_TaskResult] = concurrent.futures.Future()
+        chunk: concurrent.futures.Future[ChunkResult] = concurrent.futures.Future()
         # The key (for encryption jobs) is inside the sealed arguments, never scattered: a Dask
         # data object may be replicated and spilled to a worker's disk; a task's arguments are not.
         task = self._client.submit(
@@ -184,7 +184,7 @@ class DaskExecutor:
             pure=False,
         )
 
-        def cancel_task(done: concurrent.futures.Future[_TaskResult]) -> None:
+        def cancel_task(done: concurrent.futures.Future[ChunkResult]) -> None:
             if done.cancelled():
                 task.cancel()
 
@@ -192,7 +192,7 @@ class DaskExecutor:
         task.add_done_callback(lambda finished: self._deliver(finished, chunk))
         return chunk
 
-    def _deliver(self, task: Any, chunk: concurrent.futures.Future[_TaskResult]) -> None:
+    def _deliver(self, task: Any, chunk: concurrent.futures.Future[ChunkResult]) -> None:
         """(Dask's callback thread.) Copy the task's outcome into ``chunk``; release the task."""
         try:
             if chunk.cancelled():

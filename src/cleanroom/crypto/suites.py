@@ -15,8 +15,12 @@ which is what lets two parties intersect doubly encrypted sets (DESIGN §3):
 
 Every element from outside is validated before use (length, canonical encoding, on the curve,
 not of small order); the first bad row is named in :class:`~cleanroom.errors.InvalidElement`.
-Arrays at this boundary are ``NDArray[np.uint8]`` of shape ``(n, element_size)``; large batches
-run in chunks across processes through :class:`~cleanroom.crypto.batch.BatchEngine`.
+
+A suite works on one chunk at a time, in the process that calls it: concatenated encodings in,
+concatenated encodings out (``encrypt_rows``, ``hash_and_encrypt_rows``, ...). Arrays of any
+size go through :class:`~cleanroom.crypto.batch.BatchEngine`, the one bulk API, which cuts them
+into chunks for its workers (``engine.encrypt(suite, key, elements)``); arrays at that boundary
+are ``NDArray[np.uint8]`` of shape ``(n, element_size)``.
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from numpy.typing import NDArray
 
 from cleanroom.crypto import _check25519, h2c_curve25519, h2c_p256, x25519
-from cleanroom.crypto.batch import BatchEngine, default_engine
 from cleanroom.crypto.keys import SecretKey
 from cleanroom.errors import InvalidElement, InvalidKey, UnknownSuite
 
@@ -49,22 +52,18 @@ __all__ = [
 SUITE_IDS: Final[tuple[str, ...]] = ("x25519-sha512-ell2-ro", "p256-sha256-sswu-ro")
 DEFAULT_SUITE_ID: Final[str] = SUITE_IDS[0]
 
-ProgressCallback = Callable[[int], object]
-
 # GMP's Jacobi symbol: about 1.5 µs on 255-bit numbers, hence one per 64 subset products of a
 # chunk (X25519) rather than one per row; P-256 still takes one per row.
 _jacobi = gmpy2.jacobi
 _P25519: Final = gmpy2.mpz(2**255 - 19)
-
-# Rows per slice when validating in this process, so memory stays bounded on huge arrays.
-_VALIDATE_SLICE_ROWS = 65_536
 
 
 class Suite(abc.ABC):
     """One ciphersuite: a group, its element encoding, and the operations of the protocol.
 
     Suites are stateless singletons obtained with :func:`get_suite`; they pickle by id, so a
-    worker process gets its own instance.
+    worker process gets its own instance. Each operation here handles one chunk in this process;
+    :class:`~cleanroom.crypto.batch.BatchEngine` runs them over whole arrays.
 
     Attributes:
         suite_id: the suite's id, e.g. ``"x25519-sha512-ell2-ro"``.
@@ -111,8 +110,8 @@ class Suite(abc.ABC):
             InvalidKey: the bytes are of the wrong size or form (the message omits them).
         """
 
-    def check_key(self, key: SecretKey) -> bytes:
-        """Check that ``key`` is a key of this suite and return its bytes (for the engine's tasks).
+    def check_key(self, key: SecretKey) -> None:
+        """Check that ``key`` is a key of this suite.
 
         Raises:
             TypeError: ``key`` is not a :class:`SecretKey`.
@@ -122,7 +121,6 @@ class Suite(abc.ABC):
             raise TypeError(f"a SecretKey is expected, got {type(key).__name__}")
         if key.suite_id != self.suite_id:
             raise InvalidKey(f"the key belongs to suite {key.suite_id}, not {self.suite_id}")
-        return key.to_bytes()
 
     # -- elements --------------------------------------------------------------------------
 
@@ -151,49 +149,6 @@ class Suite(abc.ABC):
             row = 0 if elements.shape[0] else None
             raise InvalidElement(f"{size} bytes expected, got {elements.shape[1]}", row)
 
-    def validate(self, elements: NDArray[np.uint8]) -> None:
-        """Check that every row encodes a valid element of the prime-order group.
-
-        Args:
-            elements: array of shape ``(n, element_size)``.
-
-        Raises:
-            InvalidElement: for the first bad row, with its index and the reason.
-        """
-        self.check_array(elements)
-        for start in range(0, len(elements), _VALIDATE_SLICE_ROWS):
-            rows = elements[start : start + _VALIDATE_SLICE_ROWS].tobytes()
-            try:
-                self.validate_rows(rows)
-            except InvalidElement as exc:
-                row = None if exc.row is None else start + exc.row
-                raise InvalidElement(exc.reason, row) from None
-
-    def encrypt(
-        self,
-        key: SecretKey,
-        elements: NDArray[np.uint8],
-        *,
-        engine: BatchEngine | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> NDArray[np.uint8]:
-        """Encrypt every element with ``key``: ``E_k`` of each row, validating each first.
-
-        Args:
-            key: this suite's secret key.
-            elements: array of shape ``(n, element_size)``, e.g. received from the other party.
-            engine: the batch engine to run on; ``None`` means :func:`default_engine`.
-            progress: called with the number of rows just completed, once per chunk.
-
-        Returns:
-            A new array of the same shape.
-
-        Raises:
-            InvalidElement: a row is malformed, off the curve or of small order (first bad row).
-            InvalidKey: the key belongs to another suite.
-        """
-        return _engine(engine).encrypt(self, key, elements, progress=progress)
-
     @abc.abstractmethod
     def hash_to_curve(self, msg: bytes, dst: bytes) -> bytes:
         """Hash one message to an encoded group element (RFC 9380 random-oracle variant).
@@ -205,55 +160,6 @@ class Suite(abc.ABC):
         Returns:
             The encoded element, ``element_size`` bytes.
         """
-
-    def hash_to_curve_many(
-        self,
-        msgs: Sequence[bytes],
-        dst: bytes,
-        *,
-        engine: BatchEngine | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> NDArray[np.uint8]:
-        """Hash every message to the curve.
-
-        Args:
-            msgs: the messages.
-            dst: the domain separation tag, normally ``suite.dst``.
-            engine: the batch engine to run on; ``None`` means :func:`default_engine`.
-            progress: called with the number of messages just completed, once per chunk.
-
-        Returns:
-            Array of shape ``(len(msgs), element_size)``.
-        """
-        return _engine(engine).hash_to_curve_many(self, msgs, dst, progress=progress)
-
-    def hash_and_encrypt(
-        self,
-        key: SecretKey,
-        msgs: Sequence[bytes],
-        dst: bytes,
-        *,
-        engine: BatchEngine | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> NDArray[np.uint8]:
-        """Compute ``E_k(H(m))`` for every message in one pass.
-
-        Hash-to-curve output is valid by construction, so it is not validated again.
-
-        Args:
-            key: this suite's secret key.
-            msgs: the messages.
-            dst: the domain separation tag, normally ``suite.dst``.
-            engine: the batch engine to run on; ``None`` means :func:`default_engine`.
-            progress: called with the number of messages just completed, once per chunk.
-
-        Returns:
-            Array of shape ``(len(msgs), element_size)``.
-
-        Raises:
-            InvalidKey: the key belongs to another suite.
-        """
-        return _engine(engine).hash_and_encrypt(self, key, msgs, dst, progress=progress)
 
     # -- one chunk in this process (what the batch engine runs in its workers) --------------
 
@@ -270,21 +176,41 @@ class Suite(abc.ABC):
             InvalidElement: for the first bad element, with its index within ``rows``.
         """
 
-    @abc.abstractmethod
-    def encrypt_rows(self, key_bytes: bytes, rows: bytes) -> bytes:
-        """Validate, then encrypt concatenated encodings with the raw key bytes.
+    def encrypt_rows(self, key: SecretKey, rows: bytes) -> bytes:
+        """Validate, then encrypt concatenated encodings: ``E_k`` of each element.
 
         Raises:
             InvalidElement: for the first bad element, with its index within ``rows``.
+            InvalidKey: the key belongs to another suite.
         """
+        self.check_key(key)
+        self._check_elements(rows, self.split_rows(rows))
+        return self._exchange_all(key.to_bytes(), rows)
 
     def hash_rows(self, msgs: Sequence[bytes], dst: bytes) -> bytes:
         """Hash messages to the curve; return the concatenated encodings."""
         return self._hash_to_curve_many_local(msgs, dst).tobytes()
 
+    def hash_and_encrypt_rows(self, key: SecretKey, msgs: Sequence[bytes], dst: bytes) -> bytes:
+        """Hash messages to the curve and encrypt them; return the concatenated encodings.
+
+        Hash-to-curve output is valid by construction, so it is not validated again.
+
+        Raises:
+            InvalidKey: the key belongs to another suite.
+        """
+        self.check_key(key)
+        hashed = self._hash_to_curve_many_local(msgs, dst).tobytes()
+        return self._exchange_all(key.to_bytes(), hashed)
+
     @abc.abstractmethod
-    def hash_and_encrypt_rows(self, key_bytes: bytes, msgs: Sequence[bytes], dst: bytes) -> bytes:
-        """Hash messages to the curve and encrypt them; return the concatenated encodings."""
+    def _check_elements(self, rows: bytes, units: list[bytes]) -> None:
+        """Validate one chunk, given both as concatenated encodings and cut into elements."""
+
+    @abc.abstractmethod
+    def _exchange_all(self, key_bytes: bytes, rows: bytes) -> bytes:
+        """Multiply every (valid) element of concatenated encodings by the secret scalar; the
+        suite's one place for it."""
 
     @abc.abstractmethod
     def _hash_to_curve_many_local(self, msgs: Sequence[bytes], dst: bytes) -> NDArray[np.uint8]:
@@ -374,18 +300,11 @@ class X25519Suite(Suite):
             if problem is not None:
                 raise InvalidElement(problem, row)
 
-    def encrypt_rows(self, key_bytes: bytes, rows: bytes) -> bytes:
-        self._check_elements(rows, self.split_rows(rows))
-        return self._exchange_all(key_bytes, rows)
-
-    def hash_and_encrypt_rows(self, key_bytes: bytes, msgs: Sequence[bytes], dst: bytes) -> bytes:
-        hashed = self._hash_to_curve_many_local(msgs, dst).tobytes()
-        return self._exchange_all(key_bytes, hashed)
-
     @staticmethod
     def _exchange_all(key_bytes: bytes, rows: bytes) -> bytes:
-        # The chunk's scalar multiplication, on this process's backend (crypto_mb's 8 lanes on
-        # AVX-512 IFMA, or OpenSSL): same bytes either way (cleanroom.crypto.x25519).
+        # Every X25519 scalar multiplication of a chunk (encrypting received elements, and
+        # hashed messages) happens here, on this process's backend (8 lanes on AVX-512 IFMA, or
+        # OpenSSL): the same bytes either way (cleanroom.crypto.x25519).
         return x25519.exchange(key_bytes, rows)
 
 
@@ -438,24 +357,15 @@ class P256Suite(Suite):
         return None
 
     def validate_rows(self, rows: bytes) -> None:
-        self._check_elements(self.split_rows(rows))
+        self._check_elements(rows, self.split_rows(rows))
 
-    def _check_elements(self, units: list[bytes]) -> None:
+    def _check_elements(self, rows: bytes, units: list[bytes]) -> None:
         for row, point in enumerate(units):
             problem = self.element_problem(point)
             if problem is not None:
                 raise InvalidElement(problem, row)
 
-    def encrypt_rows(self, key_bytes: bytes, rows: bytes) -> bytes:
-        units = self.split_rows(rows)
-        self._check_elements(units)
-        return self._exchange_all(key_bytes, units)
-
-    def hash_and_encrypt_rows(self, key_bytes: bytes, msgs: Sequence[bytes], dst: bytes) -> bytes:
-        hashed = self._hash_to_curve_many_local(msgs, dst).tobytes()
-        return self._exchange_all(key_bytes, self.split_rows(hashed))
-
-    def _exchange_all(self, key_bytes: bytes, units: list[bytes]) -> bytes:
+    def _exchange_all(self, key_bytes: bytes, rows: bytes) -> bytes:
         curve = self._CURVE
         private = ec.derive_private_key(int.from_bytes(key_bytes, "big"), curve)
         exchange, ecdh = private.exchange, ec.ECDH()
@@ -463,7 +373,10 @@ class P256Suite(Suite):
         # ECDH yields x only; prefix 0x02 re-encodes it canonically (either y gives the same x
         # after the next party's multiplication, which is what makes E commute).
         return b"".join(
-            [b"\x02" + exchange(ecdh, from_encoded_point(curve, point)) for point in units]
+            [
+                b"\x02" + exchange(ecdh, from_encoded_point(curve, point))
+                for point in self.split_rows(rows)
+            ]
         )
 
 
@@ -494,7 +407,3 @@ def get_suite(suite_id: str = DEFAULT_SUITE_ID) -> Suite:
     except (KeyError, TypeError):
         known = ", ".join(SUITE_IDS)
         raise UnknownSuite(f"unknown ciphersuite {suite_id!r}; known: {known}") from None
-
-
-def _engine(engine: BatchEngine | None) -> BatchEngine:
-    return default_engine() if engine is None else engine

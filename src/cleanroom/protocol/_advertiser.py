@@ -38,9 +38,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cleanroom._output import quoted
-from cleanroom.crypto import BatchEngine, default_engine
-from cleanroom.crypto.permutation import random_permutation
-from cleanroom.crypto.suites import Suite
+from cleanroom.crypto import BatchEngine, Suite, default_engine, random_permutation
 from cleanroom.errors import (
     InvalidElement,
     InvalidInput,
@@ -158,7 +156,7 @@ class AdvertiserRole:
         self._mode = mode
         self._messages = messages
         self._record_ids = records
-        self._engine = engine
+        self._engine = default_engine() if engine is None else engine
         self._progress = progress
         self._terms = terms or SessionTerms()
         # Fresh per session, never stored or sent.
@@ -271,11 +269,11 @@ class AdvertiserRole:
             try:
                 if self._abandoned.is_set():
                     raise CancelledError("the session was abandoned before the list was hashed")
-                self._u = self._suite.hash_and_encrypt(
+                self._u = self._engine.hash_and_encrypt(
+                    self._suite,
                     self._key,
                     [messages[i] for i in order],
                     self._suite.dst,
-                    engine=self._engine,
                     progress=progress,
                 )
             except BaseException as exc:
@@ -417,8 +415,8 @@ class AdvertiserRole:
         check_session_id(self._session_id, chunk.session_id)
         offset, rows = self._v.accept(chunk.offset, chunk.count, chunk.elements)
         try:
-            encrypted = self._suite.encrypt(
-                self._key, rows, engine=self._engine, progress=self._w_progress
+            encrypted = self._engine.encrypt(
+                self._suite, self._key, rows, progress=self._w_progress
             )
         except InvalidElement as exc:
             raise shift_element_error(exc, offset, "platform set V") from exc
@@ -461,7 +459,7 @@ class AdvertiserRole:
         offset, rows = self._u_prime.accept(chunk.offset, chunk.count, chunk.elements)
         try:
             # On the batch engine: off the thread that carries the connection.
-            (self._engine or default_engine()).validate(self._suite, rows)
+            self._engine.validate(self._suite, rows)
         except InvalidElement as exc:
             raise shift_element_error(exc, offset, "encrypted advertiser set U'") from exc
         if not self._u_prime.complete:

@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from cleanroom.crypto import BatchEngine, default_engine, get_suite
-from cleanroom.crypto.keys import SecretKey
+from cleanroom.crypto import BatchEngine, SecretKey, default_engine, get_suite
 from cleanroom.errors import (
     InvalidElement,
     InvalidMessage,
@@ -283,7 +282,7 @@ class PlatformRole:
         self._request = request
         self._decision = decision
         self._inputs = inputs
-        self._engine = engine
+        self._engine = default_engine() if engine is None else engine
         self._progress = progress
         self._max_chunk_bytes = max_chunk_bytes
         self.session_id = os.urandom(SESSION_ID_SIZE)
@@ -435,14 +434,14 @@ class PlatformRole:
         if duplicate is not None:
             first, repeat = duplicate
             raise InvalidElement(f"advertiser set U: duplicate of row {first}", repeat)
-        engine = self._engine or default_engine()
+        engine = self._engine
         try:
             # Every element is checked before any is multiplied: a set with a bad element at
             # its end costs no more than one with a bad element at its start. (encrypt checks
             # each chunk again, a small fraction of the multiplications it guards.)
             engine.validate(self._suite, u)
-            self._u_prime = self._suite.encrypt(
-                self._inputs.epoch_key, u, engine=engine, progress=self._u_progress
+            self._u_prime = engine.encrypt(
+                self._suite, self._inputs.epoch_key, u, progress=self._u_progress
             )
         except InvalidElement as exc:
             raise shift_element_error(exc, 0, "advertiser set U") from exc
@@ -454,7 +453,7 @@ class PlatformRole:
         offset, rows = self._w.accept(chunk.offset, chunk.count, chunk.elements)
         try:
             # On the batch engine: off the thread that carries the connection.
-            (self._engine or default_engine()).validate(self._suite, rows)
+            self._engine.validate(self._suite, rows)
         except InvalidElement as exc:
             raise shift_element_error(exc, offset, "encrypted platform set W") from exc
         if not self._w.complete:

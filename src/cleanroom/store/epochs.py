@@ -35,9 +35,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cleanroom._files import fsync_path
-from cleanroom.crypto import DEFAULT_SUITE_ID, BatchEngine, get_suite
-from cleanroom.crypto.keys import SecretKey
-from cleanroom.crypto.suites import Suite
+from cleanroom.crypto import (
+    DEFAULT_SUITE_ID,
+    BatchEngine,
+    SecretKey,
+    Suite,
+    default_engine,
+    get_suite,
+)
 from cleanroom.errors import StoreError
 from cleanroom.identifiers import KINDS
 from cleanroom.identifiers.messages import message_prefix
@@ -496,8 +501,8 @@ def _encrypt_into(
     for start in range(0, len(ids), PRECOMPUTE_CHUNK):
         stop = min(start + PRECOMPUTE_CHUNK, len(ids))
         messages = _LazyMessages(conn, ids[start:stop])
-        out[position[start:stop]] = suite.hash_and_encrypt(
-            key, messages, suite.dst, engine=engine, progress=progress
+        out[position[start:stop]] = (engine or default_engine()).hash_and_encrypt(
+            suite, key, messages, suite.dst, progress=progress
         )
 
 
