@@ -42,6 +42,7 @@ from cleanroom.crypto import (
     Suite,
     default_engine,
     get_suite,
+    random_permutation,
 )
 from cleanroom.errors import StoreError
 from cleanroom.identifiers import KINDS
@@ -49,7 +50,6 @@ from cleanroom.identifiers.messages import message_prefix
 from cleanroom.store import audit, keystore
 from cleanroom.store.database import Database, transaction, unix_now
 from cleanroom.store.eligibility import eligible_identifier_ids, eligible_identifiers_and_users
-from cleanroom.store.permutation import random_permutation
 
 __all__ = [
     "EpochInfo",
