@@ -11,6 +11,7 @@ from cleanroom.identifiers import KINDS, NORMALIZATION_VERSION, normalize
 
 def test_public_api_is_pinned() -> None:
     assert identifiers.__all__ == [
+        "DEFAULT_REGION",
         "KINDS",
         "NORMALIZATION_VERSION",
         "NormalizedBatch",

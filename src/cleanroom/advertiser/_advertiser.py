@@ -58,7 +58,7 @@ from cleanroom.errors import (
     ReceiptInvalid,
     VersionMismatch,
 )
-from cleanroom.identifiers.phone import DEFAULT_REGION
+from cleanroom.identifiers import DEFAULT_REGION
 from cleanroom.policy import Mode
 from cleanroom.protocol import (
     DEFAULT_MAX_PLATFORM_SET_SIZE,

@@ -48,7 +48,7 @@ from cleanroom.cli._args import (
 from cleanroom.cli.platform_service import register_service_commands
 from cleanroom.crypto import DEFAULT_SUITE_ID, SUITE_IDS, default_engine
 from cleanroom.errors import ImportFailed
-from cleanroom.identifiers import KINDS
+from cleanroom.identifiers import DEFAULT_REGION, KINDS
 from cleanroom.store import audit, audit_key, consent, epochs, importer, sources, status, users
 from cleanroom.store.csvfile import RowRejection, parse_column_mapping
 from cleanroom.store.database import init_database, open_database
@@ -84,8 +84,8 @@ def register(subparsers: Any) -> None:
     _add_column_option(imp, (*importer.REQUIRED_FIELDS, *importer.OPTIONAL_FIELDS))
     imp.add_argument(
         "--default-region",
-        default="US",
-        help="region of phone numbers written without a country code (default: US)",
+        default=DEFAULT_REGION,
+        help="region of phone numbers written without a country code (default: %(default)s)",
     )
     imp.add_argument(
         "--chunk-rows",

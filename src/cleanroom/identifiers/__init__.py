@@ -17,10 +17,12 @@ from __future__ import annotations
 from cleanroom.identifiers.batch import NormalizedBatch, Rejection, normalize_batch
 from cleanroom.identifiers.messages import hash_message, identifier_digest
 from cleanroom.identifiers.normalize import normalize
+from cleanroom.identifiers.phone import DEFAULT_REGION
 from cleanroom.identifiers.prehashed import parse_prehashed
 from cleanroom.identifiers.rules import KINDS, NORMALIZATION_VERSION
 
 __all__ = [
+    "DEFAULT_REGION",
     "KINDS",
     "NORMALIZATION_VERSION",
     "NormalizedBatch",

@@ -27,6 +27,7 @@ from typing import Any, Final
 import phonenumbers
 
 from cleanroom.errors import InvalidPolicy
+from cleanroom.identifiers import DEFAULT_REGION
 
 __all__ = [
     "DEFAULT_SETTINGS",
@@ -76,7 +77,7 @@ class PolicySettings:
     epsilon_budget: float = 8.0
     modes_allowed: frozenset[Mode] = frozenset({Mode.COUNT, Mode.AUDIENCE})
     max_sessions_per_day: int = 20
-    default_region: str = "US"
+    default_region: str = DEFAULT_REGION
 
     @property
     def noise_applied(self) -> bool:

@@ -29,7 +29,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from cleanroom.identifiers import KINDS, normalize_batch
+from cleanroom.identifiers import DEFAULT_REGION, KINDS, normalize_batch
 from cleanroom.store import audit
 from cleanroom.store.csvfile import CsvScan, RowRejection, open_rows, scan_csv
 from cleanroom.store.database import Database, transaction, unix_now
@@ -266,7 +266,7 @@ def import_platform_csv(
     path: Path,
     *,
     column_mapping: Mapping[str, str] | None = None,
-    default_region: str = "US",
+    default_region: str = DEFAULT_REGION,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: Callable[[int], object] | None = None,
     on_reject: Callable[[RowRejection], object] | None = None,
