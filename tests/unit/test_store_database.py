@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,96 @@ def test_the_audit_key_can_live_apart_from_the_database(tmp_path: Path) -> None:
         assert reopened.conn.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0] == 1
         with pytest.raises(StoreError, match="CLEANROOM_AUDIT_KEY"), transaction(reopened.conn):
             audit.append(reopened, "x", {})
+
+
+# --- transaction() ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def conn() -> Iterator[sqlite3.Connection]:
+    connection = sqlite3.connect(":memory:", isolation_level=None)
+    connection.execute("PRAGMA foreign_keys = ON")
+    connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    connection.execute(
+        "CREATE TABLE child (parent INTEGER REFERENCES t (id) DEFERRABLE INITIALLY DEFERRED)"
+    )
+    yield connection
+    connection.close()
+
+
+def _ids(conn: sqlite3.Connection) -> list[int]:
+    return [row[0] for row in conn.execute("SELECT id FROM t ORDER BY id")]
+
+
+def test_a_transaction_commits_its_block_or_none_of_it(conn: sqlite3.Connection) -> None:
+    with transaction(conn):
+        conn.execute("INSERT INTO t VALUES (1)")
+    with pytest.raises(RuntimeError, match="boom"), transaction(conn):
+        conn.execute("INSERT INTO t VALUES (2)")
+        raise RuntimeError("boom")
+    assert _ids(conn) == [1]
+    assert not conn.in_transaction
+
+
+def test_a_transaction_sqlite_already_rolled_back_raises_its_own_error(
+    conn: sqlite3.Connection,
+) -> None:
+    # OR ROLLBACK ends the whole transaction inside SQLite; a second ROLLBACK would fail with
+    # "no transaction is active" and hide the constraint error.
+    conn.execute("INSERT INTO t VALUES (1)")
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"), transaction(conn):
+        conn.execute("INSERT INTO t VALUES (2)")
+        conn.execute("INSERT OR ROLLBACK INTO t VALUES (1)")
+    assert _ids(conn) == [1]
+    assert not conn.in_transaction
+
+
+def test_a_commit_that_fails_rolls_back(conn: sqlite3.Connection) -> None:
+    # A deferred foreign key is checked at COMMIT, which then fails with the transaction open.
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"), transaction(conn):
+        conn.execute("INSERT INTO t VALUES (1)")
+        conn.execute("INSERT INTO child VALUES (99)")
+    assert not conn.in_transaction
+    assert _ids(conn) == []
+    with transaction(conn):  # and the connection is usable again
+        conn.execute("INSERT INTO t VALUES (2)")
+    assert _ids(conn) == [2]
+
+
+def test_a_nested_transaction_is_a_savepoint(conn: sqlite3.Connection) -> None:
+    with transaction(conn):
+        conn.execute("INSERT INTO t VALUES (1)")
+        with pytest.raises(RuntimeError), transaction(conn):
+            conn.execute("INSERT INTO t VALUES (2)")
+            raise RuntimeError("the inner block fails")
+        with transaction(conn):
+            conn.execute("INSERT INTO t VALUES (3)")
+        assert conn.in_transaction  # the inner blocks neither committed nor ended it
+    assert _ids(conn) == [1, 3]
+    with pytest.raises(RuntimeError), transaction(conn):
+        with transaction(conn):
+            conn.execute("INSERT INTO t VALUES (4)")
+        raise RuntimeError("the outer block fails after the inner one succeeded")
+    assert _ids(conn) == [1, 3]
+
+
+def test_a_failed_rollback_is_noted_on_the_error_not_raised_instead(
+    conn: sqlite3.Connection,
+) -> None:
+    class Failing:
+        """The real connection, except that its ROLLBACK fails (after rolling back)."""
+
+        in_transaction = property(lambda self: conn.in_transaction)
+
+        def execute(self, sql: str) -> sqlite3.Cursor:
+            if sql == "ROLLBACK":
+                conn.execute("ROLLBACK")
+                raise sqlite3.OperationalError("disk I/O error")
+            return conn.execute(sql)
+
+    with (
+        pytest.raises(RuntimeError, match="boom") as raised,
+        transaction(Failing()),  # type: ignore[arg-type]
+    ):
+        raise RuntimeError("boom")
+    assert raised.value.__notes__ == ["and then ROLLBACK failed: disk I/O error"]

@@ -19,6 +19,7 @@ what to ``chmod``; a database made by an older version (which created it 0644) i
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import sqlite3
@@ -127,15 +128,48 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """Run a block as one write transaction: committed on success, rolled back on any error.
 
     ``BEGIN IMMEDIATE`` takes the write lock up front, so two writers queue (busy timeout)
-    instead of failing half-way with SQLITE_BUSY on lock upgrade.
+    instead of failing half-way with SQLITE_BUSY on lock upgrade. Inside a transaction already
+    open on the connection, the block is a savepoint of it: an error undoes the block's own
+    writes, and the outer block decides about the rest.
+
+    On an error the transaction is rolled back only while it is still open: SQLite ends it by
+    itself on some errors (a full disk, an I/O error, ``OR ROLLBACK``, an interrupt), and a
+    second ROLLBACK would fail and hide the error that ended it. A COMMIT that fails (a deferred
+    constraint, a lock held past the busy timeout) rolls back and raises. The caller always sees
+    the block's own error, never one of the cleanup.
     """
+    if conn.in_transaction:
+        savepoint = f"cleanroom_{next(_savepoints)}"
+        conn.execute(f"SAVEPOINT {savepoint}")
+        try:
+            yield conn
+        except BaseException as exc:
+            if conn.in_transaction:  # else SQLite rolled back the whole transaction already
+                _clean_up(conn, f"ROLLBACK TO {savepoint}", exc)
+                _clean_up(conn, f"RELEASE {savepoint}", exc)
+            raise
+        conn.execute(f"RELEASE {savepoint}")
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        if conn.in_transaction:
+            _clean_up(conn, "ROLLBACK", exc)
         raise
-    conn.execute("COMMIT")
+
+
+# Savepoint names, unique per process (a name is only ever in use on one connection at a time).
+_savepoints = itertools.count()
+
+
+def _clean_up(conn: sqlite3.Connection, statement: str, error: BaseException) -> None:
+    """Run a cleanup statement; if it fails, say so on ``error`` rather than replace it."""
+    try:
+        conn.execute(statement)
+    except sqlite3.Error as exc:
+        error.add_note(f"and then {statement} failed: {exc}")
 
 
 def init_database(
