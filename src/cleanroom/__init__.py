@@ -6,4 +6,6 @@ elliptic-curve Diffie-Hellman private set intersection over consented marketing 
 
 from __future__ import annotations
 
+__all__ = ["__version__"]
+
 __version__ = "0.1.0"

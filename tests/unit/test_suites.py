@@ -12,7 +12,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from numpy.typing import NDArray
 
 from cleanroom.crypto import DEFAULT_SUITE_ID, SUITE_IDS, BatchEngine, default_engine, get_suite
-from cleanroom.crypto import __all__ as crypto_all
 from cleanroom.crypto.suites import P256Suite, Suite, X25519Suite
 from cleanroom.errors import InvalidElement, InvalidKey, UnknownSuite
 
@@ -63,22 +62,6 @@ def in_process() -> BatchEngine:
 
 
 # -- lookup and parameters ------------------------------------------------------------------
-
-
-def test_public_api_is_exactly_the_agreed_names() -> None:
-    assert set(crypto_all) == {
-        "BackendInfo",
-        "BatchEngine",
-        "backend_info",
-        "DEFAULT_SUITE_ID",
-        "ProgressCallback",
-        "SUITE_IDS",
-        "SecretKey",
-        "Suite",
-        "default_engine",
-        "get_suite",
-        "random_permutation",
-    }
 
 
 def test_suite_ids_and_default() -> None:
