@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-# grpcio ships no type information; types-grpcio provides it once it is a dev dependency.
+# grpcio ships no type information; types-grpcio (a dev dependency) provides it.
 import grpc
 
 from cleanroom import errors
