@@ -58,7 +58,7 @@ bench-core: $(STAMP)
 	$(BIN)/python benchmarks/core.py
 
 bench-platform: $(STAMP)
-	$(BIN)/python benchmarks/platform.py --rows 1000000 --repeat 2 --write-results
+	$(BIN)/python benchmarks/platform_store.py --rows 1000000 --repeat 2 --write-results
 
 bench-load: $(STAMP)
 	$(BIN)/python benchmarks/load.py --advertisers 8 --records 20000 --platform-users 50000 --rounds 2 --write-results

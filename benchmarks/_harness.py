@@ -7,9 +7,6 @@
 * :class:`Server` runs ``cleanroom platform serve`` on 127.0.0.1, port 0, and samples /proc for
   the CPU time and peak RSS (``VmHWM``) of the server and of every process of its tree while it
   runs.
-
-Import it from a script in this folder after moving the folder to the end of ``sys.path``
-(benchmarks/platform.py would otherwise shadow the standard library's ``platform``).
 """
 
 from __future__ import annotations

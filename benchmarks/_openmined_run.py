@@ -24,21 +24,14 @@ indices into the client's list.
 
 from __future__ import annotations
 
-import sys
+import argparse
+import json
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-# benchmarks/platform.py would shadow the stdlib's ``platform`` (imported by libraries): drop
-# this folder from sys.path before importing anything else.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
-
-import private_set_intersection.python as psi  # noqa: E402
+import private_set_intersection.python as psi
 
 REVEAL_INTERSECTION = True
 FALSE_POSITIVE_RATE = 0.0  # unused by the RAW data structure, which has no false positives

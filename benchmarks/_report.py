@@ -19,7 +19,6 @@ RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
 
 def machine() -> dict[str, object]:
     """Describe the machine the numbers came from."""
-    # Not the stdlib's ``platform`` module: benchmarks/platform.py shadows it for scripts here.
     cpu = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

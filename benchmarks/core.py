@@ -24,33 +24,26 @@ Writes benchmarks/results/core.json and the "core" section of benchmarks/RESULTS
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import json
+import os
+import random
+import subprocess
 import sys
-from pathlib import Path
+import time
+from collections.abc import Callable
+from typing import Any
 
-# benchmarks/platform.py (named by the issue) would shadow the stdlib's ``platform`` for every
-# library imported from this directory: look here last, after the standard library.
-_HERE = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != _HERE] + [_HERE]
+import numpy as np
+from _report import RESULTS_DIR, command_line, machine, write_section
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import random  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-from _report import RESULTS_DIR, command_line, machine, write_section  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey  # noqa: E402
-
-from cleanroom.crypto import BatchEngine, _h2c25519, backend_info, default_engine, get_suite  # noqa: E402
-from cleanroom.crypto import h2c as h2c_common  # noqa: E402
-from cleanroom.crypto.x25519 import ENV_VAR, ifma_problem  # noqa: E402
-from cleanroom.demo import generate_people, messy_email, messy_phone  # noqa: E402
-from cleanroom.identifiers import normalize_batch  # noqa: E402
+from cleanroom.crypto import BatchEngine, _h2c25519, backend_info, default_engine, get_suite
+from cleanroom.crypto import h2c as h2c_common
+from cleanroom.crypto.x25519 import ENV_VAR, ifma_problem
+from cleanroom.demo import generate_people, messy_email, messy_phone
+from cleanroom.identifiers import normalize_batch
 
 RAW_ROWS = 100_000
 

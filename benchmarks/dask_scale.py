@@ -37,29 +37,22 @@ benchmarks/results/dask_scale.json.
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import json
+import os
+import resource
+import shutil
+import subprocess
 import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-# benchmarks/platform.py is named like the stdlib's ``platform`` module, and a script's directory
-# comes first on sys.path: look here last, after the standard library, so that ``import platform``
-# (in libraries) gets the stdlib's and ``import _report`` still finds ours.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE] + [str(_HERE)]
-
-import argparse  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import resource  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from dataclasses import asdict, dataclass  # noqa: E402
-from typing import Any  # noqa: E402
-
-import _report  # noqa: E402
+import _report
 
 WORKERS = 2
 TARGET_RATIO = 1.25

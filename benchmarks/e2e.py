@@ -48,30 +48,23 @@ Usage::
 
 from __future__ import annotations
 
+import argparse
+import csv
+import json
+import os
+import random
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-# benchmarks/platform.py is named like the stdlib's ``platform`` module, and a script's directory
-# comes first on sys.path: look here last, after the standard library, so that ``import platform``
-# (in libraries) gets the stdlib's and ``import _harness`` still finds ours.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE] + [str(_HERE)]
-
-import argparse  # noqa: E402
-import csv  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import random  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
-from typing import Any  # noqa: E402
-
-import _report  # noqa: E402
-from _harness import (  # noqa: E402
+import _report
+from _harness import (
     Measured,
     Server,
     become_subreaper,
@@ -80,10 +73,10 @@ from _harness import (  # noqa: E402
     run_measured,
 )
 
-ROOT = _HERE.parent
+ROOT = Path(__file__).resolve().parents[1]
 ADVERTISER = "bench"
 DEFAULT_OPENMINED_PYTHON = ROOT / ".venv-openmined" / "bin" / "python"
-OPENMINED_SCRIPT = _HERE / "_openmined_run.py"
+OPENMINED_SCRIPT = ROOT / "benchmarks" / "_openmined_run.py"
 GRPC_PREFIX_BYTES = 5  # gRPC's length-prefixed message framing: flag byte + uint32 length
 SECRETFLOW_ELEMENTS_PER_CORE_S = 9_300
 TARGET_SIZE = 1_000_000

@@ -44,31 +44,25 @@ load_attack.json).
 
 from __future__ import annotations
 
+import argparse
+import csv
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
 import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-# benchmarks/platform.py shadows the stdlib's ``platform`` module for scripts run from this
-# directory: look here last, after the standard library.
-_HERE = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != _HERE] + [_HERE]
-
-import argparse  # noqa: E402
-import csv  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import random  # noqa: E402
-import signal  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections import Counter  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from typing import Any  # noqa: E402
-
-from _attackers import Attacker  # noqa: E402
-from _report import RESULTS_DIR, command_line, heading, machine, write_section  # noqa: E402
+from _attackers import Attacker
+from _report import RESULTS_DIR, command_line, heading, machine, write_section
 
 MODES = ("count", "audience", "ids")
 

@@ -46,26 +46,18 @@ benchmarks/results/match.json.
 
 from __future__ import annotations
 
+import argparse
+import json
+import random
 import sys
+import tempfile
+import time
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
-# benchmarks/platform.py is named like the stdlib's ``platform`` module, and a script's directory
-# comes first on sys.path: look here last, after the standard library, so that ``import platform``
-# (in libraries) gets the stdlib's and ``import _harness`` still finds ours.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE] + [str(_HERE)]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import random  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from dataclasses import asdict  # noqa: E402
-from typing import Any  # noqa: E402
-
-import _report  # noqa: E402
-from _harness import (  # noqa: E402
+import _report
+from _harness import (
     Server,
     become_subreaper,
     cleanroom_executable,

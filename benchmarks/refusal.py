@@ -21,36 +21,28 @@ benchmarks/results/refusal.json.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
 
-# benchmarks/platform.py shadows the stdlib's ``platform`` module for scripts run from this
-# directory: look here last, after the standard library.
-_HERE = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != _HERE] + [_HERE]
+import numpy as np
+from _report import RESULTS_DIR, command_line, heading, machine, write_section
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-from _report import RESULTS_DIR, command_line, heading, machine, write_section  # noqa: E402
-
-from cleanroom.crypto import BatchEngine, default_engine, get_suite  # noqa: E402
-from cleanroom.errors import InvalidElement, LimitExceeded  # noqa: E402
-from cleanroom.identifiers import NORMALIZATION_VERSION  # noqa: E402
-from cleanroom.policy import Mode, check_session, parse_policy  # noqa: E402
-from cleanroom.protocol import (  # noqa: E402
+from cleanroom.crypto import BatchEngine, default_engine, get_suite
+from cleanroom.errors import InvalidElement, LimitExceeded
+from cleanroom.identifiers import NORMALIZATION_VERSION
+from cleanroom.policy import Mode, check_session, parse_policy
+from cleanroom.protocol import (
     PROTOCOL_VERSION,
     PlatformInputs,
     PlatformRole,
     read_open_session,
 )
-from cleanroom.protocol._rows import find_duplicate  # noqa: E402
-from cleanroom.protocol._wire import pb, rows_per_chunk  # noqa: E402
+from cleanroom.protocol._rows import find_duplicate
+from cleanroom.protocol._wire import pb, rows_per_chunk
 
 SUITE = get_suite("x25519-sha512-ell2-ro")
 POLICY = parse_policy("min_upload_records = 1\nepsilon_per_release = 0\nmin_reported_count = 0")

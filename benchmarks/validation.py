@@ -20,26 +20,20 @@ Prints its section (Markdown), writes benchmarks/results/validation.json and, wi
 
 from __future__ import annotations
 
+import argparse
+import json
+import statistics
 import sys
-from pathlib import Path
+import time
+from typing import Any
 
-# benchmarks/platform.py would shadow the stdlib's ``platform``: look here last.
-_HERE = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != _HERE] + [_HERE]
+import gmpy2
+from _report import RESULTS_DIR, command_line, heading, machine, write_section
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from typing import Any  # noqa: E402
-
-import gmpy2  # noqa: E402
-from _report import RESULTS_DIR, command_line, heading, machine, write_section  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey  # noqa: E402
-
-from cleanroom.crypto import get_suite  # noqa: E402
-from cleanroom.crypto.batch import DEFAULT_CHUNK_SIZE  # noqa: E402
-from cleanroom.crypto.suites import X25519Suite  # noqa: E402
+from cleanroom.crypto import get_suite
+from cleanroom.crypto.batch import DEFAULT_CHUNK_SIZE
+from cleanroom.crypto.suites import X25519Suite
 
 P = gmpy2.mpz(2**255 - 19)
 A = gmpy2.mpz(486662)

@@ -21,7 +21,7 @@ the warm ratio is printed too.
 
 Usage::
 
-    python benchmarks/platform.py --rows 1000000 [--rows 200000 ...] [--repeat 2]
+    python benchmarks/platform_store.py --rows 1000000 [--rows 200000 ...] [--repeat 2]
         [--email-share 0.6] [--skip-precompute] [--skip-baseline] [--write-results]
 
 Timings on a shared machine are noisy: compare ratios measured in the same run.
@@ -31,38 +31,22 @@ Timings on a shared machine are noisy: compare ratios measured in the same run.
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import random
+import sqlite3
+import subprocess
 import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-# This file is named like the stdlib's ``platform`` module, and a script's directory comes first
-# on sys.path: drop it, so that ``import platform`` (here and in libraries) gets the stdlib's.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
-
-import argparse  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import random  # noqa: E402
-import sqlite3  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from dataclasses import asdict, dataclass  # noqa: E402
-from types import ModuleType  # noqa: E402
-from typing import Any  # noqa: E402
+import _report as report
 
 PERMITTED = ("signup", "profile", "checkout", "newsletter", "crm")
-
-
-def _load_report() -> ModuleType:
-    # benchmarks/_report.py, loaded by path since this directory is off sys.path (see above).
-    spec = importlib.util.spec_from_file_location("_report", _HERE / "_report.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["_report"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass(frozen=True)
@@ -273,7 +257,7 @@ def render(results: list[dict[str, Any]], info: dict[str, object], command: str)
                 f"{min(warm) / rot['wall_s']:.2f} |"
             )
     # Hand-written analysis (what changed, before/after runs) survives re-runs in this file.
-    notes = _HERE / "results" / "platform_notes.md"
+    notes = Path(__file__).resolve().parent / "results" / "platform_notes.md"
     if notes.exists():
         lines += ["", notes.read_text().strip()]
     return "\n".join(lines) + "\n"
@@ -299,7 +283,6 @@ def main() -> None:
     if args.engine_baseline_of is not None:
         engine_baseline_child(args.engine_baseline_of)
         return
-    report = _load_report()
     if args.render_only:
         saved = json.loads((report.RESULTS_DIR / "platform.json").read_text())
         report.write_section("platform", render(saved["results"], saved["machine"], ""))
