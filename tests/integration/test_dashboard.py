@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
 import ssl
-import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
 
 import grpc
 import pytest
+from _browser import chromium_run, has_chromium, screenshot, visible_text
 from _match_stream import run_role
 from _platform_processes import (
     TIMEOUT,
@@ -48,8 +46,6 @@ from cleanroom.service.dashboard import DashboardOptions
 from cleanroom.service.server import PlatformServer, ServerOptions
 from cleanroom.store.database import open_database
 from cleanroom.store.history import EligibilitySample, eligibility_samples
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 POLICY = """
 epsilon_per_release = 1.0
@@ -244,68 +240,12 @@ def test_metrics_survive_a_restart_and_serve_a_second_process(platform: Platform
 # -- the page in a browser ------------------------------------------------------------------------
 
 
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.skip(
-        "no Chromium installed: `make test` installs Debian's chromium where it runs as root "
-        "with apt-get (apt-get install -y chromium)"
-    )
-
-
-def _chromium_run(tmp_path: Path, *args: str) -> str:
-    browser = _chromium()
-    profile = tmp_path / "chromium-profile"
-    result = subprocess.run(
-        [
-            browser,
-            *("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"),
-            *("--disable-background-networking", "--disable-component-update", "--disable-sync"),
-            *("--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}"),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
-
-
-class _Text(HTMLParser):
-    """The text a person reads on the page (no markup, no attribute values)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.parts: list[str] = []
-        self._skip = 0
-
-    def handle_starttag(self, tag: str, attrs: object) -> None:
-        self._skip += tag in ("style", "title", "script")
-
-    def handle_endtag(self, tag: str) -> None:
-        self._skip -= tag in ("style", "title", "script")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip and data.strip():
-            self.parts.append(" ".join(data.split()))
-
-
-def _visible_text(html: str) -> str:
-    parser = _Text()
-    parser.feed(html)
-    return " | ".join(parser.parts)
-
-
 def test_the_browser_shows_what_the_privacy_officer_needs(
     platform: Platform, tmp_path: Path
 ) -> None:
     _metrics_now(platform)  # the revocation shows by now
-    dom = _chromium_run(tmp_path, "--dump-dom", platform.url)
-    text = _visible_text(dom)
+    dom = chromium_run(tmp_path, "--dump-dom", platform.url)
+    text = visible_text(dom)
     assert "cleanroom · platform privacy dashboard" in text
     assert "Epoch 1" in text
     assert f"{platform.eligible:,}" in text
@@ -322,11 +262,7 @@ def test_the_browser_shows_what_the_privacy_officer_needs(
     # Charts are inline SVG in the page itself: the eligibility history and the bars.
     assert dom.count("<svg") >= 4 and 'aria-label="Eligible identifiers over time"' in dom
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "dashboard.png"
-    shot.unlink(missing_ok=True)
-    _chromium_run(tmp_path, f"--screenshot={shot}", "--window-size=1400,2200", platform.url)
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    screenshot(tmp_path, platform.url, "dashboard.png")
 
 
 def test_no_page_or_metric_shows_an_identifier_or_a_user_id(
@@ -336,8 +272,8 @@ def test_no_page_or_metric_shows_an_identifier_or_a_user_id(
     _status, _headers, metrics = _get(platform.url + "metrics")
     _status, _headers, health = _get(platform.url + "healthz")
     shown = [page, metrics, health]
-    if shutil.which("chromium") or shutil.which("chromium-browser"):
-        shown.append(_chromium_run(tmp_path, "--dump-dom", platform.url))
+    if has_chromium():
+        shown.append(chromium_run(tmp_path, "--dump-dom", platform.url))
     secrets = {platform.revoked_user}
     for person in platform.people:
         secrets |= {person.user_id, person.email, person.phone, person.phone.lstrip("+")}
