@@ -9,7 +9,8 @@ never from its own layer's other packages or from above)::
     protocol, store
     policy
     crypto, identifiers, tls
-    _files, _output, _signing (private helpers: files, printing, signatures)
+    _files, _output, _signing, _textfile (private helpers: files, printing, signatures, input
+        formats)
     errors, _proto (generated), the package root (its version)
 
 Every import counts for the layers: at module level, inside functions (imported lazily), and
@@ -43,6 +44,7 @@ LAYERS: dict[str, int] = {
     "_files": 2,
     "_output": 2,
     "_signing": 2,
+    "_textfile": 2,
     "errors": 1,
     "_proto": 1,
     "": 1,  # cleanroom/__init__.py: the version

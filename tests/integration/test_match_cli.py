@@ -375,6 +375,53 @@ def test_mapped_columns_and_prehashed_emails_match_the_same_customers(
     assert report["rejected"]["by_reason"]["invalid_email"] == world.invalid_emails
 
 
+def test_a_misnamed_email_column_stops_the_match_before_any_session(
+    capsys: pytest.CaptureFixture[str], world: World
+) -> None:
+    # The same list, its email column called e_mail: once it matched on phones alone, silently.
+    lines = world.advertiser_csv.read_text(encoding="utf-8").splitlines(keepends=True)
+    renamed = world.root / "e_mail.csv"
+    renamed.write_text(
+        "record_id,e_mail,phone,maid,marketing_consent\n" + "".join(lines[1:]), encoding="utf-8"
+    )
+    sessions = len(world.platform.sessions)
+    code, out, err = _match(capsys, world, "--input", renamed, "--mode", "count")
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1
+    assert "column 'e_mail' looks like email identifiers" in err
+    assert "--column email=e_mail" in err and "--ignore-column e_mail" in err
+    assert len(world.platform.sessions) == sessions
+    # Read as suggested, it matches as the original list does.
+    code, out, err = _match(
+        capsys, world, "--input", renamed, "--mode", "count", "--column", "email=e_mail", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["count"] == len(world.truth_rows)
+
+
+def test_a_semicolon_list_with_unused_columns_matches_as_the_comma_list(
+    capsys: pytest.CaptureFixture[str], world: World
+) -> None:
+    with world.advertiser_csv.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    semicolons = world.root / "semicolons.csv"
+    with semicolons.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, delimiter=";")
+        writer.writerow([*rows[0], "name"])
+        writer.writerows([*row, "Smith"] for row in rows[1:])
+    code, out, err = _match(capsys, world, "--input", semicolons, "--mode", "count", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["count"] == len(world.truth_rows)
+    assert (report["delimiter"], report["unused_columns"]) == (";", ["name"])
+    assert report["sent"] == world.sent
+    code, out, err = _match(capsys, world, "--input", semicolons, "--mode", "count")
+    assert (
+        f"records read:        {world.records_read} (semicolon-separated; columns not read: name)"
+        in out
+    )
+
+
 # --- refusals and failures -------------------------------------------------------------------
 
 

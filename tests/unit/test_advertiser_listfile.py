@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -314,3 +315,129 @@ def test_a_mapping_of_an_unknown_field_or_kind_is_refused(tmp_path: Path) -> Non
         read_customer_list(path, column_mapping={"mail": "email"})
     with pytest.raises(ImportFailed, match="unknown identifier kind 'ssn'"):
         read_customer_rows([{"email": "a@example.com"}], prehashed={"ssn"})
+
+
+# -- columns that look like identifiers, delimiters, files that are not CSV ------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("e_mail", "email"),
+        ("E-Mail", "email"),
+        ("Email Address", "email"),
+        ("phone_number", "phone"),
+        ("mobile", "phone"),
+        ("PhoneNumber", "phone"),
+        ("idfa", "maid"),
+        ("gaid", "maid"),
+    ],
+)
+def test_a_column_that_looks_like_an_identifier_is_refused_with_both_ways_on(
+    tmp_path: Path, name: str, kind: str
+) -> None:
+    path = _write(tmp_path, f"record_id,{name},marketing_consent\nr1,x,yes\n")
+    with pytest.raises(ImportFailed) as refused:
+        read_customer_list(path)
+    message = str(refused.value)
+    assert f"column {name!r} looks like {kind} identifiers" in message
+    quoted = f"'{kind}={name}'" if " " in name else f"{kind}={name}"
+    assert f"--column {quoted}" in message
+    assert "--ignore-column" in message
+    # Read as suggested, it is that kind's column; ignored, the list has no identifier left.
+    assert set(read_customer_list(path, column_mapping={kind: name}).identifiers) == {kind}
+    with pytest.raises(ImportFailed, match="no identifier column"):
+        read_customer_list(path, ignore_columns=[name])
+
+
+def test_a_second_column_of_a_kind_is_refused_and_other_columns_are_listed(
+    tmp_path: Path,
+) -> None:
+    text = "record_id,email,first_name,e_mail,has_email,marketing_consent\nr1,a@x.com,A,,1,yes\n"
+    path = _write(tmp_path, text)
+    with pytest.raises(ImportFailed, match="'e_mail' looks like email identifiers too, but email "):
+        read_customer_list(path)
+    customers = read_customer_list(path, ignore_columns=["E_MAIL"])
+    assert customers.unused_columns == ("first_name", "e_mail", "has_email")
+    assert customers.columns == {
+        "record_id": "record_id",
+        "email": "email",
+        "marketing_consent": "marketing_consent",
+    }
+    with pytest.raises(ImportFailed, match="no column 'mail' to ignore"):
+        read_customer_list(path, ignore_columns=["mail"])
+    # The same rules for rows in memory.
+    with pytest.raises(ImportFailed, match="the rows given: column 'e_mail' looks like"):
+        read_customer_rows([{"email": "a@x.com", "e_mail": "", "marketing_consent": "yes"}])
+
+
+def test_a_consent_column_under_another_name_is_suggested(tmp_path: Path) -> None:
+    path = _write(tmp_path, "email,email_opt_in\na@x.com,yes\n")
+    with pytest.raises(ImportFailed, match="read it with --column marketing_consent=email_opt_in"):
+        read_customer_list(path)
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_the_delimiter_is_found_and_the_out_file_keeps_it(tmp_path: Path, delimiter: str) -> None:
+    rows = [
+        ["record_id", "email", "phone", "marketing_consent"],
+        ["r1", "a@example.com", "+1 415 555 2671", "yes"],
+        ["r2", "Doe, Jane <j@example.com>", "", "yes"],
+        ["r3", "c@example.com", "", "no"],
+    ]
+    path = tmp_path / "list.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f, delimiter=delimiter).writerows(rows)
+    customers = read_customer_list(path)
+    assert customers.delimiter == delimiter
+    assert customers.identifiers["email"] == ["a@example.com", "Doe, Jane <j@example.com>"]
+    out = tmp_path / "out.csv"
+    write_matched_rows(path, out, [0], delimiter=customers.delimiter)
+    with out.open(encoding="utf-8", newline="") as f:
+        written = list(csv.reader(f, delimiter=delimiter))
+    # A phone starting with "+" is neutralized for spreadsheets, whatever the delimiter.
+    assert written == [rows[0], ["r1", "a@example.com", "'+1 415 555 2671", "yes"]]
+
+
+def test_a_forced_delimiter_wins_and_a_wrong_one_says_what_it_read(tmp_path: Path) -> None:
+    path = _write(tmp_path, "email;marketing_consent\na@example.com;yes\n")
+    assert read_customer_list(path, delimiter=";").rows == [0]
+    with pytest.raises(ImportFailed, match=r"no marketing consent column .* 'email;marketing"):
+        read_customer_list(path, delimiter=",")
+    with pytest.raises(ImportFailed, match=r"not one of , ; tab \|"):
+        read_customer_list(path, delimiter=":")
+
+
+@pytest.mark.parametrize(
+    ("head", "kind"),
+    [
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00\x00", "an Excel 97-2003 workbook"),
+        (b"PK\x03\x04mimetypeapplication/vnd.oasis.opendocument.spreadsheet", "an OpenDocument"),
+        (b"%PDF-1.7\n", "a PDF document"),
+        (b"\x1f\x8b\x08\x00", "a gzip-compressed file"),
+        ("email,marketing_consent\n".encode("utf-16"), "UTF-16 text"),
+        (b"e\x00m\x00a\x00i\x00l\x00", "a binary file"),
+    ],
+)
+def test_spreadsheets_and_other_binary_files_are_named(
+    tmp_path: Path, head: bytes, kind: str
+) -> None:
+    path = _write(tmp_path, head + bytes(range(256)), name="customers.csv")
+    with pytest.raises(ImportFailed, match=f"customers.csv is {kind}"):
+        read_customer_list(path)
+
+
+def test_an_excel_workbook_renamed_to_csv_is_named_as_such(tmp_path: Path) -> None:
+    # The parts of a real .xlsx, in the order Excel writes them, compressed as it does.
+    path = tmp_path / "customers.csv"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as book:
+        book.writestr("[Content_Types].xml", "<Types>" + "<Override/>" * 40 + "</Types>")
+        book.writestr("_rels/.rels", "<Relationships/>")
+        book.writestr("xl/workbook.xml", "<workbook/>")
+        book.writestr("xl/worksheets/sheet1.xml", "<row>email</row>" * 1000)
+    with pytest.raises(ImportFailed) as refused:
+        read_customer_list(path)
+    assert str(refused.value) == (
+        f"{path} is an Excel workbook (.xlsx), not a CSV file: save it as CSV first (in Excel: "
+        "File > Save As > CSV UTF-8)"
+    )

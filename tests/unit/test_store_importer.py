@@ -179,6 +179,17 @@ def test_non_utf8_file_fails_before_writing_and_names_the_line(
     assert _identifiers(db) == []
 
 
+def test_a_spreadsheet_is_named_as_such_before_writing(db: Database, tmp_path: Path) -> None:
+    path = tmp_path / "users.csv"
+    path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(512))
+    with pytest.raises(ImportFailed, match=r"users.csv is an Excel 97-2003 workbook \(.xls\)"):
+        import_platform_csv(db, path)
+    path.write_text(HEADER + "u1,email,a@example.com,signup,true,,\n", encoding="utf-16")
+    with pytest.raises(ImportFailed, match="is UTF-16 text, not UTF-8: re-save it as UTF-8"):
+        import_platform_csv(db, path)
+    assert _identifiers(db) == []
+
+
 def test_byte_order_mark_is_accepted(db: Database, tmp_path: Path) -> None:
     path = tmp_path / "bom.csv"
     path.write_bytes(b"\xef\xbb\xbf" + HEADER.encode() + b"u1,email,a@example.com,signup,1,,\n")

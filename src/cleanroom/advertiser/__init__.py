@@ -30,11 +30,9 @@ from cleanroom.advertiser._client import (
     ServerAddress,
     parse_server_address,
 )
+from cleanroom.advertiser._columns import CONSENT_FIELD, FIELDS, RECORD_ID_FIELD
 from cleanroom.advertiser._consent import CONSENT_NO, CONSENT_YES, parse_marketing_consent
 from cleanroom.advertiser._listfile import (
-    CONSENT_FIELD,
-    FIELDS,
-    RECORD_ID_FIELD,
     CustomerList,
     check_output_path,
     parse_column_mapping,

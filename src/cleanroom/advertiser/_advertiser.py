@@ -171,6 +171,8 @@ class Advertiser:
         mode: Mode | str,
         columns: Mapping[str, str] | None = None,
         prehashed: Collection[str] = (),
+        ignore_columns: Collection[str] = (),
+        delimiter: str | None = None,
         region: str | None = None,
         out: str | os.PathLike[str] | None = None,
         receipt: str | os.PathLike[str] | None = None,
@@ -190,6 +192,11 @@ class Advertiser:
             columns: field -> column name, for fields whose column is named otherwise.
             prehashed: identifier kinds whose column holds SHA-256 (hex or base64) of
                 normalized values.
+            ignore_columns: columns to leave out. A column that is not read and whose name
+                looks like an identifier field (``e_mail``, ``mobile``, ``idfa``) stops the
+                match before any work unless it is mapped (``columns``) or named here.
+            delimiter: a list file's field delimiter (``,`` ``;`` ``\\t`` ``|``); ``None``: found
+                from its first lines.
             region: region of phone numbers without a country code; ``None``: the platform's.
             out: ids mode: write the matched rows of the list file here, unchanged.
             receipt: write the platform's signed receipt for the session here (JSON), for
@@ -249,6 +256,8 @@ class Advertiser:
                 mode=mode,
                 columns=columns,
                 prehashed=frozenset(prehashed),
+                ignore_columns=tuple(ignore_columns),
+                delimiter=delimiter,
                 region=region,
                 out=out_path,
                 receipt=receipt_path,
@@ -263,6 +272,8 @@ class Advertiser:
         mode: Mode,
         columns: Mapping[str, str] | None,
         prehashed: frozenset[str],
+        ignore_columns: tuple[str, ...],
+        delimiter: str | None,
         region: str | None,
         out: Path | None,
         receipt: Path | None,
@@ -276,7 +287,7 @@ class Advertiser:
         asked = client.ask_policy()
         try:
             with _timed(phases, "read_list"):
-                customers = _read(source, columns, prehashed, progress)
+                customers = _read(source, columns, prehashed, ignore_columns, delimiter, progress)
         except BaseException:
             asked.cancel()
             raise
@@ -329,7 +340,7 @@ class Advertiser:
             if out is not None:
                 assert isinstance(source, Path)  # checked by match
                 with _timed(phases, "write_out"):
-                    write_matched_rows(source, out, matched)
+                    write_matched_rows(source, out, matched, delimiter=customers.delimiter)
         if receipt is not None:
             _write_receipt(receipt, result)
         return MatchReport(
@@ -359,6 +370,9 @@ class Advertiser:
             receipt_file=receipt,
             matched_row_positions=matched,
             warnings=tuple(warnings),
+            columns=customers.columns,
+            unused_columns=customers.unused_columns,
+            delimiter=customers.delimiter,
         )
 
 
@@ -366,15 +380,28 @@ def _read(
     source: Path | Iterable[Mapping[str, object]],
     columns: Mapping[str, str] | None,
     prehashed: frozenset[str],
+    ignore_columns: tuple[str, ...],
+    delimiter: str | None,
     progress: ProgressFactory | None,
 ) -> CustomerList:
     rows_read = None if progress is None else progress("read list", None)
     if isinstance(source, Path):
         return read_customer_list(
-            source, column_mapping=columns, prehashed=prehashed, progress=rows_read
+            source,
+            column_mapping=columns,
+            prehashed=prehashed,
+            ignore_columns=ignore_columns,
+            delimiter=delimiter,
+            progress=rows_read,
         )
+    if delimiter is not None:
+        raise InvalidInput("delimiter applies to a list file, not to rows given in memory")
     return read_customer_rows(
-        source, column_mapping=columns, prehashed=prehashed, progress=rows_read
+        source,
+        column_mapping=columns,
+        prehashed=prehashed,
+        ignore_columns=ignore_columns,
+        progress=rows_read,
     )
 
 

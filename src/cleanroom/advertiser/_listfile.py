@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import itertools
 import os
 import re
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, TextIO
 
 from cleanroom._output import FORMULA_TRIGGERS, csv_writer
+from cleanroom._textfile import DELIMITER_NAMES, HEAD_BYTES, not_text_message, sniff_delimiter
+from cleanroom.advertiser._columns import CONSENT_FIELD, FIELDS, RECORD_ID_FIELD, map_columns
 from cleanroom.advertiser._consent import parse_marketing_consent
 from cleanroom.advertiser._problems import ListProblem
 from cleanroom.errors import ImportFailed
@@ -35,9 +38,6 @@ if TYPE_CHECKING:
     from _csv import Reader
 
 __all__ = [
-    "CONSENT_FIELD",
-    "FIELDS",
-    "RECORD_ID_FIELD",
     "CustomerList",
     "check_output_path",
     "parse_column_mapping",
@@ -45,11 +45,6 @@ __all__ = [
     "read_customer_rows",
     "write_matched_rows",
 ]
-
-RECORD_ID_FIELD: Final = "record_id"
-CONSENT_FIELD: Final = "marketing_consent"
-FIELDS: Final = (RECORD_ID_FIELD, *KINDS, CONSENT_FIELD)
-"""Every field a column can be mapped to, in the default column order."""
 
 _PROGRESS_EVERY = 10_000
 
@@ -75,6 +70,8 @@ class CustomerList:
             position, from 1).
         identifiers: kind -> the cell of that column for each kept record (``rows`` order), for
             each identifier column present.
+        unused_columns: the header's columns that no field reads (ignored ones included).
+        delimiter: the file's field delimiter (``,`` for rows in memory).
     """
 
     path: Path | None
@@ -86,6 +83,8 @@ class CustomerList:
     rows: list[int] = field(repr=False)
     lines: list[int] = field(repr=False)
     identifiers: Mapping[str, list[str]] = field(repr=False)
+    unused_columns: tuple[str, ...] = ()
+    delimiter: str = ","
 
 
 def parse_column_mapping(specs: Sequence[str]) -> dict[str, str]:
@@ -122,6 +121,8 @@ def read_customer_list(
     *,
     column_mapping: Mapping[str, str] | None = None,
     prehashed: Collection[str] = (),
+    ignore_columns: Collection[str] = (),
+    delimiter: str | None = None,
     progress: Callable[[int], object] | None = None,
 ) -> CustomerList:
     """Read and check the whole list; keep the consenting, well-formed records.
@@ -130,31 +131,42 @@ def read_customer_list(
         path: the CSV file (UTF-8, an optional byte-order mark is skipped).
         column_mapping: field -> column name, where the column is not named like the field.
         prehashed: identifier kinds whose column holds SHA-256 digests; each must be present.
+        ignore_columns: columns to leave out, even if their names look like identifier fields
+            (which otherwise stops the read: see :mod:`cleanroom.advertiser._columns`).
+        delimiter: the field delimiter (``,`` ``;`` ``\\t`` ``|``); ``None``: found from the
+            first lines.
         progress: called with the number of rows just read, for a progress bar.
 
     Returns:
         The kept records, the count of rows without consent, and the rows dropped as unusable.
 
     Raises:
-        ImportFailed: the file is missing or unreadable, not UTF-8, not CSV, empty, has a
-            duplicate column name, has no marketing-consent column, no identifier column, or no
-            column that was mapped or marked pre-hashed.
+        ImportFailed: the file is missing or unreadable, a spreadsheet or another binary file,
+            not UTF-8, not CSV, empty, has a duplicate column name, has no marketing-consent
+            column, no identifier column, no column that was mapped, ignored or marked
+            pre-hashed, or a column that looks like an identifier field but is not read.
     """
     path = Path(path)
     mapping = _checked_mapping(column_mapping, prehashed)
-    with _open_rows(path) as reader:
+    if delimiter is not None and delimiter not in DELIMITER_NAMES:
+        raise ImportFailed(f"delimiter {delimiter!r} is not one of , ; tab |")
+    delimiter = delimiter or _sniff(path)
+    with _open_rows(path, delimiter) as reader:
         try:
             header = next(reader, None)
             if not header or not any(name.strip() for name in header):
                 raise ImportFailed(f"{path} is empty: expected a header row")
-            indexes = _map_columns(path, header, mapping, prehashed)
-            return _read_records(path, _data_rows(reader), tuple(header), indexes, progress)
+            columns = map_columns(str(path), header, mapping, prehashed, ignore_columns)
+            customers = _read_records(
+                path, _data_rows(reader), tuple(header), columns.indexes, progress
+            )
         except UnicodeDecodeError as exc:
             raise ImportFailed(_not_utf8_message(path)) from exc
         except csv.Error as exc:
             raise ImportFailed(
                 f"{path}: not readable as CSV near line {reader.line_num}: {exc}"
             ) from exc
+    return dataclasses.replace(customers, unused_columns=columns.unused, delimiter=delimiter)
 
 
 def read_customer_rows(
@@ -162,6 +174,7 @@ def read_customer_rows(
     *,
     column_mapping: Mapping[str, str] | None = None,
     prehashed: Collection[str] = (),
+    ignore_columns: Collection[str] = (),
     progress: Callable[[int], object] | None = None,
 ) -> CustomerList:
     """Read and check a list given in memory, as :func:`read_customer_list` reads a file.
@@ -176,6 +189,7 @@ def read_customer_rows(
         rows: the rows, each a mapping of column name -> value; read once, in order.
         column_mapping: field -> column name, where the column is not named like the field.
         prehashed: identifier kinds whose column holds SHA-256 digests; each must be present.
+        ignore_columns: columns to leave out, even if their names look like identifier fields.
         progress: called with the number of rows just read, for a progress bar.
 
     Returns:
@@ -191,9 +205,30 @@ def read_customer_rows(
     if first is None:
         raise ImportFailed(f"{_IN_MEMORY}: none; expected mappings of column name -> value")
     header = tuple(_row_keys(first, 1))
-    indexes = _map_columns(_IN_MEMORY, header, mapping, prehashed)
+    columns = map_columns(_IN_MEMORY, header, mapping, prehashed, ignore_columns)
     cells = _mapping_rows(header, itertools.chain([first], given))
-    return _read_records(None, cells, header, indexes, progress)
+    customers = _read_records(None, cells, header, columns.indexes, progress)
+    return dataclasses.replace(customers, unused_columns=columns.unused)
+
+
+def _sniff(path: Path) -> str:
+    """The delimiter of the list file, after checking that it is text at all.
+
+    Raises:
+        ImportFailed: the file cannot be read, or is a spreadsheet or another binary file.
+    """
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(HEAD_BYTES)
+    except FileNotFoundError:
+        raise ImportFailed(f"the list {path} does not exist") from None
+    except OSError as exc:
+        raise ImportFailed(f"cannot read the list {path}: {exc.strerror or exc}") from exc
+    not_text = not_text_message(path, head)
+    if not_text:
+        raise ImportFailed(not_text)
+    # A cut multi-byte character at the sample's end is no error here; the read reports any.
+    return sniff_delimiter(head.decode("utf-8-sig", errors="replace"))
 
 
 def _checked_mapping(
@@ -345,17 +380,21 @@ def check_output_path(out: Path, list_path: Path | None) -> None:
         raise ImportFailed(f"cannot write {out}: folder {out.parent} does not exist")
 
 
-def write_matched_rows(list_path: Path, out: Path, matched_rows: Collection[int]) -> int:
-    """Write the header and the matched rows of the list, in input order.
+def write_matched_rows(
+    list_path: Path, out: Path, matched_rows: Collection[int], *, delimiter: str = ","
+) -> int:
+    """Write the header and the matched rows of the list, in input order, in its format.
 
-    Cells are as in the list, except that one starting a spreadsheet formula gets a leading
-    ``'`` (:func:`cleanroom._output.spreadsheet_cell`). The file is written under a temporary
-    name and renamed into place, so ``out`` is never left half written.
+    Cells are as in the list, separated by its delimiter, except that one starting a
+    spreadsheet formula gets a leading ``'`` (:func:`cleanroom._output.spreadsheet_cell`). The
+    file is written under a temporary name and renamed into place, so ``out`` is never left
+    half written.
 
     Args:
         list_path: the list that was read (re-read here, so it must be unchanged).
         out: the CSV file to write.
         matched_rows: positions among the data rows (:attr:`CustomerList.rows` values).
+        delimiter: the list's delimiter (:attr:`CustomerList.delimiter`).
 
     Returns:
         The number of rows written (without the header).
@@ -368,11 +407,11 @@ def write_matched_rows(list_path: Path, out: Path, matched_rows: Collection[int]
     written = 0
     try:
         with temporary.open("w", encoding="utf-8", newline="") as f:
-            if _plain(list_path):
+            if _plain(list_path, delimiter):
                 written = _copy_lines(list_path, wanted, f)
             else:
-                with _open_rows(list_path) as reader:
-                    writer = csv_writer(f, lineterminator="\n")
+                with _open_rows(list_path, delimiter) as reader:
+                    writer = csv_writer(f, delimiter=delimiter, lineterminator="\n")
                     header = next(reader, None)
                     if header is None:
                         raise ImportFailed(f"{list_path} became empty while matching")
@@ -392,11 +431,13 @@ def write_matched_rows(list_path: Path, out: Path, matched_rows: Collection[int]
     return written
 
 
-# A cell that a spreadsheet would read as a formula, in a line without quotes.
-_FORMULA_CELL: Final = re.compile("(?:^|,)[" + re.escape("".join(FORMULA_TRIGGERS)) + "]")
+def _formula_cell(delimiter: str) -> re.Pattern[str]:
+    """A cell that a spreadsheet would read as a formula, in a line without quotes."""
+    triggers = "".join(t for t in FORMULA_TRIGGERS if t != delimiter)
+    return re.compile(f"(?:^|{re.escape(delimiter)})[{re.escape(triggers)}]")
 
 
-def _plain(path: Path) -> bool:
+def _plain(path: Path, delimiter: str) -> bool:
     """Whether the list's lines can be copied as they are (read as a stream, not kept).
 
     Without a quote, every line that is not empty is exactly one row, so the matched rows can be
@@ -404,11 +445,10 @@ def _plain(path: Path) -> bool:
     cell would start a formula: such a list goes through the CSV writer, which neutralizes it.
     A list that cannot be read goes to the CSV path, which reports it.
     """
+    formula = _formula_cell(delimiter)
     try:
         with _open_lines(path) as stream:
-            return not any(
-                '"' in line or _FORMULA_CELL.search(line.rstrip("\r\n")) for line in stream
-            )
+            return not any('"' in line or formula.search(line.rstrip("\r\n")) for line in stream)
     except (OSError, UnicodeDecodeError):
         return False
 
@@ -447,7 +487,7 @@ def _data_rows(reader: Reader) -> Iterator[tuple[int, int, list[str]]]:
 
 
 @contextmanager
-def _open_rows(path: Path) -> Iterator[Reader]:
+def _open_rows(path: Path, delimiter: str) -> Iterator[Reader]:
     try:
         # Opened here, not in a with-statement around the yield, so only a failure to open
         # becomes "cannot read"; errors in the caller's block keep their own type.
@@ -457,46 +497,7 @@ def _open_rows(path: Path) -> Iterator[Reader]:
     except OSError as exc:
         raise ImportFailed(f"cannot read the list {path}: {exc.strerror or exc}") from exc
     with stream:
-        yield csv.reader(stream)
-
-
-def _map_columns(
-    path: Path | str, header: Sequence[str], mapping: Mapping[str, str], prehashed: Collection[str]
-) -> dict[str, int]:
-    position: dict[str, int] = {}
-    for at, name in enumerate(header):
-        key = name.strip().lower()
-        if key in position:
-            raise ImportFailed(f"{path}: column {name.strip()!r} appears twice in the header")
-        position[key] = at
-    shown = ", ".join(repr(name) for name in header)
-    indexes: dict[str, int] = {}
-    for name in FIELDS:
-        column = mapping.get(name, name)
-        found = position.get(column.strip().lower())
-        if found is not None:
-            indexes[name] = found
-        elif name in mapping:
-            raise ImportFailed(
-                f"{path}: no column {column!r} (mapped for {name!r}); the header has {shown}"
-            )
-    if CONSENT_FIELD not in indexes:
-        raise ImportFailed(
-            f"{path}: no marketing consent column {CONSENT_FIELD!r}; the header has {shown}. "
-            f"Rows are sent only with consent: map the column with "
-            f"--column {CONSENT_FIELD}=NAME"
-        )
-    if not any(kind in indexes for kind in KINDS):
-        raise ImportFailed(
-            f"{path}: no identifier column ({', '.join(KINDS)}); the header has {shown} "
-            "(map other names with --column FIELD=NAME)"
-        )
-    for kind in prehashed:
-        if kind not in indexes:
-            raise ImportFailed(
-                f"{path}: {kind} is marked pre-hashed but the list has no {kind} column"
-            )
-    return indexes
+        yield csv.reader(stream, delimiter=delimiter)
 
 
 def _not_utf8_message(path: Path) -> str:

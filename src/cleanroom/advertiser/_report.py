@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from cleanroom._textfile import DELIMITER_NAMES
 from cleanroom.advertiser._problems import REASONS, ListProblem
 from cleanroom.policy import Mode
 from cleanroom.protocol import Receipt
@@ -76,6 +77,9 @@ class MatchReport:
             the rows given) of the rows that matched, ascending; else ``None``.
         warnings: what the caller should know though the match succeeded (identifiers not
             sent, ...), one sentence each; not part of :meth:`to_dict`.
+        columns: field -> the column it was read from.
+        unused_columns: the list's columns that no field reads (ignored ones included).
+        delimiter: the list file's field delimiter.
     """
 
     mode: Mode
@@ -104,6 +108,9 @@ class MatchReport:
     receipt_file: Path | None = None
     matched_row_positions: tuple[int, ...] | None = field(default=None, repr=False)
     warnings: tuple[str, ...] = ()
+    columns: Mapping[str, str] = field(default_factory=dict)
+    unused_columns: tuple[str, ...] = ()
+    delimiter: str = ","
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as one JSON-ready object: ``cleanroom match --json`` prints it.
@@ -136,6 +143,9 @@ class MatchReport:
             "out": None if self.out is None else str(self.out),
             "server": self.server,
             "input": None if self.input is None else str(self.input),
+            "delimiter": self.delimiter,
+            "columns": dict(self.columns),
+            "unused_columns": list(self.unused_columns),
             "suite": self.suite_id,
             "epoch_id": self.epoch_id,
             "platform_set_size": self.platform_set_size,
@@ -152,7 +162,7 @@ class MatchReport:
         out = [
             f"matched {source} against {self.server} in {self.mode} mode "
             f"(suite {self.suite_id}, key epoch {self.epoch_id})",
-            f"  records read:        {self.records_read}",
+            f"  records read:        {self.records_read}{self._list_text()}",
             f"  without consent:     {self.without_consent} (dropped before hashing)",
             f"  rejected:            {self.rows_rejected} records not sent",
         ]
@@ -190,6 +200,14 @@ class MatchReport:
             + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.phases.items())
         )
         return out
+
+    def _list_text(self) -> str:
+        notes = []
+        if self.delimiter != ",":
+            notes.append(f"{DELIMITER_NAMES[self.delimiter]}-separated")
+        if self.unused_columns:
+            notes.append("columns not read: " + ", ".join(self.unused_columns))
+        return f" ({'; '.join(notes)})" if notes else ""
 
     def _result_text(self) -> str:
         what = {

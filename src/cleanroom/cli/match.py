@@ -4,7 +4,8 @@
 
     cleanroom match --server HOST:PORT --input FILE.csv --mode count|audience|ids
                     --tls-dir DIR | --insecure
-                    [--column FIELD=NAME] [--prehashed KIND] [--default-region CC]
+                    [--column FIELD=NAME] [--ignore-column NAME] [--delimiter D]
+                    [--prehashed KIND] [--default-region CC]
                     [--out matched.csv] [--receipt FILE] [--suite ID] [--timeout S] [--json]
                     [--workers N | --dask-scheduler tls://HOST:PORT] [--max-platform-set N]
 
@@ -22,7 +23,9 @@ without marketing consent are dropped while reading.
                                 "detail": "missing '@' ..."}, ...]},
      "sent": 9163, "identifiers_sent": 18000, "customers": 9160,
      "matched_rows": null | 812, "out": null | "matched.csv",
-     "server": "...", "input": "...", "suite": "...", "epoch_id": 3,
+     "server": "...", "input": "...", "delimiter": ",",
+     "columns": {"record_id": "record_id", "email": "E-Mail", ...},
+     "unused_columns": ["first_name", ...], "suite": "...", "epoch_id": 3,
      "platform_set_size": 1000000,
      "phases": {"read_list": 0.4, "get_policy": 0.01, "wait_policy": 0.0, "normalize": 1.2,
                 "plan_list": 0.1, "match": 11.2, "hash_encrypt_list": 3.1, "write_out": 0.1},
@@ -62,6 +65,7 @@ from typing import Any
 from tqdm import tqdm
 
 from cleanroom._output import NEUTRALIZED_CSV_HELP, printable
+from cleanroom._textfile import parse_delimiter
 from cleanroom.advertiser import (
     DEFAULT_MATCH_TIMEOUT,
     FIELDS,
@@ -127,6 +131,20 @@ def register(subparsers: Any) -> None:
         help=f"read FIELD from column NAME (fields: {', '.join(FIELDS)})",
     )
     parser.add_argument(
+        "--ignore-column",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="leave column NAME out; a column that is not read but looks like an identifier "
+        "(e_mail, mobile, idfa, ...) stops the match unless mapped or ignored; repeatable",
+    )
+    parser.add_argument(
+        "--delimiter",
+        type=_delimiter,
+        metavar="{,|;|tab||}",
+        help="the list's field delimiter (default: found from its first lines)",
+    )
+    parser.add_argument(
         "--prehashed",
         action="append",
         default=[],
@@ -187,6 +205,8 @@ def run_match(args: argparse.Namespace) -> int:
             mode=args.mode,
             columns=columns,
             prehashed=args.prehashed,
+            ignore_columns=args.ignore_column,
+            delimiter=args.delimiter,
             region=args.default_region,
             out=args.out,
             receipt=args.receipt,
@@ -200,6 +220,13 @@ def run_match(args: argparse.Namespace) -> int:
     else:
         print("\n".join(map(printable, report.lines())))
     return EXIT_OK
+
+
+def _delimiter(text: str) -> str:
+    try:
+        return parse_delimiter(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class _Progress:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cleanroom._textfile import not_text_message
 from cleanroom.errors import ImportFailed
 
 if TYPE_CHECKING:
@@ -110,8 +111,8 @@ def scan_csv(
         The scan result.
 
     Raises:
-        ImportFailed: the file cannot be read, is not UTF-8, is empty, has a duplicate column
-            name or lacks a required column.
+        ImportFailed: the file cannot be read, is a spreadsheet or another binary file, is not
+            UTF-8, is empty, has a duplicate column name or lacks a required column.
     """
     path = Path(path)
     digest = hashlib.sha256()
@@ -121,6 +122,8 @@ def scan_csv(
     try:
         with path.open("rb") as stream:
             while block := stream.read(_BLOCK):
+                if offset == 0 and (not_text := not_text_message(path, block)):
+                    raise ImportFailed(not_text)
                 digest.update(block)
                 try:
                     decoder.decode(block)
