@@ -428,10 +428,11 @@ def test_a_semicolon_list_with_unused_columns_matches_as_the_comma_list(
 def test_mode_the_policy_does_not_allow_is_refused_before_hashing(
     capsys: pytest.CaptureFixture[str], world: World
 ) -> None:
-    code, out, err = _match(
-        capsys, world, "--input", world.advertiser_csv, "--mode", "ids", tls_dir=world.other_tls
-    )
+    out_path = world.root / "never-written.csv"
+    argv = ("--input", world.advertiser_csv, "--mode", "ids", "--out", out_path)
+    code, out, err = _match(capsys, world, *argv, tls_dir=world.other_tls)
     assert code == 1
+    assert not out_path.exists()
     assert out == ""
     assert "mode 'ids' is not allowed" in err
 
@@ -721,6 +722,43 @@ def test_out_outside_ids_mode(capsys: pytest.CaptureFixture[str], tmp_path: Path
     assert "only ids mode reveals" in err
 
 
+def test_ids_mode_without_out_is_refused_before_the_session_opens(
+    capsys: pytest.CaptureFixture[str], world: World
+) -> None:
+    sessions = len(world.platform.sessions)
+    code, out, err = _match(capsys, world, "--input", world.advertiser_csv, "--mode", "ids")
+    assert (code, out) == (2, "")
+    assert (
+        err
+        == "error: ids mode reveals which of your rows matched: give --out FILE.csv to write them\n"
+    )
+    assert len(world.platform.sessions) == sessions
+
+
+def test_ids_mode_under_a_noisy_policy_is_exact_but_no_test_deployment(
+    capsys: pytest.CaptureFixture[str], world: World
+) -> None:
+    exact = world.platform.policy
+    world.platform.policy = policy_from_mapping(
+        {
+            "min_upload_records": 10,
+            "advertisers": {"acme": {"modes_allowed": ["count", "ids"]}},
+        }
+    )
+    try:
+        out_path = world.root / "matched-noisy.csv"
+        argv = ("--input", world.advertiser_csv, "--out", out_path)
+        code, out, err = _match(capsys, world, *argv, "--mode", "ids")
+        assert code == 0, err
+        assert "epsilon spent:       0 (ids mode: exact, charges no epsilon)" in out
+        code, out, err = _match(capsys, world, "--input", world.advertiser_csv, "--mode", "count")
+        assert code == 0, err
+        assert "epsilon spent:       0.5\n" in out
+        assert "test deployment" not in out
+    finally:
+        world.platform.policy = exact
+
+
 def test_out_in_a_missing_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     err = _bad(
         capsys,
@@ -925,6 +963,8 @@ def test_real_cli_refusal_exits_1_with_the_platform_message(real_platform: RealP
         real_platform.advertiser_csv,
         "--mode",
         "ids",
+        "--out",
+        real_platform.root / "never-written.csv",
         "--column",
         "email=E-mail",
         "--column",

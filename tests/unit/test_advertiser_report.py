@@ -102,5 +102,14 @@ def test_text_report_in_ids_mode_says_where_the_rows_went() -> None:
     text = "\n".join(report.lines())
     assert "matched customers (exact): 120 (exact: ids mode)" in text
     assert "matched rows:        121, written to matched.csv" in text
-    assert "(no noise: test deployment)" in text
+    # Exact because of the mode, not because the platform is a test deployment.
+    assert "epsilon spent:       0 (ids mode: exact, charges no epsilon)" in text
+    assert "test deployment" not in text
     assert report.to_dict()["out"] == "matched.csv"
+
+
+def test_only_a_policy_without_noise_is_called_a_test_deployment() -> None:
+    exact = _report(noise_applied=False, epsilon_spent=0.0, epsilon_per_release=0.0)
+    assert "  epsilon spent:       0 (no noise: test deployment)" in exact.lines()
+    for noisy in (_report(epsilon_per_release=0.5), _report()):
+        assert not any("test deployment" in line for line in noisy.lines())

@@ -373,6 +373,7 @@ class Advertiser:
             columns=customers.columns,
             unused_columns=customers.unused_columns,
             delimiter=customers.delimiter,
+            epsilon_per_release=info.epsilon_per_release,
         )
 
 

@@ -80,6 +80,8 @@ class MatchReport:
         columns: field -> the column it was read from.
         unused_columns: the list's columns that no field reads (ignored ones included).
         delimiter: the list file's field delimiter.
+        epsilon_per_release: what the platform's policy charges a count or audience release
+            (``0``: a test deployment, counts are exact); ``None`` if not known.
     """
 
     mode: Mode
@@ -111,6 +113,7 @@ class MatchReport:
     columns: Mapping[str, str] = field(default_factory=dict)
     unused_columns: tuple[str, ...] = ()
     delimiter: str = ","
+    epsilon_per_release: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as one JSON-ready object: ``cleanroom match --json`` prints it.
@@ -177,12 +180,11 @@ class MatchReport:
             f"{self.identifiers_sent} distinct identifiers)",
             f"  platform set:        {self.platform_set_size} identifiers",
             f"  result:              {self._result_text()}",
-            f"  epsilon spent:       {self.epsilon_spent:g}"
-            + ("" if self.noise_applied else " (no noise: test deployment)"),
+            f"  epsilon spent:       {self.epsilon_spent:g}{self._epsilon_note()}",
             f"  epsilon remaining:   {self.epsilon_remaining:g}",
         ]
         if self.matched_rows is not None:
-            where = f"written to {self.out}" if self.out else "not written (no --out)"
+            where = f"written to {self.out}" if self.out else "not written to a file"
             out.append(f"  matched rows:        {self.matched_rows}, {where}")
         if self.receipt is not None:
             checked = (
@@ -200,6 +202,18 @@ class MatchReport:
             + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.phases.items())
         )
         return out
+
+    @property
+    def test_deployment(self) -> bool:
+        """Whether the platform's policy releases counts without noise (epsilon 0)."""
+        return self.epsilon_per_release == 0
+
+    def _epsilon_note(self) -> str:
+        if self.mode is Mode.IDS:
+            return " (ids mode: exact, charges no epsilon)"
+        if self.test_deployment:
+            return " (no noise: test deployment)"
+        return ""
 
     def _list_text(self) -> str:
         notes = []

@@ -80,6 +80,7 @@ from cleanroom.cli._args import (
     positive_int,
 )
 from cleanroom.crypto import SUITE_IDS
+from cleanroom.errors import InvalidInput
 from cleanroom.identifiers import KINDS
 from cleanroom.policy import Mode
 from cleanroom.protocol import DEFAULT_MAX_PLATFORM_SET_SIZE
@@ -115,7 +116,7 @@ def register(subparsers: Any) -> None:
         "--out",
         type=Path,
         metavar="FILE.csv",
-        help=f"ids mode: write the matched rows here ({NEUTRALIZED_CSV_HELP})",
+        help=f"ids mode (required there): write the matched rows here ({NEUTRALIZED_CSV_HELP})",
     )
     parser.add_argument(
         "--receipt",
@@ -188,6 +189,12 @@ def register(subparsers: Any) -> None:
 def run_match(args: argparse.Namespace) -> int:
     """``cleanroom match``: run one session and print its report."""
     columns = parse_column_mapping(args.column)
+    if args.mode == Mode.IDS and args.out is None:
+        # Refused here, before the session: an ids session tells the advertiser exactly which
+        # records matched, and a run that keeps none of it is wasted on both sides.
+        raise InvalidInput(
+            "ids mode reveals which of your rows matched: give --out FILE.csv to write them"
+        )
     with (
         _Progress() as progress,
         batch_engine(args.workers, args.dask_scheduler) as engine,
