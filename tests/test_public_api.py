@@ -58,10 +58,12 @@ PUBLIC_API: dict[str, set[str]] = {
     "cleanroom.cli": {
         "COMMANDS",
         "EXIT_FAILURE",
+        "EXIT_INTERRUPTED",
         "EXIT_OK",
         "EXIT_USAGE",
         "build_parser",
         "console_main",
+        "error_object",
         "exit_code",
         "main",
     },

@@ -27,6 +27,7 @@ from _platform_processes import (
     Server,
     cleanroom_executable,
     cli_ok,
+    descendants,
     wait_until,
     write_customer_list,
     write_platform_csv,
@@ -328,6 +329,65 @@ def test_a_scheduler_that_does_not_answer_is_a_clear_error_within_seconds(tmp_pa
     assert "Traceback" not in done.stderr
     with open_database(db) as opened:
         assert epochs.current_epoch(opened) is None
+
+
+def _dask(*argv: str, log: Path) -> subprocess.Popen[bytes]:
+    """``dask scheduler|worker …`` of this interpreter, its output in ``log``."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [str(Path(sys.executable).with_name("dask")), *argv], stdout=out, stderr=out
+        )
+
+
+def test_a_scheduler_lost_mid_rotation_is_one_line_and_changes_nothing(
+    platform: Platform, tmp_path: Path
+) -> None:
+    port = _closed_port()
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = _dask(
+        *("scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"),
+        log=tmp_path / "scheduler.log",
+    )
+    worker = None
+    try:
+        with distributed.Client(address, timeout=TIMEOUT, set_as_default=False) as client:
+            worker = _dask(
+                *("worker", address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard"),
+                log=tmp_path / "worker.log",
+            )
+            client.wait_for_workers(1, timeout=TIMEOUT)
+            # Stopped, the worker holds the tasks it is given: the rotation is mid-job for sure
+            # when the scheduler dies.
+            for pid in [worker.pid, *descendants(worker.pid)]:
+                os.kill(pid, signal.SIGSTOP)
+            with open_database(platform.db) as db:
+                before = epochs.current_epoch(db)
+            rotation = subprocess.Popen(
+                [
+                    *(cleanroom_executable(), "platform", "epoch", "rotate"),
+                    *("--db", str(platform.db), "--dask-scheduler", address),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            wait_until(lambda: any(client.processing().values()), "tasks reach the worker")
+        scheduler.kill()
+        out, err = rotation.communicate(timeout=TIMEOUT)
+    finally:
+        scheduler.kill()
+        if worker is not None:
+            for pid in [*descendants(worker.pid), worker.pid]:
+                os.kill(pid, signal.SIGKILL)
+            worker.wait()
+        scheduler.wait()
+    assert rotation.returncode == 1
+    assert (out, err.splitlines()) == (
+        "",
+        [f"error: lost the Dask scheduler at {address} during the job (FutureCancelledError)"],
+    )
+    with open_database(platform.db) as db:
+        assert epochs.current_epoch(db) == before
 
 
 def test_the_library_raises_cluster_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -464,6 +464,64 @@ def test_platform_failure_exits_1_saying_it_failed(
     assert "error: the platform failed: the database is locked" in err
 
 
+def test_with_json_every_error_is_a_json_object_on_stdout_with_the_same_exit_code(
+    capsys: pytest.CaptureFixture[str], world: World, tmp_path: Path
+) -> None:
+    def error(code: int, out: str) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(out)["error"]
+        assert found["exit_code"] == code
+        return found
+
+    # The platform refuses: its own error is the cause.
+    world.platform.another_session_open = True
+    try:
+        argv = ("--input", world.advertiser_csv, "--mode", "count", "--json")
+        code, out, err = _match(capsys, world, *argv)
+    finally:
+        world.platform.another_session_open = False
+    assert code == 1 and err.startswith("error: the platform refused")
+    refused = error(1, out)
+    assert (refused["code"], refused["cause"]["code"]) == ("PlatformRefused", "PolicyRefused")
+    assert refused["message"] == err.removeprefix("error: ").rstrip("\n")
+    # A list that cannot be used, and a usage error of the command line itself.
+    code, out, err = _match(
+        capsys, world, "--input", tmp_path / "nope.csv", "--mode", "count", "--json"
+    )
+    assert code == 2 and error(2, out)["code"] == "ImportFailed"
+    with pytest.raises(SystemExit) as usage:
+        main(["match", "--server", _NOWHERE, "--json"])
+    out, err = capsys.readouterr()
+    assert usage.value.code == 2 and "the following arguments are required" in err
+    assert error(2, out) == {
+        "code": "UsageError",
+        "message": "cleanroom match: the following arguments are required: --input, --mode",
+        "exit_code": 2,
+    }
+    # Any command with --json: the platform's side too.
+    code = main(["platform", "status", "--db", str(tmp_path / "none.db"), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 1 and error(1, out)["code"] == "StoreError", err
+
+
+def test_a_tls_failure_is_one_line_without_grpc_log_lines(world: World, tmp_path: Path) -> None:
+    foreign = tls.create_platform_tls(tmp_path / "foreign").directory
+    folder = tls.issue_advertiser_certificate(foreign, "acme", tmp_path / "foreign-acme")
+    argv = [
+        *(_cleanroom(), "match", "--server", f"localhost:{world.port}"),
+        *("--tls-dir", str(folder), "--input", str(world.advertiser_csv), "--mode", "count"),
+    ]
+    quiet = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert quiet.returncode == 1
+    assert quiet.stderr.startswith("error: cannot reach the platform at localhost:")
+    assert quiet.stderr.count("\n") == 1, quiet.stderr
+    # gRPC's own lines are there to be had, for whoever asks.
+    verbose = subprocess.run(
+        [*argv, "--verbose"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert verbose.returncode == 1
+    assert "ssl_transport_security" in verbose.stderr.splitlines()[0]
+
+
 def test_invalid_platform_data_cancels_the_session_and_exits_1(
     capsys: pytest.CaptureFixture[str], world: World
 ) -> None:

@@ -96,6 +96,21 @@ def test_end_to_end_through_the_console_script(tmp_path: Path) -> None:
     assert verify.returncode == 0 and "intact: 4 entries, last signed at" in verify.stdout
 
 
+def test_a_reader_that_goes_away_ends_the_command_without_a_traceback(db: Path) -> None:
+    # `cleanroom platform audit show … | head -1`, with head gone before anything is written.
+    process = subprocess.Popen(
+        [_cleanroom(), "platform", "audit", "show", "--db", str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    err = process.stderr.read()
+    assert process.wait(timeout=120) == 1
+    assert err == ""
+
+
 def test_two_factor_with_consent_is_never_eligible(
     db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

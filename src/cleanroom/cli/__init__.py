@@ -8,6 +8,17 @@ traceback.
 
 Exit codes: 0 success, 1 a failure of the operation (the platform refused or failed, a step
 broke), 2 bad input or usage.
+
+An error is one line on stderr, ``error: …``, never a traceback. With ``--json`` it is also one
+JSON object on stdout, with the same exit code::
+
+    {"error": {"code": "ImportFailed", "message": "…", "exit_code": 2,
+               "cause": {"code": "BudgetExhausted", "message": "…"}}}
+
+(``code`` is the error's class in :mod:`cleanroom.errors`, or ``UsageError`` for a command line
+that does not parse, or ``Interrupted``; ``cause`` only when the platform refused or failed).
+A reader that goes away (``cleanroom … | head``) ends the command quietly. gRPC's own log lines
+(its C core's) and Dask's are left out unless ``--verbose`` is given, anywhere on the line.
 """
 
 from __future__ import annotations
@@ -15,14 +26,15 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from cleanroom import __version__
 from cleanroom._output import printable
-from cleanroom.errors import CleanroomError, InvalidInput
+from cleanroom.errors import CleanroomError, InvalidInput, PlatformError
 
 # Defined in cleanroom.crypto.x25519, which the CLI imports only when it needs it.
 X25519_ENV_VAR = "CLEANROOM_X25519"
@@ -30,10 +42,12 @@ X25519_ENV_VAR = "CLEANROOM_X25519"
 __all__ = [
     "COMMANDS",
     "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USAGE",
     "build_parser",
     "console_main",
+    "error_object",
     "exit_code",
     "main",
 ]
@@ -41,6 +55,13 @@ __all__ = [
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+_VERBOSE_FLAG = "--verbose"
+_JSON_FLAG = "--json"
+# gRPC's C core reads this when it starts: ERROR keeps its INFO lines (a failed TLS handshake
+# logs one before the client's own error says the same) off the terminal.
+_GRPC_VERBOSITY = "GRPC_VERBOSITY"
 
 
 def exit_code(error: CleanroomError) -> int:
@@ -52,6 +73,29 @@ def exit_code(error: CleanroomError) -> int:
     ``InvalidInput`` even when the platform found the request invalid), is a failure.
     """
     return EXIT_USAGE if isinstance(error, InvalidInput) else EXIT_FAILURE
+
+
+def error_object(code: str, message: str, exit_status: int, **extra: Any) -> dict[str, Any]:
+    """The object ``--json`` prints on stdout when a command fails (see the module's doc)."""
+    return {"error": {"code": code, "message": message, "exit_code": exit_status, **extra}}
+
+
+def _error_object(error: CleanroomError) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if isinstance(error, PlatformError):
+        extra["cause"] = {"code": type(error.error).__name__, "message": str(error.error)}
+    return error_object(type(error).__name__, str(error), exit_code(error), **extra)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors also print the JSON error object under --json."""
+
+    json_errors = False  # set by main for the command line it parses
+
+    def error(self, message: str) -> NoReturn:
+        if _Parser.json_errors:
+            print(json.dumps(error_object("UsageError", f"{self.prog}: {message}", EXIT_USAGE)))
+        super().error(message)
 
 
 #: The commands, each registered by the module ``cleanroom.cli.<name>``.
@@ -67,7 +111,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             store, the server and the synthetic data: about 0.1 s of every ``match``); ``None``
             or an unknown name registers every command (help, usage errors).
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cleanroom",
         description="Privacy-preserving clean-room matching (ECDH private set intersection).",
     )
@@ -76,6 +120,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         action=_VersionAction,
         nargs=0,
         help="show the version and the X25519 backend this machine runs, then exit",
+    )
+    parser.add_argument(
+        _VERBOSE_FLAG,
+        action="store_true",
+        help="also show gRPC's and Dask's own log lines (left out by default; may be given "
+        "anywhere on the command line)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in (command,) if command in COMMANDS else COMMANDS:
@@ -105,10 +155,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The process exit code.
+
+    Raises:
+        SystemExit: ``--help``, ``--version``, or a command line that does not parse (2).
     """
     arguments = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(arguments[0] if arguments else None)
+    verbose = _VERBOSE_FLAG in arguments
+    arguments = [argument for argument in arguments if argument != _VERBOSE_FLAG]
+    json_errors = _JSON_FLAG in arguments
+    _Parser.json_errors = json_errors
+    parser = build_parser(next((a for a in arguments if not a.startswith("-")), None))
     args = parser.parse_args(arguments)
+    args.verbose = verbose
+    args.command_line = ["cleanroom", *([_VERBOSE_FLAG] if verbose else []), *arguments]
     try:
         if os.environ.get(X25519_ENV_VAR):
             # A forced X25519 backend that cannot run here fails the command at once, not in
@@ -120,16 +179,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CleanroomError as exc:
         # Messages quote files, the other party and certificates: one line, nothing that acts.
         print(f"error: {printable(str(exc))}", file=sys.stderr)
+        if json_errors:
+            print(json.dumps(_error_object(exc)))
         return exit_code(exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        if json_errors:
+            print(json.dumps(error_object("Interrupted", "interrupted", EXIT_INTERRUPTED)))
+        return EXIT_INTERRUPTED
     return code
 
 
 def console_main() -> NoReturn:
     """The ``cleanroom`` console script: :func:`main`, then exit with its code."""
-    code = main()
+    if _VERBOSE_FLAG not in sys.argv[1:]:
+        os.environ.setdefault(_GRPC_VERBOSITY, "ERROR")  # before anything imports grpc
+    try:
+        code = main()
+        sys.stdout.flush()  # here, where a reader that went away can still be caught
+    except BrokenPipeError:
+        # The reader closed the pipe (`| head`): stop as other tools do, without a traceback,
+        # and keep the interpreter from failing again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = EXIT_FAILURE
     # Whatever is alive now lives until exit anyway. Freezing it spares the interpreter's final
     # garbage collection a pass over every object of the command's imports and data: about
     # 0.1 s of every command (0.09-0.16 s measured at the end of a 10^4 match).

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cleanroom.cli._logging import quiet_dask_logs
 from cleanroom.crypto import BatchEngine
 from cleanroom.errors import InvalidInput
 
@@ -115,11 +116,12 @@ def add_dask_scheduler_option(parser: argparse.ArgumentParser) -> None:
 
 @contextmanager
 def batch_engine(
-    workers: int | None, dask_scheduler: str | None = None
+    workers: int | None, dask_scheduler: str | None = None, *, verbose: bool = False
 ) -> Iterator[BatchEngine | None]:
     """The engine of ``--workers`` / ``--dask-scheduler``, closed afterwards.
 
-    Yields ``None`` (the process-wide default engine) when neither is given.
+    Yields ``None`` (the process-wide default engine) when neither is given. Dask's own log
+    records are kept off stderr unless ``verbose``: a failure is the command's one-line error.
 
     Raises:
         InvalidInput: both are given.
@@ -131,6 +133,8 @@ def batch_engine(
         # Imported only here: distributed takes about a second to import.
         from cleanroom.crypto.cluster import CLUSTER_CHUNK_SIZE, DaskExecutor
 
+        if not verbose:
+            quiet_dask_logs()
         engine = BatchEngine(executor=DaskExecutor(dask_scheduler), chunk_size=CLUSTER_CHUNK_SIZE)
     elif workers is None:
         yield None  # the process-wide default engine

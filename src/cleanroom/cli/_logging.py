@@ -8,13 +8,21 @@ than text.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
 from datetime import UTC, datetime
 from typing import Final, TextIO
 
-__all__ = ["LOG_FORMATS", "LOG_LEVELS", "JsonLogFormatter", "add_log_options", "configure_logging"]
+__all__ = [
+    "LOG_FORMATS",
+    "LOG_LEVELS",
+    "JsonLogFormatter",
+    "add_log_options",
+    "configure_logging",
+    "quiet_dask_logs",
+]
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 LOG_FORMATS: Final = ("text", "json")
@@ -61,3 +69,19 @@ def configure_logging(level: str, log_format: str, stream: TextIO | None = None)
     else:
         handler.setFormatter(logging.Formatter(_TEXT_FORMAT))
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler], force=True)
+
+
+# Dask's loggers, which it sets up itself when distributed is imported.
+_DASK_LOGGERS: Final = ("distributed", "distributed.client", "distributed.gc", "tornado")
+
+
+def quiet_dask_logs() -> None:
+    """Keep Dask's own log records (tracebacks of its reconnection attempts) off stderr.
+
+    When the scheduler is lost mid-job, Dask's client logs every failed reconnection with its
+    traceback before cleanroom's error says, in one line, what happened. ``--verbose`` skips
+    this. Importing ``distributed`` sets its loggers' levels, so it is imported first.
+    """
+    importlib.import_module("distributed")
+    for name in _DASK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)

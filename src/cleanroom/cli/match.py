@@ -197,7 +197,7 @@ def run_match(args: argparse.Namespace) -> int:
         )
     with (
         _Progress() as progress,
-        batch_engine(args.workers, args.dask_scheduler) as engine,
+        batch_engine(args.workers, args.dask_scheduler, verbose=args.verbose) as engine,
         Advertiser(
             args.server,
             args.tls_dir,

@@ -420,7 +420,10 @@ def run_user_delete(args: argparse.Namespace) -> int:
 
 def run_epoch_rotate(args: argparse.Namespace) -> int:
     """``platform epoch rotate``."""
-    with open_database(args.db) as db, batch_engine(args.workers, args.dask_scheduler) as engine:
+    with (
+        open_database(args.db) as db,
+        batch_engine(args.workers, args.dask_scheduler, verbose=args.verbose) as engine,
+    ):
         # Every eligible identifier is hashed: start the workers while the ids are read.
         (engine or default_engine()).start()
         previous = epochs.current_epoch(db)
@@ -444,7 +447,10 @@ def run_epoch_rotate(args: argparse.Namespace) -> int:
 
 def run_epoch_refresh(args: argparse.Namespace) -> int:
     """``platform epoch refresh``."""
-    with open_database(args.db) as db, batch_engine(args.workers, args.dask_scheduler) as engine:
+    with (
+        open_database(args.db) as db,
+        batch_engine(args.workers, args.dask_scheduler, verbose=args.verbose) as engine,
+    ):
         bar = _progress("refresh", "id")
         with bar:
             epoch, added = epochs.refresh(
