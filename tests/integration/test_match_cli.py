@@ -399,6 +399,24 @@ def test_a_misnamed_email_column_stops_the_match_before_any_session(
     assert json.loads(out)["count"] == len(world.truth_rows)
 
 
+def test_a_list_of_which_nothing_can_be_sent_is_refused_before_any_session(
+    capsys: pytest.CaptureFixture[str], world: World
+) -> None:
+    nothing = world.root / "nothing.csv"
+    nothing.write_text(
+        "record_id,email,marketing_consent\nr1,a@example.com,no\nr2,not-an-email,yes\nr3,,yes\n",
+        encoding="utf-8",
+    )
+    sessions = len(world.platform.sessions)
+    code, out, err = _match(capsys, world, "--input", nothing, "--mode", "count")
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: none of the 3 records of {nothing} can be sent: 1 without marketing consent, "
+        "1 no identifier given, 1 no valid identifier\n"
+    )
+    assert len(world.platform.sessions) == sessions
+
+
 def test_a_semicolon_list_with_unused_columns_matches_as_the_comma_list(
     capsys: pytest.CaptureFixture[str], world: World
 ) -> None:

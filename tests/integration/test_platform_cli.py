@@ -200,6 +200,36 @@ def test_bad_rows_are_reported_and_rejects_written(
 
 
 @pytest.mark.parametrize(
+    ("command", "text"),
+    [
+        (
+            ("import",),
+            "user_id,type,value,source,ads_matching_consent\nu2,email,nope,signup,true\n"
+            "u3,pager,123,signup,true\n",
+        ),
+        (("consent", "import"), "user_id,purpose,value\nnobody,ads_matching,true\n"),
+    ],
+)
+def test_an_import_that_rejects_every_row_exits_2(
+    db: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: tuple[str, ...],
+    text: str,
+) -> None:
+    path = _write(tmp_path / "all-bad.csv", text)
+    code, out, err = _cli(capsys, "platform", *command, "--db", db, path)
+    assert code == 2
+    assert "rejected" in out  # the report is still there, with its examples
+    assert err.startswith(f"error: every row of {path} was rejected (")
+    assert err.endswith("): nothing was imported\n")
+    code, out, err = _cli(capsys, "platform", *command, "--db", db, path, "--json")
+    report = json.loads(out)
+    assert code == 2 and report["error"]["code"] == "ImportFailed"
+    assert report["error"]["exit_code"] == 2 and report["rows"] == text.count("\n") - 1
+
+
+@pytest.mark.parametrize(
     ("content", "message"),
     [
         (b"user_id,type,value\nu1,email,a@example.com\n", "missing required column"),

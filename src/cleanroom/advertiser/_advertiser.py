@@ -46,7 +46,7 @@ from cleanroom.advertiser._listfile import (
     read_customer_rows,
     write_matched_rows,
 )
-from cleanroom.advertiser._prepare import prepare_list
+from cleanroom.advertiser._prepare import check_something_to_send, prepare_list
 from cleanroom.advertiser._report import MatchReport
 from cleanroom.crypto import SUITE_IDS, BatchEngine, Suite, get_suite
 from cleanroom.errors import (
@@ -308,6 +308,7 @@ class Advertiser:
                 default_region=region or info.default_region or DEFAULT_REGION,
                 prehashed=prehashed,
             )
+        check_something_to_send(customers, prepared)
         # Records sent bound the customers from above: a refusal now saves the hashing.
         most = self._max_platform_set
         _check_policy(info, mode, chosen, prepared.records_sent, most)

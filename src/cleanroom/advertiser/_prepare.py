@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
@@ -9,10 +10,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cleanroom.advertiser._listfile import CustomerList
-from cleanroom.advertiser._problems import ListProblem, invalid_reason
+from cleanroom.advertiser._problems import REASONS, ListProblem, invalid_reason
+from cleanroom.errors import ImportFailed
 from cleanroom.identifiers import normalize_batch
 
-__all__ = ["PreparedList", "prepare_list"]
+__all__ = ["PreparedList", "check_something_to_send", "prepare_list"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,4 +95,24 @@ def prepare_list(
         records_sent=sent,
         problems=tuple(problems),
         rows_rejected=len(customers.problems) + kept - sent,
+    )
+
+
+def check_something_to_send(customers: CustomerList, prepared: PreparedList) -> None:
+    """Refuse a list of which no record can be sent, saying why, before any session.
+
+    Raises:
+        ImportFailed: no record has marketing consent and a valid identifier.
+    """
+    if prepared.records_sent:
+        return
+    name = "the rows given" if customers.path is None else str(customers.path)
+    if customers.records_read == 0:
+        raise ImportFailed(f"{name} has no records: nothing to match")
+    why = [f"{customers.without_consent} without marketing consent"]
+    problems = prepared.problems
+    reasons = Counter(p.reason for p in problems if not p.reason.startswith("invalid_"))
+    why += [f"{count} {REASONS[reason]}" for reason, count in sorted(reasons.items())]
+    raise ImportFailed(
+        f"none of the {customers.records_read} records of {name} can be sent: " + ", ".join(why)
     )

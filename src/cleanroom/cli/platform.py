@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from cleanroom import tls
 from cleanroom._output import NEUTRALIZED_CSV_HELP, csv_writer, printable
+from cleanroom.cli import EXIT_OK, error_object, exit_code
 from cleanroom.cli._args import (
     add_dask_scheduler_option,
     batch_engine,
@@ -289,14 +290,14 @@ def run_import(args: argparse.Namespace) -> int:
                 on_reject=on_reject,
                 on_start=lambda scan: bar.reset(total=max(scan.lines - 1, 0)),
             )
+    refused = _every_row_rejected(report.path, report.rows, report.rejected)
     if args.json:
         data = report.as_dict()
         data["examples"] = [vars(example) for example in report.examples]
         data["source_unknown"]["examples"] = [
             {"row": row, "source": source} for row, source in report.unknown_source_examples
         ]
-        print_json(data)
-        return 0
+        return _report_json(data, refused)
     print(f"imported {report.path}: {report.rows} rows")
     print(
         f"  identifiers added {report.added}, updated {report.updated}, "
@@ -325,7 +326,34 @@ def run_import(args: argparse.Namespace) -> int:
         )
         for row, kind, holders in report.shared_examples:
             print(f"    row {row}: {kind} held by {holders} users")
-    return 0
+    return _refusal(refused)
+
+
+def _every_row_rejected(
+    path: Path | str, rows: int, rejected: Mapping[str, int]
+) -> ImportFailed | None:
+    """The error of a file none of whose rows could be used (exit 2), or ``None``."""
+    if rows == 0 or sum(rejected.values()) < rows:
+        return None
+    reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(rejected.items()))
+    return ImportFailed(f"every row of {path} was rejected ({reasons}): nothing was imported")
+
+
+def _report_json(data: dict[str, Any], refused: ImportFailed | None) -> int:
+    """Print an import's JSON report, with the error object's ``error`` when it failed."""
+    if refused is None:
+        print_json(data)
+        return EXIT_OK
+    data.update(error_object(type(refused).__name__, str(refused), exit_code(refused)))
+    print_json(data)
+    return _refusal(refused)
+
+
+def _refusal(refused: ImportFailed | None) -> int:
+    if refused is None:
+        return EXIT_OK
+    print(f"error: {printable(str(refused))}", file=sys.stderr)
+    return exit_code(refused)
 
 
 def _print_rejections(
@@ -385,11 +413,11 @@ def run_consent_import(args: argparse.Namespace) -> int:
             report = consent.import_consent_csv(
                 db, args.file, column_mapping=mapping, progress=bar.update, on_reject=on_reject
             )
+    refused = _every_row_rejected(report.path, report.rows, report.rejected)
     if args.json:
         data = report.as_dict()
         data["examples"] = [vars(example) for example in report.examples]
-        print_json(data)
-        return 0
+        return _report_json(data, refused)
     print(f"applied {report.path}: {report.rows} rows")
     print(
         f"  identifier consents changed {report.identifiers_changed}, users' opt-outs changed "
@@ -401,7 +429,7 @@ def run_consent_import(args: argparse.Namespace) -> int:
         **importer.REJECTION_REASONS,
     }
     _print_rejections(report.rejected, report.examples, reasons)
-    return 0
+    return _refusal(refused)
 
 
 def run_user_delete(args: argparse.Namespace) -> int:
