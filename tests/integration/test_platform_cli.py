@@ -111,6 +111,30 @@ def test_a_reader_that_goes_away_ends_the_command_without_a_traceback(db: Path) 
     assert err == ""
 
 
+def test_every_list_command_starts_with_its_header_or_says_it_is_empty(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _cli(capsys, "platform", "import", "--db", db, _write(tmp_path / "p.csv", PLATFORM_CSV))
+    headers = {
+        ("sources", "list"): ["source", "state", "identifiers"],
+        ("audit", "show"): ["seq", "at", "action", "details"],
+    }
+    for command, header in headers.items():
+        code, out, _ = _cli(capsys, "platform", *command, "--db", db)
+        lines = out.splitlines()
+        assert code == 0 and lines[0].split() == header, command
+        assert len(lines) > 2
+    # Columns line up under their names, numbers to the right.
+    code, out, _ = _cli(capsys, "platform", "sources", "list", "--db", db)
+    header, *rows = out.splitlines()
+    assert all(len(row) == len(header) for row in rows)
+    for command, empty in (
+        (("sessions", "list"), "no sessions"),
+        (("audiences", "list"), "no audiences stored"),
+    ):
+        assert _cli(capsys, "platform", *command, "--db", db)[1] == empty + "\n"
+
+
 def test_two_factor_with_consent_is_never_eligible(
     db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

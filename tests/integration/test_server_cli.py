@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 from _match_stream import MatchStream, run_role
-from _platform_processes import Server
+from _platform_processes import Server, cli_ok
 from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -212,6 +212,13 @@ def test_serve_matches_then_sigterm_aborts_the_open_session_and_exits_0(
         check=True,
     )
     assert [s["state"] for s in json.loads(listing.stdout)["sessions"]] == ["completed", "aborted"]
+    # For people: the header line every list command starts with, then a line per session.
+    lines = cli_ok("platform", "sessions", "list", "--db", db).splitlines()
+    assert lines[0].split() == [
+        *("id", "asked", "for", "advertiser", "mode", "state", "epsilon", "released", "/"),
+        *("why", "not"),
+    ]
+    assert [line.split()[4] for line in lines[1:]] == ["completed", "aborted"]
 
 
 def _wait_until_open(db: Path) -> None:

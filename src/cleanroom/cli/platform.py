@@ -46,6 +46,7 @@ from cleanroom.cli._args import (
     positive_int,
     print_json,
 )
+from cleanroom.cli._table import Column, print_table
 from cleanroom.cli.platform_service import register_service_commands
 from cleanroom.crypto import DEFAULT_SUITE_ID, SUITE_IDS, default_engine
 from cleanroom.errors import ImportFailed
@@ -567,10 +568,11 @@ def run_sources_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"sources": [source.as_dict() for source in listed]})
         return 0
-    print(f"{'source':<24} {'state':<16} {'identifiers':>12}")
-    for source in listed:
-        # Unregistered names come from imported files: escaped.
-        print(printable(f"{source.name:<24} {source.state:<16} {source.identifiers:>12}"))
+    print_table(
+        (Column("source"), Column("state"), Column("identifiers", numeric=True)),
+        [(source.name, source.state, source.identifiers) for source in listed],
+        empty="no sources",
+    )
     return 0
 
 
@@ -599,7 +601,17 @@ def run_audit_show(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"entries": [vars(entry) for entry in shown]})
         return 0
-    for entry in shown:
-        details = json.dumps(entry.details, sort_keys=True, ensure_ascii=False)
-        print(printable(f"{entry.seq:>6}  {entry.at}  {entry.action:<16} {details}"))
+    print_table(
+        (Column("seq", numeric=True), Column("at"), Column("action"), Column("details")),
+        [
+            (
+                entry.seq,
+                entry.at,
+                entry.action,
+                json.dumps(entry.details, sort_keys=True, ensure_ascii=False),
+            )
+            for entry in shown
+        ],
+        empty="no audit entries",
+    )
     return 0

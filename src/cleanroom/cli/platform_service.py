@@ -53,6 +53,7 @@ from cleanroom.cli._args import (
     print_json,
 )
 from cleanroom.cli._logging import add_log_options, configure_logging
+from cleanroom.cli._table import Column, print_table
 from cleanroom.errors import InvalidInput
 from cleanroom.policy import load_policy
 from cleanroom.service import server as platform_server
@@ -306,13 +307,16 @@ def run_audiences_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"audiences": [summary.as_dict() for summary in summaries]})
         return 0
-    if not summaries:
-        print("no audiences stored")
-        return 0
-    print(f"{'id':>6}  {'advertiser':<24} {'size':>10}  created")
-    for summary in summaries:
-        created = format_timestamp(summary.created_at)
-        print(f"{summary.id:>6}  {summary.advertiser:<24} {summary.size:>10}  {created}")
+    print_table(
+        (
+            Column("id", numeric=True),
+            Column("advertiser"),
+            Column("members", numeric=True),
+            Column("created"),
+        ),
+        [(s.id, s.advertiser, s.size, format_timestamp(s.created_at)) for s in summaries],
+        empty="no audiences stored",
+    )
     return 0
 
 
@@ -358,17 +362,29 @@ def run_sessions_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"sessions": [record.as_dict() for record in records]})
         return 0
-    if not records:
-        print("no sessions")
-        return 0
-    for record in records:
-        outcome = record.reported_as if record.state == "completed" else record.reason
-        # A refusal's reason may quote what the client sent (a suite name): escaped.
-        print(
-            printable(
-                f"{record.id:>6}  {format_timestamp(record.started_at)}  {record.advertiser:<20} "
-                f"{record.mode or '-':<9} {record.state:<10} eps {record.epsilon_charged:g}  "
-                f"{outcome or ''}"
+    print_table(
+        (
+            Column("id", numeric=True),
+            Column("asked for"),
+            Column("advertiser"),
+            Column("mode"),
+            Column("state"),
+            Column("epsilon", numeric=True),
+            Column("released / why not"),
+        ),
+        [
+            (
+                record.id,
+                format_timestamp(record.started_at),
+                record.advertiser,
+                record.mode or "-",
+                record.state,
+                f"{record.epsilon_charged:g}",
+                # A refusal's reason may quote what the client sent (a suite name): escaped.
+                record.reported_as if record.state == "completed" else record.reason,
             )
-        )
+            for record in records
+        ],
+        empty="no sessions",
+    )
     return 0
