@@ -15,17 +15,24 @@ import json
 import os
 import re
 import subprocess
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _platform_processes import TIMEOUT, Server, build_platform, cleanroom_executable
+from _platform_processes import TIMEOUT, Server, build_platform, cleanroom_executable, cli_ok
 
 from cleanroom._output import spreadsheet_cell
-from cleanroom.advertiser import Advertiser
-from cleanroom.crypto import BatchEngine
+from cleanroom.advertiser import (
+    Advertiser,
+    PlatformClient,
+    parse_server_address,
+    prepare_list,
+    read_customer_list,
+)
+from cleanroom.crypto import BatchEngine, get_suite
 from cleanroom.demo import DemoScenario, generate_scenario
 from cleanroom.errors import (
     ImportFailed,
@@ -34,6 +41,8 @@ from cleanroom.errors import (
     PlatformUnreachable,
     PolicyRefused,
 )
+from cleanroom.policy import Mode
+from cleanroom.protocol import AdvertiserRole, session_terms
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -164,6 +173,34 @@ def test_rows_in_memory_match_as_their_file_does(platform: DemoPlatform) -> None
     assert from_rows.matched_row_positions == from_file.matched_row_positions
     assert from_rows.count == from_file.count == platform.scenario.truth.count
     assert from_rows.lines()[0].startswith("matched the rows given against ")
+
+
+def test_a_platform_set_that_shrank_since_get_policy_is_taken(platform: DemoPlatform) -> None:
+    # An honest platform on a busy day: a consent is revoked between the advertiser's GetPolicy
+    # and its session's opening, so the session announces fewer identifiers than the policy.
+    # (A user none of the advertiser's records reaches: the other tests' truth stays true.)
+    scenario = platform.scenario
+    counts = Counter(row.user_id for row in scenario.platform if row.eligible)
+    user, identifiers = next(
+        (user, n) for user, n in counts.items() if user not in scenario.truth.audience_users
+    )
+    address = parse_server_address(platform.address)
+    with PlatformClient(address, tls_dir=platform.acme_tls) as client:
+        info = client.get_policy()
+        cli_ok(
+            "platform", "consent", "revoke", "--db", platform.root / "platform.db", "--user", user
+        )
+        prepared = prepare_list(read_customer_list(platform.customers_csv), default_region="US")
+        role = AdvertiserRole(
+            get_suite(info.suites[0]),
+            Mode.COUNT,
+            prepared.messages,
+            prepared.record_ids,
+            terms=session_terms(info),
+        )
+        result = client.match(role)
+    assert result.platform_set_size == info.platform_set_size - identifiers
+    assert result.count == scenario.truth.count
 
 
 def test_one_advertiser_keeps_its_channel_and_workers_across_matches(

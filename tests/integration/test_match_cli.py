@@ -417,6 +417,25 @@ def test_a_list_of_which_nothing_can_be_sent_is_refused_before_any_session(
     assert len(world.platform.sessions) == sessions
 
 
+def test_identifiers_withheld_are_a_warning_in_the_json_report(
+    capsys: pytest.CaptureFixture[str], world: World
+) -> None:
+    # Two records share an email: one customer with four identifiers, one more than allowed.
+    linked = world.root / "linked.csv"
+    rows = ["record_id,email,phone,maid,marketing_consent"]
+    rows += [f"r{i},p{i}@example.com,,,yes" for i in range(10)]
+    rows += [
+        "a1,shared@example.com,+14155550101,6d92078a-8246-4ba4-ae5b-76104861e7dc,yes",
+        "a2,shared@example.com,+14155550102,,yes",
+    ]
+    linked.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    code, out, err = _match(capsys, world, "--input", linked, "--mode", "count", "--json")
+    assert code == 0, err
+    (warning,) = json.loads(out)["warnings"]
+    assert warning.startswith("1 identifiers not sent: the platform takes at most 3 per customer")
+    assert err == f"warning: {warning}\n"
+
+
 def test_a_semicolon_list_with_unused_columns_matches_as_the_comma_list(
     capsys: pytest.CaptureFixture[str], world: World
 ) -> None:

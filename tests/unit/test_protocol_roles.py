@@ -802,17 +802,32 @@ def test_the_advertiser_refuses_a_platform_set_above_its_ceiling() -> None:
         exchange(adv, to_advertiser=on_round("session_opened", huge))
 
 
-def test_the_advertiser_refuses_a_platform_set_other_than_announced() -> None:
-    adv = AdvertiserRole(
+def _with_announced(size: int) -> AdvertiserRole:
+    return AdvertiserRole(
         X25519,
         Mode.COUNT,
         [email(v) for v in ADVERTISER_VALUES],
         ADVERTISER_RECORDS,
         engine=ENGINE,
-        terms=SessionTerms(platform_set_size=11),
+        terms=SessionTerms(platform_set_size=size),
     )
+
+
+def test_the_advertiser_refuses_a_platform_set_larger_than_announced() -> None:
+    # The platform's set is 12: GetPolicy said 11, so it grew after the advertiser agreed.
     with pytest.raises(InvalidMessage, match="set of 12 identifiers for the session but 11 in"):
-        exchange(adv)
+        exchange(_with_announced(11))
+
+
+def test_the_advertiser_takes_a_platform_set_smaller_than_announced() -> None:
+    # GetPolicy said 13; one consent was revoked before the session opened: an honest 12.
+    exact = _with_announced(12)
+    exchange(exact)
+    shrunk = _with_announced(13)
+    exchange(shrunk)
+    assert exact.result is not None and shrunk.result is not None
+    assert shrunk.result.platform_set_size == exact.result.platform_set_size == 12
+    assert shrunk.result.count == exact.result.count
 
 
 @pytest.mark.parametrize(

@@ -350,7 +350,7 @@ class Advertiser:
             input=customers.path,
             suite_id=chosen.suite_id,
             epoch_id=result.epoch_id,
-            platform_set_size=info.platform_set_size,
+            platform_set_size=result.platform_set_size,
             records_read=customers.records_read,
             without_consent=customers.without_consent,
             rows_rejected=prepared.rows_rejected,

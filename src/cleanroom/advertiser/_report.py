@@ -76,7 +76,7 @@ class MatchReport:
         matched_row_positions: ids mode: the positions (from 0, among the list's data rows or
             the rows given) of the rows that matched, ascending; else ``None``.
         warnings: what the caller should know though the match succeeded (identifiers not
-            sent, ...), one sentence each; not part of :meth:`to_dict`.
+            sent, ...), one sentence each.
         columns: field -> the column it was read from.
         unused_columns: the list's columns that no field reads (ignored ones included).
         delimiter: the list file's field delimiter.
@@ -156,6 +156,7 @@ class MatchReport:
             "receipt": None if self.receipt is None else self.receipt.as_dict(),
             "receipt_verified": self.receipt_verified,
             "receipt_file": None if self.receipt_file is None else str(self.receipt_file),
+            "warnings": list(self.warnings),
         }
 
     def lines(self) -> list[str]:

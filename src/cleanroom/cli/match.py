@@ -30,7 +30,8 @@ without marketing consent are dropped while reading.
      "phases": {"read_list": 0.4, "get_policy": 0.01, "wait_policy": 0.0, "normalize": 1.2,
                 "plan_list": 0.1, "match": 11.2, "hash_encrypt_list": 3.1, "write_out": 0.1},
      "receipt": null | {"receipt": 1, "session": "…", "count": 1234, "audit_seq": 812, …},
-     "receipt_verified": true, "receipt_file": null | "receipt.json"}
+     "receipt_verified": true, "receipt_file": null | "receipt.json",
+     "warnings": ["12 identifiers not sent: the platform takes at most 3 per customer …"]}
 
 ``receipt`` is the platform's signed receipt for the session (its audit entry's sequence number
 and hash with the session's facts); its signature is checked against the ``audit.pub`` in the
@@ -44,9 +45,10 @@ them for the session's opening; ``hash_encrypt_list`` (U = E_a(H(x))) runs insid
 the session opens first, so the platform loads its set while the list is hashed. The object is
 :meth:`~cleanroom.advertiser.MatchReport.to_dict`.
 
-``records_read = without_consent + rejected.rows + sent``. ``rejected.by_reason`` counts every
-problem found: an ``invalid_<kind>`` value does not stop its record from being sent if another
-identifier of the record is valid.
+``warnings`` says what the advertiser should know though the match succeeded (they are printed
+on stderr as well). ``records_read = without_consent + rejected.rows + sent``.
+``rejected.by_reason`` counts every problem found: an ``invalid_<kind>`` value does not stop its
+record from being sent if another identifier of the record is valid.
 
 Exit codes (decided by :func:`cleanroom.cli.exit_code`): 0 done; 2 bad input (file, columns,
 address, options); 1 the platform refused or failed the session (its message is printed), or

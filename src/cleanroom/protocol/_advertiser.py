@@ -94,6 +94,7 @@ class AdvertiserResult:
             ``None`` if the platform sent none.
         receipt_verified: whether the receipt's signature was checked with the platform's
             audit key (set by the client, which holds the key; the role has no files).
+        platform_set_size: N as the session announced it (at most what GetPolicy announced).
     """
 
     session_id: bytes
@@ -107,6 +108,7 @@ class AdvertiserResult:
     matched_record_ids: NDArray[np.int64] | None
     receipt: Receipt | None = None
     receipt_verified: bool = False
+    platform_set_size: int = 0
 
 
 class _State(enum.Enum):
@@ -374,12 +376,15 @@ class AdvertiserRole:
                 f"the platform announced a set of {total:,} identifiers, more than this client "
                 f"accepts ({ceiling:,}; --max-platform-set raises it)"
             )
+        # Smaller than GetPolicy said is what an honest platform sends when consents were
+        # revoked or expired in between; larger would be a set grown past what the advertiser
+        # agreed to before it hashed its list.
         announced = self._terms.platform_set_size
-        if announced is not None and total != announced:
+        if announced is not None and total > announced:
             raise InvalidMessage(
                 f"the platform announced a set of {total:,} identifiers for the session but "
-                f"{announced:,} in its policy; if its set changed in between (consent changes, "
-                "a refresh), run the match again"
+                f"{announced:,} in its policy; if its set grew in between (a refresh, consents "
+                "granted), run the match again"
             )
         self._session_id = opened.session_id
         self._epoch_id = opened.epoch_id
@@ -514,6 +519,7 @@ class AdvertiserRole:
             noise_applied=result.noise_applied,
             matched_record_ids=matched_record_ids,
             receipt=receipt,
+            platform_set_size=len(self._w),
         )
         self._state = _State.FINISHED
         return iter([pb.ClientMessage(close=pb.Close(session_id=self._session_id))])

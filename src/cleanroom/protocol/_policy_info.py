@@ -43,8 +43,9 @@ class SessionTerms:
     Attributes:
         max_identifiers_per_record: most identifiers sent per customer (record tag); a customer
             with more (records linked by a shared identifier) sends its first ones only.
-        platform_set_size: N as GetPolicy announced it; the session must announce the same
-            (``None``: not known, any N up to the ceiling).
+        platform_set_size: N as GetPolicy announced it; the session may announce it or less
+            (consents revoked or expired in between), never more (``None``: not known, any N
+            up to the ceiling).
         max_platform_set_size: the largest N this client accepts, whatever the platform says.
     """
 
