@@ -115,7 +115,7 @@ _PER_SESSION_RECEIPT_FIELDS = {"session", "audit_seq", "audit_hash", "audit_at",
 
 
 def _without_timing(report: dict[str, Any]) -> dict[str, Any]:
-    same = {key: value for key, value in report.items() if key != "phases"}
+    same = {key: value for key, value in report.items() if key not in ("phases", "completed_at")}
     if same.get("receipt") is not None:
         receipt = same["receipt"]
         assert receipt.keys() >= _PER_SESSION_RECEIPT_FIELDS

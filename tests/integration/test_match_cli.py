@@ -332,6 +332,8 @@ def test_human_report_shows_counts_reasons_and_examples(
     assert f"invalid_email (invalid email): {world.invalid_emails}" in out
     assert "column 'email': missing '@'" in out
     assert f"result:              matched customers: {len(world.truth_rows)}" in out
+    customers = world.sent  # one record per person: every record sent is a customer
+    assert f"match rate:          {len(world.truth_rows) / customers:.1%} of customers sent" in out
     assert "epsilon spent:       0 (no noise: test deployment)" in out
     assert "not-an-email" not in out  # the report names rows, never values
 

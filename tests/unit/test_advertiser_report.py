@@ -113,3 +113,49 @@ def test_only_a_policy_without_noise_is_called_a_test_deployment() -> None:
     assert "  epsilon spent:       0 (no noise: test deployment)" in exact.lines()
     for noisy in (_report(epsilon_per_release=0.5), _report()):
         assert not any("test deployment" in line for line in noisy.lines())
+
+
+def test_the_match_rate_is_of_the_count_as_released() -> None:
+    below = _report()
+    assert below.match_rate is None
+    assert "  match rate:          not known (the count is fewer than 100)" in below.lines()
+    counted = _report(count=445, reported_as="445")
+    assert counted.match_rate == 445 / 890
+    assert "  match rate:          50.0% of customers sent" in counted.lines()
+    audience = _report(mode=Mode.AUDIENCE, count=1335, reported_as="1335")
+    assert "  match rate:          1.50 platform users per customer sent" in audience.lines()
+    assert counted.to_dict()["match_rate"] == 0.5 and below.to_dict()["match_rate"] is None
+
+
+def test_the_funnel_goes_from_the_records_read_to_the_count() -> None:
+    problems = [*_problems(), ListProblem(7, "marketing_consent", "bad_consent", "expected yes/no")]
+    assert _report(problems=problems, count=445).funnel() == [
+        ("records read", 1000),
+        ("with marketing consent", 899),  # 100 without, 1 unreadable
+        ("with a valid identifier", 899),
+        ("customers sent", 890),
+        ("customers matched", 445),
+    ]
+    assert _report().funnel()[-1] == ("customers matched", None)
+
+
+def test_the_html_page_escapes_what_came_from_the_file_and_fetches_nothing(
+    tmp_path: Path,
+) -> None:
+    report = _report(
+        count=445,
+        reported_as="445",
+        unused_columns=("<script>alert(1)</script>",),
+        columns={"email": "e<mail>"},
+        min_reported_count=100,
+        epsilon_budget=8.0,
+        epsilon_per_release=0.5,
+    )
+    path = report.write_html(tmp_path / "report.html", command="cleanroom match --input 'a b.csv'")
+    page = path.read_text(encoding="utf-8")
+    assert page == report.to_html("cleanroom match --input 'a b.csv'")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>" not in page
+    assert "e&lt;mail&gt;" in page
+    assert "cleanroom match --input &#39;a b.csv&#39;" in page
+    assert "50.0%" in page and "epsilon 0.5 per release" in page
+    assert "http://" not in page and "https://" not in page

@@ -27,6 +27,7 @@ import time
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
@@ -375,6 +376,10 @@ class Advertiser:
             unused_columns=customers.unused_columns,
             delimiter=customers.delimiter,
             epsilon_per_release=info.epsilon_per_release,
+            epsilon_budget=info.epsilon_budget,
+            min_reported_count=info.min_reported_count,
+            identifiers_by_kind=prepared.identifiers_by_kind,
+            completed_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         )
 
 

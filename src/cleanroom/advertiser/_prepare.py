@@ -28,6 +28,8 @@ class PreparedList:
         problems: every problem found, in file order: the reading problems, each invalid
             identifier (its record may still be sent), and each record left with no identifier.
         rows_rejected: records not sent for a reason other than consent.
+        identifiers_by_kind: valid identifiers read, by kind (a value on several records
+            counts on each).
     """
 
     messages: list[bytes] = field(repr=False)
@@ -35,6 +37,7 @@ class PreparedList:
     records_sent: int
     problems: tuple[ListProblem, ...]
     rows_rejected: int
+    identifiers_by_kind: dict[str, int] = field(default_factory=dict)
 
 
 def prepare_list(
@@ -62,6 +65,7 @@ def prepare_list(
     messages: list[bytes] = []
     record_ids: list[NDArray[np.int64]] = []
     problems = list(customers.problems)
+    by_kind: dict[str, int] = {}
     for kind, cells in customers.identifiers.items():
         present = [i for i, cell in enumerate(cells) if cell.strip()]
         given[present] = True
@@ -72,6 +76,7 @@ def prepare_list(
             prehashed=kind in prehashed,
         )
         accepted = np.asarray([present[i] for i in batch.indices], dtype=np.intp)
+        by_kind[kind] = len(accepted)
         valid[accepted] = True
         messages.extend(batch.messages())
         record_ids.append(rows[accepted])
@@ -95,6 +100,7 @@ def prepare_list(
         records_sent=sent,
         problems=tuple(problems),
         rows_rejected=len(customers.problems) + kept - sent,
+        identifiers_by_kind=by_kind,
     )
 
 

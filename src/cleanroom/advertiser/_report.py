@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from cleanroom._files import write_atomically
 from cleanroom._textfile import DELIMITER_NAMES
 from cleanroom.advertiser._problems import REASONS, ListProblem
+from cleanroom.errors import ImportFailed
 from cleanroom.policy import Mode
 from cleanroom.protocol import Receipt
 
@@ -19,6 +22,9 @@ EXAMPLES_PER_REASON: Final = 3
 """How many example rows the report shows per rejection reason."""
 
 _IN_MEMORY: Final = "the rows given"
+
+# Problems that leave a row's consent unknown: the row is neither with nor without it.
+_BEFORE_CONSENT: Final = frozenset({"malformed_row", "bad_consent"})
 
 
 def summarize_problems(
@@ -82,6 +88,10 @@ class MatchReport:
         delimiter: the list file's field delimiter.
         epsilon_per_release: what the platform's policy charges a count or audience release
             (``0``: a test deployment, counts are exact); ``None`` if not known.
+        epsilon_budget: the advertiser's budget per key epoch, from the platform's policy.
+        min_reported_count: counts below it are released as "fewer than" it.
+        identifiers_by_kind: valid identifiers read, by kind.
+        completed_at: when the match completed (ISO 8601 UTC).
     """
 
     mode: Mode
@@ -114,6 +124,68 @@ class MatchReport:
     unused_columns: tuple[str, ...] = ()
     delimiter: str = ","
     epsilon_per_release: float | None = None
+    epsilon_budget: float | None = None
+    min_reported_count: int | None = None
+    identifiers_by_kind: Mapping[str, int] = field(default_factory=dict)
+    completed_at: str | None = None
+
+    @property
+    def match_rate(self) -> float | None:
+        """The released count per customer sent (0..1); ``None`` when no count was released.
+
+        In count and ids modes the share of customers sent that matched; in audience mode the
+        platform users matched per customer sent (which can exceed 1, one customer reaching
+        several users). Computed from the count as released, so noised like it.
+        """
+        if self.count is None or self.customers == 0:
+            return None
+        return self.count / self.customers
+
+    def funnel(self) -> list[tuple[str, int | None]]:
+        """The list's way to the result: (step, records or customers), the last as released.
+
+        Records read, with marketing consent (and readable), with a valid identifier (sent),
+        customers sent (records linked by a shared identifier are one), matched (``None``
+        when the count is below the reporting threshold).
+        """
+        unreadable = sum(p.reason in _BEFORE_CONSENT for p in self.problems)
+        matched = {
+            Mode.COUNT: "customers matched",
+            Mode.AUDIENCE: "platform users matched",
+            Mode.IDS: "customers matched",
+        }[self.mode]
+        return [
+            ("records read", self.records_read),
+            ("with marketing consent", self.records_read - self.without_consent - unreadable),
+            ("with a valid identifier", self.sent),
+            ("customers sent", self.customers),
+            (matched, self.count),
+        ]
+
+    def rejection_summary(self) -> tuple[dict[str, int], list[ListProblem]]:
+        """Problems by reason, and the first few of each as examples (see summarize_problems)."""
+        return summarize_problems(self.problems)
+
+    def to_html(self, command: str | None = None) -> str:
+        """The report as one self-contained HTML page (styles and charts inline, no script).
+
+        Args:
+            command: the command line that ran the match, shown as it was typed.
+        """
+        # Imported here: only a report asked for pays for the templates.
+        from cleanroom.advertiser._html import render_report
+
+        return render_report(self, command=command)
+
+    def write_html(self, path: str | os.PathLike[str], command: str | None = None) -> Path:
+        """Write :meth:`to_html` to ``path`` (whole or not at all); return the path.
+
+        Raises:
+            ImportFailed: the file cannot be written.
+        """
+        target = Path(path)
+        write_atomically(target, self.to_html(command).encode("utf-8"), 0o644, ImportFailed)
+        return target
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as one JSON-ready object: ``cleanroom match --json`` prints it.
@@ -157,6 +229,9 @@ class MatchReport:
             "receipt_verified": self.receipt_verified,
             "receipt_file": None if self.receipt_file is None else str(self.receipt_file),
             "warnings": list(self.warnings),
+            "match_rate": None if self.match_rate is None else round(self.match_rate, 4),
+            "identifiers_by_kind": dict(self.identifiers_by_kind),
+            "completed_at": self.completed_at,
         }
 
     def lines(self) -> list[str]:
@@ -181,6 +256,7 @@ class MatchReport:
             f"{self.identifiers_sent} distinct identifiers)",
             f"  platform set:        {self.platform_set_size} identifiers",
             f"  result:              {self._result_text()}",
+            f"  match rate:          {self._rate_text()}",
             f"  epsilon spent:       {self.epsilon_spent:g}{self._epsilon_note()}",
             f"  epsilon remaining:   {self.epsilon_remaining:g}",
         ]
@@ -223,6 +299,14 @@ class MatchReport:
         if self.unused_columns:
             notes.append("columns not read: " + ", ".join(self.unused_columns))
         return f" ({'; '.join(notes)})" if notes else ""
+
+    def _rate_text(self) -> str:
+        rate = self.match_rate
+        if rate is None:
+            return f"not known (the count is {self.reported_as})"
+        if self.mode is Mode.AUDIENCE:
+            return f"{rate:.2f} platform users per customer sent"
+        return f"{rate:.1%} of customers sent"
 
     def _result_text(self) -> str:
         what = {

@@ -6,7 +6,8 @@
                     --tls-dir DIR | --insecure
                     [--column FIELD=NAME] [--ignore-column NAME] [--delimiter D]
                     [--prehashed KIND] [--default-region CC]
-                    [--out matched.csv] [--receipt FILE] [--suite ID] [--timeout S] [--json]
+                    [--out matched.csv] [--report FILE.html] [--receipt FILE] [--suite ID]
+                    [--timeout S] [--json]
                     [--workers N | --dask-scheduler tls://HOST:PORT] [--max-platform-set N]
 
 The work is :meth:`cleanroom.advertiser.Advertiser.match` (its module says in which order, and
@@ -59,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -72,6 +74,7 @@ from cleanroom.advertiser import (
     DEFAULT_MATCH_TIMEOUT,
     FIELDS,
     Advertiser,
+    check_output_path,
     parse_column_mapping,
 )
 from cleanroom.cli import EXIT_OK
@@ -119,6 +122,13 @@ def register(subparsers: Any) -> None:
         type=Path,
         metavar="FILE.csv",
         help=f"ids mode (required there): write the matched rows here ({NEUTRALIZED_CSV_HELP})",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE.html",
+        help="also write the report as one self-contained HTML page (funnel, match rate, "
+        "rejected rows, budget, receipt), to open in any browser",
     )
     parser.add_argument(
         "--receipt",
@@ -191,6 +201,8 @@ def register(subparsers: Any) -> None:
 def run_match(args: argparse.Namespace) -> int:
     """``cleanroom match``: run one session and print its report."""
     columns = parse_column_mapping(args.column)
+    if args.report is not None:
+        check_output_path(args.report, args.input)
     if args.mode == Mode.IDS and args.out is None:
         # Refused here, before the session: an ids session tells the advertiser exactly which
         # records matched, and a run that keeps none of it is wasted on both sides.
@@ -222,12 +234,16 @@ def run_match(args: argparse.Namespace) -> int:
             progress=progress,
             suite=args.suite,
         )
+    if args.report is not None:
+        report.write_html(args.report, command=shlex.join(args.command_line))
     for warning in report.warnings:
         print(f"warning: {printable(warning)}", file=sys.stderr)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
-    else:
-        print("\n".join(map(printable, report.lines())))
+        return EXIT_OK
+    print("\n".join(map(printable, report.lines())))
+    if args.report is not None:
+        print(printable(f"  report:              {args.report} (open it in a browser)"))
     return EXIT_OK
 
 
