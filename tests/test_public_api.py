@@ -338,6 +338,7 @@ PUBLIC_API: dict[str, set[str]] = {
         "DEFAULT_FIRST_MESSAGE_TIMEOUT",
         "DEFAULT_MAX_SESSIONS",
         "DEFAULT_MAX_STREAMS_PER_ADVERTISER",
+        "REFUSAL_REASONS",
         "StreamAdmission",
         "StreamSlot",
         "first_message",
@@ -366,6 +367,7 @@ PUBLIC_API: dict[str, set[str]] = {
         "Health",
     },
     "cleanroom.service.dashboard.metrics": {
+        "AdmissionRefusals",
         "build_registry",
     },
     "cleanroom.service.dashboard.pages": {

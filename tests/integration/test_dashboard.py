@@ -35,10 +35,11 @@ from _platform_processes import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from cleanroom import tls
+from cleanroom.advertiser import PlatformClient, parse_server_address
 from cleanroom.cli import main
 from cleanroom.crypto import BatchEngine, get_suite
 from cleanroom.demo import Person, generate_people
-from cleanroom.errors import InvalidInput, TlsConfigError
+from cleanroom.errors import InvalidInput, LimitExceeded, PlatformRefused, TlsConfigError
 from cleanroom.identifiers import hash_message, identifier_digest
 from cleanroom.policy import Mode, load_policy
 from cleanroom.protocol import AdvertiserRole
@@ -46,6 +47,9 @@ from cleanroom.service.dashboard import DashboardOptions
 from cleanroom.service.server import PlatformServer, ServerOptions
 from cleanroom.store.database import open_database
 from cleanroom.store.history import EligibilitySample, eligibility_samples
+
+# acme's customers are people[:400] by email; every ninth person's email has no consent.
+ACME_AUDIENCE = sum(1 for i in range(400) if i % 9)
 
 POLICY = """
 epsilon_per_release = 1.0
@@ -114,6 +118,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         # The CLI checks the budget before it opens a session; a client that does not is refused
         # by the server, and the ledger records it.
         _over_budget(server.address, root / "thrifty", people[:200])
+        # More GetPolicy calls at once than beta's burst: refused at admission, not in the
+        # ledger (no session was asked for), counted by the running server.
+        _policy_burst(server.address, root / "beta", 14)
 
         # A change by another process while the server runs: it must show without a restart.
         revoked = people[1]  # consented email, profile phone: two identifiers
@@ -143,6 +150,18 @@ def _over_budget(address: str, tls_dir: Path, people: list[Person]) -> None:
     ):
         run_role(channel, role, TIMEOUT)
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def _policy_burst(address: str, tls_dir: Path, calls: int) -> None:
+    refused = 0
+    with PlatformClient(parse_server_address(address), tls_dir=tls_dir) as client:
+        for _ in range(calls):
+            try:
+                client.get_policy()
+            except PlatformRefused as exc:
+                assert isinstance(exc.error, LimitExceeded)
+                refused += 1
+    assert refused >= 1
 
 
 def _get(url: str, **headers: str) -> tuple[int, dict[str, str], str]:
@@ -219,8 +238,21 @@ def test_metrics_count_the_sessions_budgets_and_identifiers(platform: Platform) 
     for reason, count in platform.excluded.items():
         assert value("cleanroom_identifiers_excluded", reason=reason) == count
     assert value("cleanroom_audiences", advertiser="acme") == 1
+    # Members eligible now: the people acme's emails reach, less the one who was revoked.
+    assert value("cleanroom_audience_members", advertiser="acme") == ACME_AUDIENCE - 1
+    # The audit log as `platform audit verify` checks it: chain, signatures, ledger.
     assert value("cleanroom_audit_chain_verified") == 1
     assert value("cleanroom_audit_last_entry_seq") >= 10
+    entries = value("cleanroom_audit_entries_verified")
+    assert entries == value("cleanroom_audit_last_entry_seq")
+    assert value("cleanroom_audit_sessions_verified") == 5  # 4 completed, 1 refused
+    signed = value("cleanroom_audit_last_signed_timestamp_seconds")
+    assert signed == value("cleanroom_audit_last_entry_timestamp_seconds")
+    assert abs(signed - time.time()) < 3600
+    refused = value(
+        "cleanroom_admission_refusals_total", advertiser="beta", reason="policy_calls_per_minute"
+    )
+    assert refused >= 1
     assert value("cleanroom_sessions_active") == 0
 
 
@@ -253,6 +285,10 @@ def test_the_browser_shows_what_the_privacy_officer_needs(
     for advertiser in ("acme", "beta", "thrifty"):
         assert advertiser in text
     assert "Verified" in text
+    assert "entries: hash chain, signatures and session ledger | last signed at 20" in text
+    assert "finished sessions agreeing with the ledger; last signed at" in text
+    assert "Calls refused at admission, before any work | policy_calls_per_minute" in text
+    assert f"acme | {ACME_AUDIENCE - 1}" in text  # audience members eligible now
     assert "2 of 4" in text  # acme: ε spent of its budget
     assert "4 completed · 1 refused · 0 aborted · 0 open" in text
     assert "BudgetExhausted" in text

@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from cleanroom.errors import DeadlineExceeded, LimitExceeded
-from cleanroom.service.admission import Admission, AdmissionLimits, first_message
+from cleanroom.service.admission import (
+    REFUSAL_REASONS,
+    Admission,
+    AdmissionLimits,
+    first_message,
+)
 from cleanroom.service.unopened import UnopenedStreams
 from cleanroom.store import audit, sessions
 from cleanroom.store.database import Database, init_database, open_database
@@ -162,3 +167,44 @@ def test_streams_opened_a_minute_are_limited_per_advertiser() -> None:
     now[0] = 2.0
     admission.stream("acme").release()
     assert admission.tally("acme").streams_refused == 1
+
+
+def test_refusals_are_counted_by_advertiser_and_limit() -> None:
+    now = [0.0]
+    limits = AdmissionLimits(
+        max_streams=2,
+        max_streams_per_advertiser=1,
+        stream_burst=2,
+        policy_call_burst=1,
+        policy_calls_at_once=1,
+    )
+    admission = Admission(limits, clock=lambda: now[0])
+    held = admission.stream("acme")
+    for advertiser in ("acme", "acme"):
+        with pytest.raises(LimitExceeded):
+            admission.stream(advertiser)  # acme holds its one stream
+    beta = admission.stream("beta")
+    with pytest.raises(LimitExceeded):
+        admission.stream("gamma")  # two streams in all
+    held.release()
+    beta.release()
+    admission.stream("acme").release()
+    with pytest.raises(LimitExceeded):
+        admission.stream("acme")  # its burst of two is spent
+    # One call at once, in all: beta's waits for acme's.
+    with admission.policy_call("acme"), pytest.raises(LimitExceeded), admission.policy_call("beta"):
+        pass
+    with pytest.raises(LimitExceeded), admission.policy_call("acme"):
+        pass  # its burst of one is spent
+    admission.note_unopened("beta", deadline=True)
+    admission.note_unopened("beta")  # closed by the client: not a refusal
+    assert admission.refusals() == {
+        ("acme", "policy_calls_per_minute"): 1,
+        ("acme", "streams_per_advertiser"): 2,
+        ("acme", "streams_per_minute"): 1,
+        ("beta", "first_message_deadline"): 1,
+        ("beta", "policy_calls_at_once"): 1,
+        ("gamma", "streams_in_all"): 1,
+    }
+    assert {reason for _, reason in admission.refusals()} == set(REFUSAL_REASONS)
+    assert admission.tally("beta").streams_unopened == 2

@@ -17,7 +17,8 @@ a call does any work, the caller is identified from its certificate and admitted
   ``policy_call_burst``), and ``policy_calls_at_once`` in all.
 
 What was refused, and which streams never opened, is counted per advertiser
-(:meth:`Admission.tally`).
+(:meth:`Admission.tally`), and refusals by reason (:meth:`Admission.refusals`, which the
+platform's ``/metrics`` exports).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -38,6 +40,7 @@ __all__ = [
     "DEFAULT_FIRST_MESSAGE_TIMEOUT",
     "DEFAULT_MAX_SESSIONS",
     "DEFAULT_MAX_STREAMS_PER_ADVERTISER",
+    "REFUSAL_REASONS",
     "Admission",
     "AdmissionLimits",
     "AdmissionTally",
@@ -45,6 +48,17 @@ __all__ = [
     "StreamSlot",
     "first_message",
 ]
+
+REFUSAL_REASONS: Final = (
+    "streams_per_advertiser",
+    "streams_in_all",
+    "streams_per_minute",
+    "first_message_deadline",
+    "policy_calls_per_minute",
+    "policy_calls_at_once",
+)
+"""Why admission refuses a call: the limit's name (each is a setting of ``AdmissionLimits``,
+except ``streams_in_all``, which is ``max_streams``)."""
 
 DEFAULT_MAX_SESSIONS: Final = 16
 """Streams (sessions) served at once, all advertisers together."""
@@ -152,6 +166,7 @@ class _Advertiser:
     tally: AdmissionTally = field(default_factory=AdmissionTally)
     stream_bucket: _Bucket | None = None
     policy_bucket: _Bucket | None = None
+    refused: Counter[str] = field(default_factory=Counter)
 
 
 class Admission:
@@ -180,6 +195,10 @@ class Admission:
             state = self._advertisers[advertiser] = _Advertiser()
         return state
 
+    def _refuse(self, advertiser: str, reason: str, **changes: int) -> None:
+        self._of(advertiser).refused[reason] += 1
+        self._count(advertiser, **changes)
+
     def _count(self, advertiser: str, **changes: int) -> None:
         state = self._of(advertiser)
         tally = state.tally
@@ -200,14 +219,14 @@ class Admission:
         with self._lock:
             held = self._of(advertiser).tally.streams_open
             if held >= limits.max_streams_per_advertiser:
-                self._count(advertiser, streams_refused=1)
+                self._refuse(advertiser, "streams_per_advertiser", streams_refused=1)
                 raise LimitExceeded(
                     f"advertiser {advertiser} already holds {held} streams, the most one "
                     f"advertiser may (max_streams_per_advertiser = "
                     f"{limits.max_streams_per_advertiser}); wait for one to end"
                 )
             if self._streams >= limits.max_streams:
-                self._count(advertiser, streams_refused=1)
+                self._refuse(advertiser, "streams_in_all", streams_refused=1)
                 raise LimitExceeded(
                     f"the platform is serving its most streams at once (max_streams = "
                     f"{limits.max_streams}); try again shortly"
@@ -219,7 +238,7 @@ class Admission:
                 )
             wait = state.stream_bucket.take(now)
             if wait:
-                self._count(advertiser, streams_refused=1)
+                self._refuse(advertiser, "streams_per_minute", streams_refused=1)
                 raise LimitExceeded(
                     f"advertiser {advertiser} may open {limits.streams_per_minute:g} streams a "
                     f"minute (streams_per_minute); try again in {wait:.1f} s"
@@ -250,13 +269,13 @@ class Admission:
                 )
             wait = state.policy_bucket.take(now)
             if wait:
-                self._count(advertiser, policy_calls_refused=1)
+                self._refuse(advertiser, "policy_calls_per_minute", policy_calls_refused=1)
                 raise LimitExceeded(
                     f"GetPolicy is limited to {limits.policy_calls_per_minute:g} calls a minute "
                     f"per advertiser (policy_calls_per_minute); try again in {wait:.1f} s"
                 )
             if self._policy_calls >= limits.policy_calls_at_once:
-                self._count(advertiser, policy_calls_refused=1)
+                self._refuse(advertiser, "policy_calls_at_once", policy_calls_refused=1)
                 raise LimitExceeded(
                     f"the platform is answering its most GetPolicy calls at once "
                     f"({limits.policy_calls_at_once}); try again shortly"
@@ -268,10 +287,19 @@ class Admission:
             with self._lock:
                 self._policy_calls -= 1
 
-    def note_unopened(self, advertiser: str) -> None:
-        """Count a ``Match`` stream of ``advertiser`` that ended without an opening message."""
+    def note_unopened(self, advertiser: str, *, deadline: bool = False) -> None:
+        """Count a ``Match`` stream of ``advertiser`` that ended without an opening message.
+
+        Args:
+            advertiser: whose stream it was.
+            deadline: the first-message deadline passed (a refusal), rather than the client
+                closing or cancelling the stream first.
+        """
         with self._lock:
-            self._count(advertiser, streams_unopened=1)
+            if deadline:
+                self._refuse(advertiser, "first_message_deadline", streams_unopened=1)
+            else:
+                self._count(advertiser, streams_unopened=1)
 
     def tally(self, advertiser: str) -> AdmissionTally:
         """What ``advertiser``'s calls met so far."""
@@ -283,6 +311,16 @@ class Admission:
         """Every advertiser seen so far, with its tally."""
         with self._lock:
             return {name: state.tally for name, state in self._advertisers.items()}
+
+    def refusals(self) -> dict[tuple[str, str], int]:
+        """Calls refused since the server started, by (advertiser, reason of
+        :data:`REFUSAL_REASONS`), sorted; reasons never met are left out."""
+        with self._lock:
+            return {
+                (name, reason): count
+                for name, state in sorted(self._advertisers.items())
+                for reason, count in sorted(state.refused.items())
+            }
 
 
 class StreamSlot:

@@ -240,6 +240,7 @@ class PlatformServer:
                     tls_dir=options.tls_dir or tls.default_tls_dir(options.db_path),
                     health=self._health_facts,
                     active_sessions=self.sessions.active_count,
+                    admission_refusals=self.admission.refusals,
                 )
             except BaseException:
                 self._server.stop(None)

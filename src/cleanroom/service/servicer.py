@@ -223,11 +223,11 @@ class MatcherServicer(pb_grpc.MatcherServicer):  # type: ignore[misc, unused-ign
         except grpc.RpcError:
             self._unopened(advertiser, "cancelled unopened")
             raise
-        self._unopened(advertiser, how)
+        self._unopened(advertiser, how, deadline=isinstance(error, DeadlineExceeded))
         raise error
 
-    def _unopened(self, advertiser: str, how: str) -> None:
-        self._admission.note_unopened(advertiser)
+    def _unopened(self, advertiser: str, how: str, *, deadline: bool = False) -> None:
+        self._admission.note_unopened(advertiser, deadline=deadline)
         self._sessions.unopened.note(advertiser, how)
 
 

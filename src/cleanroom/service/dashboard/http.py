@@ -35,7 +35,7 @@ from prometheus_client.exposition import choose_encoder
 from cleanroom import tls
 from cleanroom.errors import CleanroomError, InvalidInput, ListenFailed, TlsConfigError
 from cleanroom.policy import Policy
-from cleanroom.service.dashboard.metrics import build_registry
+from cleanroom.service.dashboard.metrics import AdmissionRefusals, build_registry
 from cleanroom.service.dashboard.pages import render_dashboard
 from cleanroom.service.dashboard.snapshot import SnapshotSource
 from cleanroom.store.database import open_database
@@ -92,6 +92,7 @@ class DashboardServer:
         tls_dir: the platform's TLS folder (its server certificate, for ``client_ca``).
         health: the platform's health, for ``/healthz``.
         active_sessions: sessions the server process runs now.
+        admission_refusals: calls the server refused at admission, by advertiser and reason.
 
     Raises:
         InvalidInput: a bad address, or a non-loopback address without token or client CA.
@@ -108,6 +109,7 @@ class DashboardServer:
         tls_dir: Path,
         health: Health,
         active_sessions: Callable[[], int],
+        admission_refusals: AdmissionRefusals = dict,
     ) -> None:
         host, port = _split_address(options.listen)
         loopback = tls.is_loopback(host)
@@ -122,14 +124,23 @@ class DashboardServer:
         self._db_path = Path(db_path)
         self._options = options
         self.source = SnapshotSource(db_path, policy)
-        self.registry: CollectorRegistry = build_registry(self.source, active_sessions)
+        self.registry: CollectorRegistry = build_registry(
+            self.source, active_sessions, admission_refusals
+        )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         try:
             self._httpd = _HttpServer(
                 (host.strip("[]"), port),
                 _Handler,
-                app=_App(self.source, self.registry, health, token, check_host=loopback),
+                app=_App(
+                    self.source,
+                    self.registry,
+                    health,
+                    token,
+                    check_host=loopback,
+                    admission_refusals=admission_refusals,
+                ),
                 context=context,
             )
         except OSError as exc:
@@ -198,7 +209,9 @@ class _App:
         token: bytes | None,
         *,
         check_host: bool,
+        admission_refusals: AdmissionRefusals,
     ) -> None:
+        self.admission_refusals = admission_refusals
         self.source = source
         self.registry = registry
         self.health = health
@@ -291,7 +304,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if path == "/":
                 snapshot = app.source.get()
-                page = render_dashboard(snapshot, now=snapshot.taken_at)
+                page = render_dashboard(
+                    snapshot, now=snapshot.taken_at, admission=app.admission_refusals()
+                )
                 self._send(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8", head=head)
             elif path == "/metrics":
                 encoder, content_type = choose_encoder(self.headers.get("Accept", ""))

@@ -9,7 +9,7 @@ or a user id.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
@@ -21,18 +21,29 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from cleanroom.service.admission import REFUSAL_REASONS
 from cleanroom.service.dashboard.snapshot import SnapshotSource
 from cleanroom.store.sessions import SESSION_STATES
 
-__all__ = ["build_registry"]
+__all__ = ["AdmissionRefusals", "build_registry"]
 
 _PREFIX = "cleanroom"
 
 
+AdmissionRefusals = Callable[[], Mapping[tuple[str, str], int]]
+"""Calls refused at admission by (advertiser, reason), since the server started."""
+
+
 class _PlatformCollector(Collector):
-    def __init__(self, source: SnapshotSource, active_sessions: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        source: SnapshotSource,
+        active_sessions: Callable[[], int],
+        admission_refusals: AdmissionRefusals,
+    ) -> None:
         self._source = source
         self._active_sessions = active_sessions
+        self._admission_refusals = admission_refusals
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self._source.get()
@@ -74,6 +85,15 @@ class _PlatformCollector(Collector):
         for (advertiser, reason), count in sorted(ledger.refusals.items()):
             refusals.add_metric([advertiser, reason], count)
         yield refusals
+        admission = CounterMetricFamily(
+            f"{_PREFIX}_admission_refusals",
+            "Calls refused at admission, before any work, since this server started, by "
+            "advertiser and limit (" + ", ".join(REFUSAL_REASONS) + ").",
+            labels=["advertiser", "reason"],
+        )
+        for (advertiser, reason), count in self._admission_refusals().items():
+            admission.add_metric([advertiser, reason], count)
+        yield admission
 
         durations = HistogramMetricFamily(
             f"{_PREFIX}_session_duration_seconds",
@@ -183,9 +203,28 @@ class _PlatformCollector(Collector):
         chain = snapshot.audit
         yield GaugeMetricFamily(
             f"{_PREFIX}_audit_chain_verified",
-            "1 if the whole audit chain verified at the last read, else 0.",
+            "1 if the audit log verified at the last read (hash chain, every signature by the "
+            "audit key, and the session ledger against the signed entries: platform audit "
+            "verify), else 0.",
             value=int(chain.verified),
         )
+        if chain.verified:
+            yield GaugeMetricFamily(
+                f"{_PREFIX}_audit_entries_verified",
+                "Audit entries whose chain and signatures verified at the last read.",
+                value=chain.entries or 0,
+            )
+            yield GaugeMetricFamily(
+                f"{_PREFIX}_audit_sessions_verified",
+                "Finished sessions whose ledger rows agreed with their signed entries.",
+                value=chain.sessions_checked or 0,
+            )
+        if chain.last_signed_at:
+            yield GaugeMetricFamily(
+                f"{_PREFIX}_audit_last_signed_timestamp_seconds",
+                "When the newest signed audit entry was written (of a log that verified).",
+                value=_iso_seconds(chain.last_signed_at),
+            )
         yield GaugeMetricFamily(
             f"{_PREFIX}_audit_verified_timestamp_seconds",
             "When the audit chain was last verified.",
@@ -209,15 +248,21 @@ def _iso_seconds(at: str) -> float:
     return datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
 
 
-def build_registry(source: SnapshotSource, active_sessions: Callable[[], int]) -> CollectorRegistry:
+def build_registry(
+    source: SnapshotSource,
+    active_sessions: Callable[[], int],
+    admission_refusals: AdmissionRefusals = dict,
+) -> CollectorRegistry:
     """A registry with the platform's metrics and the process's own (CPU, memory, files).
 
     Args:
         source: where the figures come from.
         active_sessions: how many sessions this process runs now.
+        admission_refusals: calls this process refused at admission (in memory: a restart
+            starts them at 0, as Prometheus expects of a counter).
     """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_PlatformCollector(source, active_sessions))
+    registry.register(_PlatformCollector(source, active_sessions, admission_refusals))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry

@@ -6,6 +6,7 @@ fetched from anywhere, so the page works offline and under a ``default-src 'none
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Final
 
@@ -55,8 +56,22 @@ def _duration(seconds: float) -> str:
 _environment.filters.update(number=_number, when=_when, duration=_duration)
 
 
-def render_dashboard(snapshot: OperatorSnapshot, *, now: float) -> str:
-    """The dashboard page for ``snapshot``, as one HTML document."""
+def render_dashboard(
+    snapshot: OperatorSnapshot,
+    *,
+    now: float,
+    admission: Mapping[tuple[str, str], int] | None = None,
+) -> str:
+    """The dashboard page for ``snapshot``, as one HTML document.
+
+    Args:
+        snapshot: the figures read from the database.
+        now: the time shown as the page's.
+        admission: calls the running server refused at admission, by (advertiser, reason).
+    """
+    admitted_refusals: dict[str, int] = {}
+    for (_advertiser, reason), count in (admission or {}).items():
+        admitted_refusals[reason] = admitted_refusals.get(reason, 0) + count
     status = snapshot.status
     # The latest sample is extended to the snapshot's own reading: the chart ends at "now".
     history = [(float(s.at), s.eligible) for s in snapshot.history]
@@ -92,6 +107,8 @@ def render_dashboard(snapshot: OperatorSnapshot, *, now: float) -> str:
             for view in snapshot.advertisers
         ],
         refusal_bars=charts.bars(sorted(refusals.items(), key=lambda item: -item[1])),
+        admission_bars=charts.bars(sorted(admitted_refusals.items(), key=lambda item: -item[1])),
+        admission_rows=sorted((admission or {}).items()),
         outcome_totals=outcome_totals,
         outcomes=_OUTCOMES,
         chart_width=charts.WIDTH,

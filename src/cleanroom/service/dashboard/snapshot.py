@@ -113,17 +113,27 @@ class AuditLine:
 class AuditView:
     """The audit chain's state.
 
+    The check is the store's own (:func:`cleanroom.store.audit.verify`, as ``platform audit
+    verify`` runs it): the hash chain, every entry's signature by the audit key, and the
+    session ledger against the signed entries.
+
     Attributes:
-        verified: whether the whole chain verified.
+        verified: whether all of it verified.
         entries: entries checked (``None`` when verification failed).
         problem: what verification found, when it failed.
         last: the newest entries, newest first.
+        last_signed_at: when the newest signed entry was written (ISO 8601 UTC).
+        key_id: the audit key the signatures were checked with.
+        sessions_checked: finished sessions found to agree with the ledger.
     """
 
     verified: bool
     entries: int | None
     problem: str | None
     last: list[AuditLine]
+    last_signed_at: str | None = None
+    key_id: str | None = None
+    sessions_checked: int | None = None
 
 
 @dataclass(frozen=True)
@@ -178,9 +188,9 @@ def read_snapshot(db: Database, policy: Policy, *, now: float) -> OperatorSnapsh
 
 
 def _audit_view(db: Database) -> AuditView:
+    checked: audit.AuditVerification | None
     try:
-        checked: int | None = audit.verify(db).entries
-        problem = None
+        checked, problem = audit.verify(db), None
     except CleanroomError as exc:
         checked, problem = None, str(exc)
     try:
@@ -191,7 +201,15 @@ def _audit_view(db: Database) -> AuditView:
         AuditLine(entry.seq, entry.at, entry.action, _facts(entry.details))
         for entry in reversed(newest)
     ]
-    return AuditView(verified=problem is None, entries=checked, problem=problem, last=lines)
+    return AuditView(
+        verified=checked is not None,
+        entries=None if checked is None else checked.entries,
+        problem=problem,
+        last=lines,
+        last_signed_at=None if checked is None else checked.last_at,
+        key_id=None if checked is None else checked.key_id,
+        sessions_checked=None if checked is None else checked.sessions,
+    )
 
 
 def _facts(details: dict[str, Any]) -> tuple[tuple[str, str], ...]:
