@@ -299,6 +299,12 @@ def test_admission_counts_per_advertiser_and_get_policy_is_rate_limited(
         )
         assert tally.streams_open == 0
         assert server.admission.tally(HONEST).policy_calls_refused == 0
+        # The same, by limit, as /metrics exports it.
+        assert server.admission.refusals() == {
+            ("trudy", "first_message_deadline"): 2,
+            ("trudy", "policy_calls_per_minute"): 1,
+            ("trudy", "streams_per_advertiser"): 1,
+        }
 
 
 def test_every_advertiser_asking_for_the_policy_at_once_is_answered(platform: Platform) -> None:
