@@ -111,6 +111,23 @@ def test_demo_tells_the_whole_story_and_matches_the_ground_truth(tmp_path: Path)
     for port in ports:
         _assert_nothing_listens(port)
     assert "OK: the exact (epsilon 0) results equal the ground truth" in out
+    # It ends saying where to look: the advertiser's report, the dashboard saved while the
+    # server ran, and the one command that serves it live on the demo's database.
+    end = out[out.index("OK: the exact") :].splitlines()[2:]
+    assert end == [
+        "See it for yourself:",
+        f"   the advertiser's match report:  {workdir / 'report.html'}  (open it in a browser)",
+        f"   the privacy officer's dashboard: {workdir / 'dashboard.html'}  (as the server showed "
+        "it)",
+        "   the live dashboard, on this demo's database:",
+        f"     cleanroom platform serve --db {workdir / 'platform.db'} --listen 127.0.0.1:7443 "
+        "--http 127.0.0.1:9464",
+        "     then open http://127.0.0.1:9464/ (Ctrl-C stops the server)",
+    ]
+    report = (workdir / "report.html").read_text(encoding="utf-8")
+    assert "cleanroom · match report" in report and "discrete Laplace noise" in report
+    dashboard = (workdir / "dashboard.html").read_text(encoding="utf-8")
+    assert "platform privacy dashboard" in dashboard and "demo-advertiser" in dashboard
     print(f"small demo took {seconds:.1f} s")
 
 

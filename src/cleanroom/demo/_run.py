@@ -9,7 +9,9 @@ operator would type them: it generates a platform export and an advertiser list
 policy, where the noisy results are shown beside the truth. It shows that no identifier
 collected for two-factor login or account recovery matched, lists the stored audiences, checks
 the advertiser's signed receipt offline, verifies the signed audit log against it, and stops the
-server (also on an error or Ctrl-C: it is never left running).
+server (also on an error or Ctrl-C: it is never left running). The last count match writes the
+advertiser's HTML report, the last server also serves the dashboard, whose page is saved, and
+the demo ends by saying where both are and how to serve the dashboard live.
 
 Output: the story on stdout, one numbered step at a time with its key figures and timing; the
 subcommands' progress bars go to stderr. The result is whether every exact check held (a
@@ -28,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -310,6 +313,20 @@ class _Server:
             for stream in self._files:
                 stream.close()
 
+    def dashboard_url(self) -> str:
+        """The dashboard's URL, once the server (started with ``--http``) has said it.
+
+        Raises:
+            DemoFailed: it did not say so in time.
+        """
+        deadline = time.monotonic() + _SERVER_START_SECONDS
+        while time.monotonic() < deadline:
+            found = re.search(r"^dashboard on (\S+)$", self.out_path.read_text(), re.MULTILINE)
+            if found:
+                return found.group(1)
+            time.sleep(0.05)
+        raise DemoFailed(f"the server did not serve its dashboard; see {self.log_path}")
+
     def _log_tail(self, lines: int = 12) -> str:
         text = self.log_path.read_text(encoding="utf-8", errors="replace")
         return "\n".join("      " + line for line in text.splitlines()[-lines:])
@@ -377,6 +394,8 @@ class _Demo:
         self.advertiser_tls = workdir / "advertiser-tls"
         self.exact_policy = workdir / "policy-exact.toml"
         self.receipt = workdir / "receipt-audience.json"
+        self.report = workdir / "report.html"
+        self.dashboard = workdir / "dashboard.html"
         self.results: dict[tuple[str, str], dict[str, Any]] = {}
 
     def run(self) -> bool:
@@ -406,24 +425,29 @@ class _Demo:
                 )
             )
 
+        noisy_possible = truth.records_sent >= DEFAULT_SETTINGS.min_upload_records
         self.exact_policy.write_text(_EXACT_POLICY, encoding="utf-8")
-        exact = self.server("server-exact", self.exact_policy)
+        # The last server to run also serves the dashboard, and the last count match writes
+        # the advertiser's HTML report: the noisy ones, as a real deployment's would look.
+        exact = self.server("server-exact", self.exact_policy, dashboard=not noisy_possible)
         with _serving(exact):
             with story.step("Platform: serve over mTLS on loopback, TEST policy (epsilon 0)"):
                 address = exact.start()
                 print(f"   listening on {address} (mTLS; advertiser identity from its certificate)")
                 _indent(self.exact_policy.read_text(encoding="utf-8"), "     | ")
             with story.step("Advertiser: match --mode count (exact)"):
-                self.match_exact(address, "count", scenario)
+                self.match_exact(address, "count", scenario, write_report=not noisy_possible)
             with story.step("Advertiser: match --mode audience (exact)"):
                 self.match_exact(address, "audience", scenario)
                 self.check_stored_audience(scenario)
+            if not noisy_possible:
+                with story.step("Platform: the privacy officer's dashboard"):
+                    self.save_dashboard(exact)
             with story.step("Platform: stop the server (SIGTERM)"):
                 self.stop(exact)
 
-        noisy_possible = truth.records_sent >= DEFAULT_SETTINGS.min_upload_records
         if noisy_possible:
-            default = self.server("server-default", None)
+            default = self.server("server-default", None, dashboard=True)
             with _serving(default):
                 with story.step("Platform: serve again with the DEFAULT policy (no --policy)"):
                     address = default.start()
@@ -436,6 +460,8 @@ class _Demo:
                 for mode in ("count", "audience"):
                     with story.step(f"Advertiser: match --mode {mode} (default policy, noisy)"):
                         self.match_noisy(address, mode, scenario)
+                with story.step("Platform: the privacy officer's dashboard"):
+                    self.save_dashboard(default)
                 with story.step("Platform: stop the server (SIGTERM)"):
                     self.stop(default)
         else:
@@ -551,10 +577,12 @@ class _Demo:
             + ")",
         )
 
-    def server(self, name: str, policy: Path | None) -> _Server:
+    def server(self, name: str, policy: Path | None, *, dashboard: bool = False) -> _Server:
         argv: list[str | Path] = ["platform", "serve", "--db", self.db, "--listen", "127.0.0.1:0"]
         if policy is not None:
             argv += ["--policy", policy]
+        if dashboard:
+            argv += ["--http", "127.0.0.1:0"]
         argv += self.workers()
         return _Server(self.commands, argv, self.workdir / name)
 
@@ -595,9 +623,28 @@ class _Demo:
             )
         return report
 
-    def match_exact(self, address: str, mode: str, scenario: DemoScenario) -> None:
+    def save_dashboard(self, server: _Server) -> None:
+        """Keep the dashboard page as the running server shows it, for after the demo."""
+        url = server.dashboard_url()
+        try:
+            with urllib.request.urlopen(url, timeout=_SERVER_STOP_SECONDS) as reply:
+                page = reply.read()
+        except OSError as exc:
+            raise DemoFailed(f"the dashboard at {url} did not answer: {exc}") from exc
+        self.dashboard.write_bytes(page)
+        print(f"   served at {url} while this server runs; saved as {self.dashboard}")
+        self.story.check(
+            b"platform privacy dashboard" in page and b"Verified" in page,
+            "the dashboard shows the platform, and its signed audit log verifies",
+        )
+
+    def match_exact(
+        self, address: str, mode: str, scenario: DemoScenario, *, write_report: bool = False
+    ) -> None:
         truth = scenario.truth
-        extra = ("--receipt", self.receipt) if mode == "audience" else ()
+        extra: tuple[str | Path, ...] = ("--receipt", self.receipt) if mode == "audience" else ()
+        if write_report:
+            extra += ("--report", self.report)
         report = self.match(address, mode, *extra)
         self.results[(mode, "exact")] = report
         expected = truth.count if mode == "count" else truth.audience
@@ -654,7 +701,7 @@ class _Demo:
 
     def match_noisy(self, address: str, mode: str, scenario: DemoScenario) -> None:
         truth = scenario.truth
-        report = self.match(address, mode)
+        report = self.match(address, mode, *(("--report", self.report) if mode == "count" else ()))
         self.results[(mode, "default")] = report
         expected = truth.count if mode == "count" else truth.audience
         count = report["count"]
@@ -691,9 +738,23 @@ class _Demo:
             print(f"\nMISMATCH: {len(story.mismatches)} check(s) failed:")
             for text in story.mismatches:
                 print(f"   - {text}")
+            self.where_to_look()
             return False
         print(
             "\nOK: the exact (epsilon 0) results equal the ground truth, and no two_factor or "
             "recovery identifier matched."
         )
+        self.where_to_look()
         return True
+
+    def where_to_look(self) -> None:
+        db = shlex.quote(str(self.db))
+        print(
+            "\nSee it for yourself:\n"
+            f"   the advertiser's match report:  {self.report}  (open it in a browser)\n"
+            f"   the privacy officer's dashboard: {self.dashboard}  (as the server showed it)\n"
+            "   the live dashboard, on this demo's database:\n"
+            f"     cleanroom platform serve --db {db} --listen 127.0.0.1:7443 "
+            "--http 127.0.0.1:9464\n"
+            "     then open http://127.0.0.1:9464/ (Ctrl-C stops the server)"
+        )
