@@ -114,14 +114,18 @@ def test_demo_tells_the_whole_story_and_matches_the_ground_truth(tmp_path: Path)
     # It ends saying where to look: the advertiser's report, the dashboard saved while the
     # server ran, and the one command that serves it live on the demo's database.
     end = out[out.index("OK: the exact") :].splitlines()[2:]
+    # The command as typed here: `cleanroom` where the shell finds it, else the script's path.
+    typed = end[4].split()[0]
+    assert Path(shutil.which(typed) or typed).resolve() == Path(_cleanroom()).resolve()
+    end[4] = end[4].replace(typed, "CLEANROOM", 1)
     assert end == [
         "See it for yourself:",
         f"   the advertiser's match report:  {workdir / 'report.html'}  (open it in a browser)",
         f"   the privacy officer's dashboard: {workdir / 'dashboard.html'}  (as the server showed "
         "it)",
         "   the live dashboard, on this demo's database:",
-        f"     cleanroom platform serve --db {workdir / 'platform.db'} --listen 127.0.0.1:7443 "
-        "--http 127.0.0.1:9464",
+        f"     CLEANROOM platform serve --db {workdir / 'platform.db'} --listen "
+        "127.0.0.1:7443 --http 127.0.0.1:9464",
         "     then open http://127.0.0.1:9464/ (Ctrl-C stops the server)",
     ]
     report = (workdir / "report.html").read_text(encoding="utf-8")

@@ -197,6 +197,21 @@ def _cleanroom_command() -> list[str]:
     return [sys.executable, "-c", "import sys; from cleanroom.cli import main; sys.exit(main())"]
 
 
+def _typed_command(base: Sequence[str]) -> list[str]:
+    """``base`` as a person types it here: ``cleanroom`` if the shell finds this very script,
+    else its path (relative when under the current folder: ``.venv/bin/cleanroom``)."""
+    script = Path(base[0])
+    if len(base) > 1 or not script.is_absolute():
+        return list(base)
+    found = shutil.which(script.name)
+    if found is not None and Path(found).resolve() == script.resolve():
+        return [script.name]
+    try:
+        return [str(script.relative_to(Path.cwd()))]
+    except ValueError:
+        return [str(script)]
+
+
 def _indent(text: str, prefix: str = "   ") -> None:
     for line in text.rstrip("\n").splitlines():
         print(prefix + line)
@@ -749,12 +764,13 @@ class _Demo:
 
     def where_to_look(self) -> None:
         db = shlex.quote(str(self.db))
+        cleanroom = shlex.join(_typed_command(self.commands.base))
         print(
             "\nSee it for yourself:\n"
             f"   the advertiser's match report:  {self.report}  (open it in a browser)\n"
             f"   the privacy officer's dashboard: {self.dashboard}  (as the server showed it)\n"
             "   the live dashboard, on this demo's database:\n"
-            f"     cleanroom platform serve --db {db} --listen 127.0.0.1:7443 "
+            f"     {cleanroom} platform serve --db {db} --listen 127.0.0.1:7443 "
             "--http 127.0.0.1:9464\n"
             "     then open http://127.0.0.1:9464/ (Ctrl-C stops the server)"
         )
