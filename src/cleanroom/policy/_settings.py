@@ -86,7 +86,7 @@ class PolicySettings:
 
 
 DEFAULT_SETTINGS: Final = PolicySettings()
-"""The defaults of DESIGN §7 (plus ``max_upload_records``), defined once, here."""
+"""The defaults DESIGN §7 lists, defined once, here."""
 
 
 @dataclass(frozen=True)

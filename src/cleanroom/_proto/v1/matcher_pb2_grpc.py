@@ -63,7 +63,7 @@ class MatcherServicer:
 
     def Match(self, request_iterator, context):
         """Runs one matching session: the client sends ClientMessages, the server ServerMessages, in
-        the order of DESIGN.md §3 (see ClientMessage and ServerMessage for the rounds).
+        the order of docs/DESIGN.md §3 (see ClientMessage and ServerMessage for the rounds).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
