@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-# Typed by types-grpcio when it is installed; the ignore keeps mypy quiet when it is not.
-import grpc  # type: ignore[import-untyped, unused-ignore]
+# grpcio ships no type information; types-grpcio (a dev dependency) provides it.
+import grpc
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization

@@ -295,8 +295,8 @@ class Advertiser:
         if len(customers.rows) > engine.chunk_size:
             # A list too large for one chunk is hashed on the workers: start them now, so
             # their start-up overlaps the normalization, not the hashing. Off this thread: the
-            # first worker waits for the fork server to load the crypto modules (about 0.2 s),
-            # which the normalization need not wait for. A failure to start shows again, and
+            # first worker waits for the fork server to load the crypto modules, which the
+            # normalization need not wait for. A failure to start shows again, and
             # is reported, at the first real job.
             self._background.submit(engine.start)
         with _timed(phases, "wait_policy"):

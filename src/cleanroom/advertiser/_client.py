@@ -8,8 +8,8 @@ loopback only), asks for the policy, and relays the Match stream::
         asked = client.ask_policy()                 # in flight while the list is read
         ...
         info = asked.result()
-        ...                                         # check_policy_info, hash the list
-        result = client.match(role)
+        ...                                         # check_policy_info, build the role
+        result = client.match(role)                 # opens, then hashes the list meanwhile
 
 Outgoing messages go through a queue read by gRPC's own sending thread, so U and W go out
 while V is still arriving: the platform sends all of V before it reads anything, and a client
@@ -35,8 +35,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final
 
-# Typed by types-grpcio when it is installed; the ignore keeps mypy quiet when it is not.
-import grpc  # type: ignore[import-untyped, unused-ignore]
+# grpcio ships no type information; types-grpcio (a dev dependency) provides it.
+import grpc
 
 from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom._signing import AUDIT_PUBLIC_KEY_FILE, read_public_key
@@ -273,9 +273,9 @@ class PlatformClient:
         outgoing.put(iter([role.open_session()]))
         call = self._match(sending.messages(), timeout=self._match_timeout)
         sending.call = call
-        # Hashing starts now rather than when the U stream is first read: the platform takes
-        # about a second to open a session of a million (eligibility, loading V), and the
-        # workers would idle through it. The role keeps a failure for the U stream to raise.
+        # Hashing starts now rather than when the U stream is first read: opening a session
+        # takes the platform a pass over its set (eligibility, loading V), and the workers
+        # would idle through it. The role keeps a failure for the U stream to raise.
         threading.Thread(
             target=_encrypt_quietly, args=(role,), name="encrypt-list", daemon=True
         ).start()

@@ -441,8 +441,8 @@ def _plain(path: Path, delimiter: str) -> bool:
     """Whether the list's lines can be copied as they are (read as a stream, not kept).
 
     Without a quote, every line that is not empty is exactly one row, so the matched rows can be
-    copied without parsing the CSV again (a million rows: ~0.4 s instead of ~1.2 s), unless a
-    cell would start a formula: such a list goes through the CSV writer, which neutralizes it.
+    copied without parsing the CSV again, unless a cell would start a formula: such a list goes
+    through the CSV writer, which neutralizes it.
     A list that cannot be read goes to the CSV path, which reports it.
     """
     formula = _formula_cell(delimiter)

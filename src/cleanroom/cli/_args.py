@@ -130,7 +130,7 @@ def batch_engine(
     if dask_scheduler is not None:
         if workers is not None:
             raise InvalidInput("give either --workers or --dask-scheduler, not both")
-        # Imported only here: distributed takes about a second to import.
+        # Imported only here: distributed is slow to import, and only a cluster run needs it.
         from cleanroom.crypto.cluster import CLUSTER_CHUNK_SIZE, DaskExecutor
 
         if not verbose:

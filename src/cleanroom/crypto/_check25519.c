@@ -2,8 +2,8 @@
  * Curve membership of many X25519 u-coordinates at once: the random subset test.
  *
  * A u-coordinate is on curve25519 (not its twist) iff y = u^3 + A u^2 + u is a square mod p,
- * that is iff its Legendre symbol (y | p) is +1. One Legendre symbol costs about 1.5 µs (GMP),
- * more than all the rest of a chunk's validation, and received elements are validated by the
+ * that is iff its Legendre symbol (y | p) is +1. One Legendre symbol (GMP) costs more than all
+ * the rest of an element's validation, and received elements are validated by the
  * million per session. The symbol is multiplicative, so instead of n symbols the receiver
  * computes TESTS = 64 products, each over a random subset of the chunk's y (chosen by fresh
  * random bits drawn after the chunk arrived), and checks that each product is a square:

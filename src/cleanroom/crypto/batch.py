@@ -13,8 +13,8 @@ The pool uses the ``forkserver`` start method (``spawn`` where that does not exi
 ``fork``: the process will also run gRPC threads, and forking a threaded process can deadlock
 the child. The fork server imports :mod:`cleanroom.crypto` once (numpy, ``cryptography``,
 gmpy2, the C modules) and each worker is forked from it already loaded, instead of importing
-them again in every worker: about 0.25 CPU-seconds per worker, which a 10^4 match pays while
-both cores are busy. As with any such pool, a script that runs large jobs needs the usual
+them again in every worker, a cost that a small match would pay while every core is busy. As
+with any such pool, a script that runs large jobs needs the usual
 ``if __name__ == "__main__":`` guard, because workers import the main module.
 
 The executor is pluggable: an engine made with ``executor=`` (a :class:`ChunkExecutor`, such as
@@ -60,8 +60,8 @@ __all__ = [
     "default_engine",
 ]
 
-# ~0.3 s of X25519 work per chunk: inter-process transfer (256 KB each way) is well under 1% of
-# that, memory in flight stays around a megabyte, and chunks are short enough that a worker slowed
+# Enough X25519 work per chunk that inter-process transfer (256 KB each way) is a small fraction
+# of it, memory in flight stays around a megabyte, and chunks are short enough that a worker slowed
 # by another process does not leave the other idle for long at the end of a job.
 DEFAULT_CHUNK_SIZE: Final = 8_192
 

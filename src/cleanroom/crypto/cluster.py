@@ -53,9 +53,9 @@ __all__ = ["CLUSTER_CHUNK_SIZE", "CONNECT_TIMEOUT", "DaskExecutor"]
 #: for a TLS handshake across a data centre, short enough that a wrong address fails at once.
 CONNECT_TIMEOUT: Final = 5.0
 
-#: Rows per task on a cluster: twice the local default, ~0.6 s of X25519 work per task, so that
-#: the scheduler's few milliseconds per task and the network round trip (~1 MB each way) stay
-#: near 1%, while a job of 10^6 rows still makes dozens of tasks to balance across workers.
+#: Rows per task on a cluster: twice the local default, so that the scheduler's bookkeeping per
+#: task and the network round trip (~1 MB each way) stay small against the task's X25519 work,
+#: while a job of 10^6 rows still makes dozens of tasks to balance across workers.
 CLUSTER_CHUNK_SIZE: Final = 16_384
 
 

@@ -5,8 +5,8 @@ which is what lets two parties intersect doubly encrypted sets (DESIGN §3):
 
 - ``x25519-sha512-ell2-ro``: X25519 on 32-byte little-endian u-coordinates. Clamping multiplies
   every scalar by the cofactor 8, so all scalars commute and results stay in the prime-order
-  subgroup. The multiplication runs on Intel's crypto_mb (8 lanes, AVX-512 IFMA) where the CPU
-  has it, else on OpenSSL through ``cryptography``, with the same bytes
+  subgroup. The multiplication runs on cleanroom's own 8-lane ladder (AVX-512 IFMA) where the
+  CPU has it, else on OpenSSL through ``cryptography``, with the same bytes
   (:mod:`cleanroom.crypto.x25519`).
 - ``p256-sha256-sswu-ro``: P-256 ECDH on 33-byte SEC1 compressed points, on OpenSSL through
   ``cryptography``. ECDH returns x only, so
@@ -52,8 +52,8 @@ __all__ = [
 SUITE_IDS: Final[tuple[str, ...]] = ("x25519-sha512-ell2-ro", "p256-sha256-sswu-ro")
 DEFAULT_SUITE_ID: Final[str] = SUITE_IDS[0]
 
-# GMP's Jacobi symbol: about 1.5 µs on 255-bit numbers, hence one per 64 subset products of a
-# chunk (X25519) rather than one per row; P-256 still takes one per row.
+# GMP's Jacobi symbol costs more than the rest of a row's check, hence one per 64 subset
+# products of a chunk (X25519) rather than one per row; P-256 still takes one per row.
 _jacobi = gmpy2.jacobi
 _P25519: Final = gmpy2.mpz(2**255 - 19)
 
@@ -277,7 +277,7 @@ class X25519Suite(Suite):
         # Fast path: canonical encodings and small order exactly, curve membership by the random
         # subset test (_check25519.c: 64 Legendre symbols of random subset products instead of
         # one per row; a chunk with a twist point passes with probability 2^-64, a valid chunk
-        # always does). About 0.6 µs a row against 2.3 µs for a Jacobi symbol per row, on
+        # always does): a fraction of a Jacobi symbol per row (benchmarks/validation.py), on
         # millions of received rows per session.
         count = len(units)
         masks = secrets.token_bytes(

@@ -1,10 +1,10 @@
 """Phone normalization v1: E.164 exactly as phonenumbers gives it (DESIGN §5).
 
 The result is, by definition, ``format_number(parse(value, default_region), E164)`` for the
-numbers ``is_valid_number`` accepts. Calling phonenumbers costs 25-40 µs a number, more than
-the 10 % of hash-to-curve + encrypt the matcher may spend on normalization, so common inputs
-take a fast path that runs the same steps on precompiled metadata
-(:mod:`cleanroom.identifiers.phone_plan`):
+numbers ``is_valid_number`` accepts. Calling phonenumbers costs more per number than the tenth
+of hash-to-curve + encrypt that the matcher may spend on normalization
+(``benchmarks/normalize_quick.py`` measures both), so common inputs take a fast path that runs
+the same steps on precompiled metadata (:mod:`cleanroom.identifiers.phone_plan`):
 
 * accepted input: ASCII digits, the separators `` ()-.`` and one '+' before the first digit;
   nothing else (letters, extensions, '#', tabs, other plus or digit forms) — that goes to

@@ -1,7 +1,7 @@
 """Numbering plans compiled once from phonenumbers' own metadata, for the phone fast path.
 
-``phonenumbers.parse`` + ``is_valid_number`` + ``format_number`` costs 25-40 µs a number, most
-of it spent re-deriving the same per-region facts (and recompiling regular expressions that
+``phonenumbers.parse`` + ``is_valid_number`` + ``format_number`` spend most of their time on
+every number re-deriving the same per-region facts (and recompiling regular expressions that
 fall out of ``re``'s small cache). The fast path in :mod:`cleanroom.identifiers.phone` does the
 same steps on the same metadata, so this module precomputes those facts per region: the
 patterns compiled once, the possible-length verdicts tabulated, and the validity test of each

@@ -1,6 +1,7 @@
 """The advertiser's side of a matching session, as a state machine without I/O (DESIGN §3).
 
-The CLI builds the role from its normalized list and relays messages::
+:class:`cleanroom.advertiser.Advertiser` builds the role from its normalized list, and its
+client relays messages::
 
     role = AdvertiserRole(suite, Mode.COUNT, messages, record_ids)
     send(role.open_session())               # counts only: the list is not hashed yet
@@ -532,7 +533,7 @@ class AdvertiserRole:
         # A repeated identifier matched wherever its first occurrence did.
         matched_message = matched_message[self._first]
         # Marks in arrays as long as the record and group counts instead of np.unique: linear
-        # rather than a sort of up to n entries (a second saved at a million records).
+        # rather than a sort of up to n entries.
         record_matched = np.zeros(len(self._record_values), dtype=bool)
         record_matched[self._record_of_message[matched_message]] = True
         records = np.flatnonzero(record_matched)

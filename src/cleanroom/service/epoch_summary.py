@@ -1,8 +1,8 @@
 """What GetPolicy announces of the current epoch (its id, suite and N), cached for every caller.
 
 N is the size of the epoch's set filtered by eligibility now, which takes a pass over every
-eligible identifier to compute (a quarter of a second at N = 200,000): too much to do for every
-GetPolicy call of every advertiser. The summary is computed once and kept while it is fresh:
+eligible identifier to compute: work that grows with N, too much to do for every GetPolicy call
+of every advertiser. The summary is computed once and kept while it is fresh:
 
 - the current epoch is the same one, at the same generation (no rotation or refresh since);
 - no audit entry since its computation may have changed eligibility

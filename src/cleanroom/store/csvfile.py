@@ -1,8 +1,8 @@
 """Opening a CSV input file safely: checked whole before anything is written.
 
-:func:`scan_csv` reads the file once as bytes (about 1 GB/s): it checks that every byte is
-UTF-8, counts lines for the progress bar, hashes the content for the audit log and maps the
-header's columns. A file that is unreadable, not UTF-8 or missing a required column is thereby
+:func:`scan_csv` reads the file once as bytes, without parsing it as CSV: it checks that every
+byte is UTF-8, counts lines for the progress bar, hashes the content for the audit log and maps
+the header's columns. A file that is unreadable, not UTF-8 or missing a required column is thereby
 refused before the first row is imported, so such a file never leaves a partial import behind.
 """
 
