@@ -50,7 +50,8 @@ pytest-openssl: $(STAMP)
 
 test-openssl: pytest-openssl
 
-# End to end against OpenMined PSI (issue 5): about 25 minutes, most of it OpenMined at 10^6.
+# End to end against OpenMined PSI: the longest benchmark, most of it OpenMined at 10^6
+# (RESULTS.md records how long each step took).
 bench: $(BENCH_STAMP) $(OM_STAMP)
 	$(BIN)/python benchmarks/e2e.py --sizes 10000,100000,1000000 --unbalanced 1000000:100000 --write-results
 

@@ -36,11 +36,22 @@ def machine() -> dict[str, object]:
     }
 
 
+#: Options whose value is a scratch folder of the machine that ran the benchmark: where files go,
+#: not what is measured. The recorded command shows ``DIR`` in its place.
+_SCRATCH_OPTIONS = ("--workdir",)
+
+
 def command_line() -> str:
     """The command that produced this run, as a user would type it from the repository root."""
-    return "python " + " ".join(
-        shlex.quote(a) for a in [os.path.relpath(sys.argv[0]), *sys.argv[1:]]
-    )
+    argv = [os.path.relpath(sys.argv[0]), *sys.argv[1:]]
+    for i, arg in enumerate(argv):
+        option, equals, _ = arg.partition("=")
+        if option in _SCRATCH_OPTIONS:
+            if equals:
+                argv[i] = f"{option}=DIR"
+            elif i + 1 < len(argv):
+                argv[i + 1] = "DIR"
+    return "python " + " ".join(shlex.quote(a) for a in argv)
 
 
 def heading(title: str, info: dict[str, object], command: str, cores: str = "") -> list[str]:

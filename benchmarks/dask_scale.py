@@ -1,6 +1,6 @@
 """Dask scale-out benchmark: the epoch precompute on local processes and on a Dask LocalCluster.
 
-Target (issue 7): on the same machine, the precompute of 10^6 identifiers on a
+Target: on the same machine, the precompute of 10^6 identifiers on a
 ``distributed.LocalCluster`` of 2 worker processes (1 thread each) takes at most 1.25x the time
 it takes on the local process pool of 2 workers, measured in the same run: the cluster executor
 (task submission, the scheduler, moving chunks and results over TCP) adds at most 25%.
@@ -219,7 +219,7 @@ def run(identifiers: int, repeat: int, workdir: Path) -> dict[str, Any]:
 def markdown(result: dict[str, Any], machine: dict[str, object], command: str) -> str:
     n = result["identifiers"]
     lines = [
-        *_report.heading("Precompute on a Dask cluster (issue 7)", machine, command),
+        *_report.heading("Precompute on a Dask cluster", machine, command),
         f"{n:,} identifiers (one consented email per user, all eligible). Local: the batch "
         f"engine's process pool, {result['workers']} workers, chunk {result['local_chunk']:,}. "
         f"Cluster: `distributed.LocalCluster`, {result['workers']} worker processes x 1 thread, "

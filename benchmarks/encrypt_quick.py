@@ -4,7 +4,7 @@ The baseline is the loop every caller would otherwise write, on one core::
 
     for u in us: k.exchange(X25519PublicKey.from_public_bytes(u))
 
-and the targets (issue) are ``encrypt`` *including validation* on one core (``workers=1``) at
+and the targets are ``encrypt`` *including validation* on one core (``workers=1``) at
 >= 0.9x the baseline's throughput and on all cores at >= 1.7x (2 cores). The three are measured
 interleaved, repeated, and compared as ratios within the same run, because the machine is shared
 and absolute times drift. The pool is warmed up first: it is started once and reused, so its

@@ -501,7 +501,7 @@ def render(result: dict[str, Any], info: dict[str, object], command: str) -> str
         else "**SOME RESULTS WRONG**"
     )
     lines = [
-        *heading("Load: concurrent advertisers against one server (issue 6)", info, command),
+        *heading("Load: concurrent advertisers against one server", info, command),
         f"{result['advertisers']} advertisers, each with its own certificate and a list of "
         f"{result['records']:,} records (a different number of them on the platform for each, "
         f"so cross-talk cannot give a right answer), against a platform of "

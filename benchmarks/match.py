@@ -1,6 +1,6 @@
 """Match benchmark: the real server and CLI against the same protocol's crypto in one process.
 
-Target (match-service issue): the n x N match (n = N = 10^5, epoch precomputed) through the real
+Target: the n x N match (n = N = 10^5, epoch precomputed) through the real
 server and CLI takes at most 1.25x the time of the same protocol's crypto run in one process with
 the batch engine, measured in the same run: transport, serialization and orchestration add at
 most 25%.
@@ -405,9 +405,7 @@ def render(result: dict[str, Any], info: dict[str, object], command: str) -> str
     """The Markdown of the "match" section of RESULTS.md."""
     n, big_n, summary = result["n"], result["N"], result["summary"]
     lines = [
-        *_report.heading(
-            "Match through the real server and CLI (match-service issue)", info, command
-        ),
+        *_report.heading("Match through the real server and CLI", info, command),
         f"n = {n:,} advertiser records (one email each, all consented), N = {big_n:,} eligible "
         f"platform identifiers, overlap {result['overlap']:.0%}; epoch precomputed before the "
         "clock starts (setup wall: "

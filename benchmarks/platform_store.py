@@ -199,7 +199,7 @@ def _print_import(rows: int, imported: Measured, reimported: Measured) -> None:
 def render(results: list[dict[str, Any]], info: dict[str, object], command: str) -> str:
     """The Markdown of the "platform" section of RESULTS.md."""
     lines = [
-        "## Platform store (issue 3)",
+        "## Platform store",
         "",
         f"Machine: {info['cpu']}, {info['cores']} cores (shared with other jobs), Python "
         f"{info['python']}, SQLite {sqlite3.sqlite_version}. Commands (sizes run separately are "

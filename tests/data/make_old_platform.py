@@ -1,10 +1,11 @@
 """Make ``platform-schema3.db``: a platform database as an older cleanroom writes it.
 
-Run with the source tree of that older version (its C extensions built in place) first on the
-path; every step is that version's own CLI, the server a process of its own::
+Run with the source tree of that older version (commit 14c50bf, its C extensions built in place)
+first on the path; every step is that version's own CLI, the server a process of its own. With
+``OLD`` an empty folder of your choice::
 
-    git archive 14c50bf | tar -x -C /tmp/old && (cd /tmp/old && python setup.py build_ext -i)
-    PYTHONPATH=/tmp/old/src python tests/data/make_old_platform.py tests/data/platform-schema3.db
+    git archive 14c50bf | tar -x -C "$OLD" && (cd "$OLD" && python setup.py build_ext -i)
+    PYTHONPATH="$OLD/src" python tests/data/make_old_platform.py tests/data/platform-schema3.db
 
 The database then holds what a platform that has run for a while holds: an import with every
 kind of exclusion, a key epoch, an advertiser's certificate, a count and an audience session
