@@ -223,7 +223,7 @@ def test_both_backends_agree_where_the_limbs_are_all_ones() -> None:
 )
 def test_both_backends_agree_on_any_input(key: bytes, us: list[bytes]) -> None:
     # Any 32 bytes, not only valid elements: twist points, non-canonical and top-bit-set
-    # encodings; where OpenSSL refuses an all-zero result, crypto_mb must refuse it too.
+    # encodings; where OpenSSL refuses an all-zero result, the ifma ladder must refuse it too.
     rows = b"".join(us)
     assert outcome(x25519.exchange_ifma, key, rows) == outcome(x25519.exchange_openssl, key, rows)
 

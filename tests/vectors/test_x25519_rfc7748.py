@@ -1,8 +1,8 @@
 """RFC 7748 X25519 known answers, through the X25519 suite and through each backend.
 
 The suite's encryption is X25519, so every RFC value must come out of ``suite.encrypt`` (on this
-process's backend) and out of each backend's chunk function (crypto_mb's 8 lanes, where this
-machine can run them, and OpenSSL). One published input is deliberately not a valid element for
+process's backend) and out of each backend's chunk function (the ifma ladder's 8 lanes, where
+this machine can run them, and OpenSSL). One published input is deliberately not a valid element for
 us: vector 2's u has the top bit set (the RFC masks it) and, masked, lies on the twist. RFC 7748
 decoding tolerates both; the suite must reject both, and both backends must still give the RFC's
 answer on it. Sources: data/README.md.
