@@ -58,7 +58,10 @@ class ThreadExecutor:
 
 
 def test_a_thread_executor_is_a_chunk_executor() -> None:
-    executor: ChunkExecutor = ThreadExecutor(2)  # checked by mypy
+    # Its signatures are checked by mypy (make typecheck runs it on this file); its members here.
+    executor: ChunkExecutor = ThreadExecutor(2)
+    assert isinstance(executor, ChunkExecutor)
+    assert not isinstance(object(), ChunkExecutor)
     executor.close()
 
 

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Final, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -87,6 +87,7 @@ ChunkResult = bytes | ChunkFailure
 """What a task returns: the chunk's output rows, or the failure of its first bad element."""
 
 
+@runtime_checkable
 class ChunkExecutor(Protocol):
     """Somewhere other than the engine's own local processes to run the chunks of large jobs.
 
