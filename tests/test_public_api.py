@@ -726,3 +726,36 @@ def test_private_module_packages_have_no_public_module(package: str) -> None:
     module = importlib.import_module(f"cleanroom.{package}")
     public = [info.name for info in pkgutil.iter_modules(module.__path__)]
     assert [name for name in public if not name.startswith("_")] == []
+
+
+# Objects that turn into a JSON object do it one way, ``to_dict()``; these are the ones that do.
+TO_DICT: set[str] = {
+    "cleanroom.advertiser._report.MatchReport",
+    "cleanroom.protocol._receipt.Receipt",
+    "cleanroom.store.consent.ConsentImportReport",
+    "cleanroom.store.importer.ImportReport",
+    "cleanroom.store.sessions.AudienceSummary",
+    "cleanroom.store.sessions.SessionRecord",
+    "cleanroom.store.sources.SourceInfo",
+    "cleanroom.store.status.PlatformStatus",
+}
+
+
+def _exported_classes() -> dict[str, type]:
+    """Every class cleanroom exports, by the name of the module that defines it."""
+    classes: dict[str, type] = {}
+    for name in PUBLIC_API:
+        module = importlib.import_module(name)
+        for exported in module.__all__:
+            value = getattr(module, exported)
+            if isinstance(value, type) and value.__module__.startswith("cleanroom"):
+                classes[f"{value.__module__}.{value.__qualname__}"] = value
+    return classes
+
+
+def test_objects_become_dicts_through_to_dict_only() -> None:
+    classes = _exported_classes()
+    assert len(classes) > 100  # the walk sees the API
+    others = {"as_dict", "asdict", "as_json", "to_json_dict", "to_mapping"}
+    assert {name for name, cls in classes.items() if others & set(dir(cls))} == set()
+    assert {name for name, cls in classes.items() if "to_dict" in vars(cls)} == TO_DICT

@@ -43,7 +43,7 @@ def test_a_receipt_round_trips_through_the_wire_and_a_file_and_verifies(key: Sig
         assert parsed == receipt
         parsed.verify(key.public_key)
     assert receipt.entry_details()["count"] == 1234 and "audit_seq" not in receipt.entry_details()
-    assert receipt.as_dict()["receipt"] == 1
+    assert receipt.to_dict()["receipt"] == 1
 
 
 @pytest.mark.parametrize(
@@ -51,7 +51,7 @@ def test_a_receipt_round_trips_through_the_wire_and_a_file_and_verifies(key: Sig
     [("count", 1235), ("epsilon_charged", 0.0), ("audit_seq", 813), ("advertiser", "globex")],
 )
 def test_a_changed_fact_breaks_the_signature(key: SigningKey, field: str, value: Any) -> None:
-    document = issue_receipt(key, **FACTS).as_dict()
+    document = issue_receipt(key, **FACTS).to_dict()
     document[field] = value
     forged = read_receipt(json.dumps(document).encode())
     with pytest.raises(ReceiptInvalid, match="changed after it was signed"):
@@ -63,7 +63,7 @@ def test_another_platforms_key_is_named(key: SigningKey) -> None:
     with pytest.raises(ReceiptInvalid, match=f"signed by audit key {key_id(key.public_key)}"):
         issue_receipt(key, **FACTS).verify(other.public_key)
     # A receipt claiming the other key's id still fails: the signature is checked, not the id.
-    document = issue_receipt(key, **FACTS).as_dict()
+    document = issue_receipt(key, **FACTS).to_dict()
     document["key"] = key_id(other.public_key)
     with pytest.raises(ReceiptInvalid, match="changed after it was signed"):
         read_receipt(json.dumps(document).encode()).verify(other.public_key)
@@ -112,7 +112,7 @@ def test_what_is_not_a_receipt_is_refused(data: bytes, message: str) -> None:
     ],
 )
 def test_malformed_fields_are_named(key: SigningKey, field: str, value: Any, message: str) -> None:
-    document = issue_receipt(key, **FACTS).as_dict()
+    document = issue_receipt(key, **FACTS).to_dict()
     document[field] = value
     with pytest.raises(ReceiptInvalid, match=message):
         read_receipt(json.dumps(document).encode())
@@ -133,10 +133,10 @@ FIELDS = [*FACTS, "receipt", "key", "signature"]
 def test_any_tampered_document_is_refused_cleanly(
     key: SigningKey, changes: dict[str, Any], removed: set[str]
 ) -> None:
-    document = {**issue_receipt(key, **FACTS).as_dict(), **changes}
+    document = {**issue_receipt(key, **FACTS).to_dict(), **changes}
     for name in removed:
         document.pop(name, None)
-    original = issue_receipt(key, **FACTS).as_dict()
+    original = issue_receipt(key, **FACTS).to_dict()
     try:
         parsed = read_receipt(json.dumps(document).encode())
         parsed.verify(key.public_key)

@@ -274,7 +274,7 @@ def test_a_source_the_platform_has_not_registered_is_stored_reported_and_never_e
     assert (report.added, report.source_unknown) == (4, 3)
     assert report.unknown_sources == {"app": 2, "kiosk": 1}
     assert report.unknown_source_examples == [(2, "app"), (3, "app"), (5, "kiosk")]
-    assert report.as_dict()["source_unknown"] == {"rows": 3, "sources": {"app": 2, "kiosk": 1}}
+    assert report.to_dict()["source_unknown"] == {"rows": 3, "sources": {"app": 2, "kiosk": 1}}
     stored = {row[2]: row[3] for row in _identifiers(db)}
     assert stored["6f1c5a3e-0d2b-4c1e-9a7f-2b3c4d5e6f70"] == "app"
     assert stored["7f1c5a3e-0d2b-4c1e-9a7f-2b3c4d5e6f71"] == "app"  # trimmed, lower-cased

@@ -73,7 +73,7 @@ def test_a_session_goes_from_open_to_completed(db: Database) -> None:
     assert (record.result_count, record.reported_as, record.noise_applied) == (420, "420", True)
     assert (record.started_at, record.finished_at) == (NOON, NOON + 60)
     assert not sessions.has_open_session(db, "acme")
-    assert record.as_dict()["started_at"].endswith("T12:00:00Z")
+    assert record.to_dict()["started_at"].endswith("T12:00:00Z")
 
 
 def test_an_advertiser_has_at_most_one_open_session(db: Database) -> None:
@@ -168,7 +168,7 @@ def test_audiences_are_summarized_with_their_members(db: Database, tmp_path: Pat
     assert (summary.id, summary.advertiser, summary.size) == (audience, "acme", 2)
     found = sessions.audience_summary(db, audience)
     assert found is not None and found[1] == ["u1", "u2"]
-    assert found[0].as_dict()["created"].endswith("Z")
+    assert found[0].to_dict()["created"].endswith("Z")
     assert sessions.audience_summary(db, audience + 1) is None
 
 

@@ -31,7 +31,7 @@ def test_status_counts_everything(tmp_path: Path) -> None:
         consent.revoke(db, "c")
         consent.set_opt_out(db, "d", "sale_opt_out", True)
         delete_user(db, "e")
-        summary = platform_status(db).as_dict()
+        summary = platform_status(db).to_dict()
         assert summary == {
             "users": 5,
             "identifiers": 7,
@@ -49,6 +49,6 @@ def test_status_counts_everything(tmp_path: Path) -> None:
         assert list(summary["excluded"]) == list(EXCLUSION_REASONS)
         with BatchEngine(workers=1) as engine:
             epoch = epochs.rotate(db, engine=engine)
-        shown = platform_status(db).as_dict()["epoch"]
+        shown = platform_status(db).to_dict()["epoch"]
         assert shown["id"] == epoch.epoch_id and shown["size"] == 1
         assert shown["created_at"].endswith("Z")

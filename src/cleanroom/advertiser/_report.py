@@ -225,7 +225,7 @@ class MatchReport:
             "epoch_id": self.epoch_id,
             "platform_set_size": self.platform_set_size,
             "phases": {name: round(seconds, 3) for name, seconds in self.phases.items()},
-            "receipt": None if self.receipt is None else self.receipt.as_dict(),
+            "receipt": None if self.receipt is None else self.receipt.to_dict(),
             "receipt_verified": self.receipt_verified,
             "receipt_file": None if self.receipt_file is None else str(self.receipt_file),
             "warnings": list(self.warnings),

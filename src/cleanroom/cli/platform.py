@@ -293,7 +293,7 @@ def run_import(args: argparse.Namespace) -> int:
             )
     refused = _every_row_rejected(report.path, report.rows, report.rejected)
     if args.json:
-        data = report.as_dict()
+        data = report.to_dict()
         data["examples"] = [vars(example) for example in report.examples]
         data["source_unknown"]["examples"] = [
             {"row": row, "source": source} for row, source in report.unknown_source_examples
@@ -416,7 +416,7 @@ def run_consent_import(args: argparse.Namespace) -> int:
             )
     refused = _every_row_rejected(report.path, report.rows, report.rejected)
     if args.json:
-        data = report.as_dict()
+        data = report.to_dict()
         data["examples"] = [vars(example) for example in report.examples]
         return _report_json(data, refused)
     print(f"applied {report.path}: {report.rows} rows")
@@ -493,7 +493,7 @@ def run_status(args: argparse.Namespace) -> int:
     """``platform status``."""
     with open_database(args.db) as db:
         summary = status.platform_status(db)
-    data = summary.as_dict()
+    data = summary.to_dict()
     if args.json:
         print_json(data)
         return 0
@@ -566,7 +566,7 @@ def run_sources_list(args: argparse.Namespace) -> int:
     with open_database(args.db) as db:
         listed = sources.list_sources(db)
     if args.json:
-        print_json({"sources": [source.as_dict() for source in listed]})
+        print_json({"sources": [source.to_dict() for source in listed]})
         return 0
     print_table(
         (Column("source"), Column("state"), Column("identifiers", numeric=True)),

@@ -305,7 +305,7 @@ def run_audiences_list(args: argparse.Namespace) -> int:
     with open_database(args.db) as db:
         summaries = sessions.audience_summaries(db)
     if args.json:
-        print_json({"audiences": [summary.as_dict() for summary in summaries]})
+        print_json({"audiences": [summary.to_dict() for summary in summaries]})
         return 0
     print_table(
         (
@@ -360,7 +360,7 @@ def run_sessions_list(args: argparse.Namespace) -> int:
     with open_database(args.db) as db:
         records = sessions.list_sessions(db, advertiser=args.advertiser)
     if args.json:
-        print_json({"sessions": [record.as_dict() for record in records]})
+        print_json({"sessions": [record.to_dict() for record in records]})
         return 0
     print_table(
         (

@@ -79,7 +79,7 @@ def run_receipt_verify(args: argparse.Namespace) -> int:
     receipt = load_receipt(args.file)
     receipt.verify(public_key)
     if args.json:
-        print_json({"valid": True, "receipt": receipt.as_dict()})
+        print_json({"valid": True, "receipt": receipt.to_dict()})
         return 0
     count = "below the threshold" if receipt.count is None else str(receipt.count)
     lines = [

@@ -94,15 +94,15 @@ class Receipt:
         del fields["signature"]
         return {"receipt": RECEIPT_VERSION, **fields}
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The receipt as a JSON object (``cleanroom match --json`` prints it as is)."""
         return {**self.statement(), "signature": self.signature}
 
     def to_json(self, *, indent: int | None = None) -> bytes:
         """The receipt as UTF-8 JSON (compact on the wire, indented in a file)."""
         if indent is None:
-            return canonical_json(self.as_dict())
-        return (json.dumps(self.as_dict(), indent=indent, ensure_ascii=False) + "\n").encode()
+            return canonical_json(self.to_dict())
+        return (json.dumps(self.to_dict(), indent=indent, ensure_ascii=False) + "\n").encode()
 
     def entry_details(self) -> dict[str, Any]:
         """The facts the session's audit entry must still state."""

@@ -117,7 +117,7 @@ class ConsentImportReport:
     rejected: Counter[str] = field(default_factory=Counter)
     examples: list[RowRejection] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data."""
         return {
             "file": self.path,
@@ -316,7 +316,7 @@ def import_consent_csv(
     if progress is not None and pending:
         progress(len(pending))
     with transaction(db.conn):
-        audit.append(db, "consent.import", report.as_dict())
+        audit.append(db, "consent.import", report.to_dict())
     return report
 
 

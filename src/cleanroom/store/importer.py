@@ -211,7 +211,7 @@ class ImportReport:
     unknown_sources: Counter[str] = field(default_factory=Counter)
     unknown_source_examples: list[tuple[int, str]] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data (also what the audit entry records, minus examples)."""
         return {
             "file": self.path,
@@ -327,7 +327,7 @@ def import_platform_csv(
         conn.execute(f"PRAGMA wal_autocheckpoint = {int(autocheckpoint)}")
     report.users_added = _count(db.conn, "SELECT COUNT(*) FROM users") - users_before
     with transaction(db.conn):
-        audit.append(db, "import", report.as_dict())
+        audit.append(db, "import", report.to_dict())
     return report
 
 

@@ -102,7 +102,7 @@ class SessionRecord:
     audience_id: int | None
     reason: str | None
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The record as a JSON object (timestamps in ISO 8601 UTC)."""
         data = dict(vars(self))
         data["started_at"] = format_timestamp(self.started_at)
@@ -130,7 +130,7 @@ class AudienceSummary:
     size: int
     created_at: int
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The summary as a JSON object (``created`` in ISO 8601 UTC)."""
         return {
             "id": self.id,

@@ -57,7 +57,7 @@ class SourceInfo:
     identifiers: int
     changed_at: int | None
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The source as a JSON object."""
         return {
             "name": self.name,

@@ -32,7 +32,7 @@ class PlatformStatus:
     excluded: dict[str, int]
     epoch: EpochInfo | None
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The status as the JSON object ``cleanroom platform status --json`` prints."""
         epoch = None
         if self.epoch is not None:
