@@ -6,8 +6,9 @@ STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 OM_VENV  := .venv-openmined
 OM_STAMP := $(OM_VENV)/.installed
+FLOORS_VENV := .venv-floors
 
-.PHONY: demo test browser lint typecheck proto-check pytest pytest-openssl test-openssl proto bench bench-core bench-platform bench-match bench-load bench-load-attack bench-refusal bench-validation clean
+.PHONY: demo test floors browser lint typecheck proto-check pytest pytest-openssl test-openssl proto bench bench-core bench-platform bench-match bench-load bench-load-attack bench-refusal bench-validation clean
 
 demo: $(STAMP)
 	$(BIN)/cleanroom demo
@@ -50,6 +51,29 @@ pytest-openssl: $(STAMP)
 	CLEANROOM_X25519=openssl $(BIN)/pytest -q
 
 test-openssl: pytest-openssl
+
+# The floors in pyproject.toml, proven: a venv made afresh installs the package with every direct
+# dependency at its floor (constraints-floors.txt; setuptools at its floor builds it), imports
+# every module, and runs the tests that lean on a floor (generated code, certificates, GMP,
+# phonenumbers' internals, health checking, the dashboard, a whole match, a Dask cluster). The
+# floors come from the package index, then from pip's cache. .ci/run runs it after make test.
+FLOORS_SMOKE := tests/vectors tests/unit/test_tls.py tests/unit/test_suites.py \
+	tests/unit/test_service_standard_services.py tests/unit/test_identifiers_phone.py \
+	tests/property/test_phone_fast_path.py tests/integration/test_advertiser.py \
+	tests/integration/test_dashboard.py tests/integration/test_dask_cluster.py
+
+floors:
+	rm -rf $(FLOORS_VENV) build
+	$(PYTHON) -m venv $(FLOORS_VENV)
+	$(FLOORS_VENV)/bin/python -m pip install --quiet -c constraints-floors.txt setuptools
+	$(FLOORS_VENV)/bin/python -m pip install --quiet --no-build-isolation -c constraints-floors.txt \
+	  '.[cluster]' pytest hypothesis
+	$(FLOORS_VENV)/bin/python -m pip check
+	$(FLOORS_VENV)/bin/python -c 'import importlib, pkgutil, cleanroom; \
+	  assert "/$(FLOORS_VENV)/" in cleanroom.__file__, cleanroom.__file__; \
+	  names = [m.name for m in pkgutil.walk_packages(cleanroom.__path__, "cleanroom.")]; \
+	  [importlib.import_module(name) for name in names]; print(len(names), "modules import")'
+	$(FLOORS_VENV)/bin/python -m pytest -q -p no:cacheprovider $(FLOORS_SMOKE)
 
 # End to end against OpenMined PSI: the longest benchmark, most of it OpenMined at 10^6
 # (RESULTS.md records how long each step took).
@@ -100,4 +124,4 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py constraints.txt $(wildcard src/c
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) $(OM_VENV) build test-artifacts src/*.egg-info src/cleanroom/crypto/*.so .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(OM_VENV) $(FLOORS_VENV) build test-artifacts src/*.egg-info src/cleanroom/crypto/*.so .pytest_cache .mypy_cache .ruff_cache .hypothesis

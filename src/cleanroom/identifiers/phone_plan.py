@@ -7,9 +7,10 @@ same steps on the same metadata, so this module precomputes those facts per regi
 patterns compiled once, the possible-length verdicts tabulated, and the validity test of each
 region merged into one regular expression per number length.
 
-Every function here mirrors a named function of ``phonenumbers.phonenumberutil`` (9.x) and
-says which; the property test ``tests/property/test_phone_fast_path.py`` checks the result
-against phonenumbers itself.
+Every function here mirrors a named function of ``phonenumbers.phonenumberutil`` (the same
+from 8.13, the floor in pyproject.toml, to 9.x) and says which; the property test
+``tests/property/test_phone_fast_path.py`` checks the result against the phonenumbers
+installed.
 """
 
 from __future__ import annotations
