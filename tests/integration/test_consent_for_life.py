@@ -239,6 +239,7 @@ def _iso(unix: float) -> str:
     return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@pytest.mark.slow
 def test_expired_consent_leaves_every_read_at_once_and_the_server_sweeps_it(
     platform: Platform,
 ) -> None:

@@ -54,6 +54,7 @@ def _assert_nothing_listens(port: int) -> None:
         probe.connect(("127.0.0.1", port))
 
 
+@pytest.mark.slow
 def test_demo_tells_the_whole_story_and_matches_the_ground_truth(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     workdir.mkdir()
@@ -135,6 +136,7 @@ def test_demo_tells_the_whole_story_and_matches_the_ground_truth(tmp_path: Path)
     print(f"small demo took {seconds:.1f} s")
 
 
+@pytest.mark.slow
 def test_sigterm_mid_demo_stops_the_server_too(tmp_path: Path) -> None:
     demo = subprocess.Popen(
         _demo_argv(tmp_path / "demo", users=1_000, records=400),
@@ -206,6 +208,7 @@ def test_bad_sizes_are_refused_before_anything_is_made(
     assert not workdir.exists()
 
 
+@pytest.mark.slow
 def test_a_result_that_differs_from_the_truth_exits_1_saying_mismatch(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -229,6 +232,7 @@ def test_a_result_that_differs_from_the_truth_exits_1_saying_mismatch(
         _assert_nothing_listens(port)
 
 
+@pytest.mark.slow
 def test_a_server_that_cannot_start_fails_the_demo_naming_the_step(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

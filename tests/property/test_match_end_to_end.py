@@ -596,6 +596,7 @@ def test_an_identifier_shared_by_two_users_puts_both_in_the_audience(identity: I
 # -- the property ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(scenario=scenarios())
 def test_every_mode_equals_the_plaintext_truth(identity: Identity, scenario: Scenario) -> None:
