@@ -213,3 +213,189 @@ def test_validate_across_the_pool_names_the_first_bad_row_of_the_whole_array() -
             engine.validate(suite, bad)
     assert caught.value.row == 37
     assert "small-order" in caught.value.reason
+
+
+# -- validated elements: checked once, multiplied without checking again -----------------------
+
+
+@pytest.mark.parametrize("engine_name", ["pooled", "in_process"])
+@pytest.mark.parametrize("n", [0, 1, CHUNK, 4 * CHUNK + 3])
+def test_validated_elements_encrypt_to_the_same_bytes(
+    engine_name: str, n: int, request: pytest.FixtureRequest, elements: NDArray[np.uint8]
+) -> None:
+    engine: BatchEngine = request.getfixturevalue(engine_name)
+    key = X25519.generate_key()
+    validated = engine.validate(X25519, elements[:n])
+    assert len(validated) == n and validated.suite is X25519
+    assert np.array_equal(validated.array, elements[:n])
+    reported: list[int] = []
+    encrypted = engine.encrypt(X25519, key, validated, progress=reported.append)
+    assert np.array_equal(encrypted, engine.encrypt(X25519, key, elements[:n]))
+    assert sum(reported) == n
+
+
+def test_validated_elements_are_not_checked_again(
+    in_process: BatchEngine, elements: NDArray[np.uint8], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    validated = in_process.validate(X25519, elements)
+    checks: list[int] = []
+    original = type(X25519)._check_elements
+
+    def counting(self: object, rows: bytes, units: list[bytes]) -> None:
+        checks.append(len(units))
+        original(X25519, rows, units)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(X25519), "_check_elements", counting)
+    key = X25519.generate_key()
+    in_process.encrypt(X25519, key, validated)
+    assert checks == []
+    in_process.encrypt(X25519, key, elements)
+    assert sum(checks) == len(elements)
+
+
+def test_validated_elements_hold_what_was_checked_and_cannot_change(
+    pooled: BatchEngine, elements: NDArray[np.uint8]
+) -> None:
+    source = elements.copy()
+    validated = pooled.validate(X25519, source)
+    source[3] = 0  # the caller's array changes after validation: the validated rows do not
+    assert np.array_equal(validated.array, elements)
+    with pytest.raises(ValueError):
+        validated.array[3] = 0
+    with pytest.raises(ValueError):
+        validated.array.flags.writeable = True
+    key = X25519.generate_key()
+    assert np.array_equal(
+        pooled.encrypt(X25519, key, validated), pooled.encrypt(X25519, key, elements)
+    )
+
+
+def test_validated_elements_are_made_only_by_validation(elements: NDArray[np.uint8]) -> None:
+    import copy
+    import pickle
+
+    from cleanroom.crypto import ValidatedElements
+
+    with pytest.raises(TypeError, match=r"only by BatchEngine\.validate"):
+        ValidatedElements(X25519, elements.tobytes(), _made_by=None)
+    validated = BatchEngine(workers=1).validate(X25519, elements)
+    with pytest.raises(TypeError, match="do not leave the process"):
+        pickle.dumps(validated)
+    with pytest.raises(TypeError):
+        copy.copy(validated)
+    assert repr(validated) == f"<ValidatedElements {len(elements)} of {X25519.suite_id}>"
+
+
+def test_validated_elements_of_another_suite_are_refused(in_process: BatchEngine) -> None:
+    p256 = get_suite("p256-sha256-sswu-ro")
+    points = in_process.hash_to_curve_many(p256, [b"a", b"b"], p256.dst)
+    validated = in_process.validate(p256, points)
+    with pytest.raises(ValueError, match="validated for p256"):
+        in_process.encrypt(X25519, X25519.generate_key(), validated)
+
+
+# -- hash-and-encrypt jobs: batches added while earlier ones are computed ----------------------
+
+
+def _messages(n: int, tag: bytes = b"") -> list[bytes]:
+    return [b"cleanroom/v1/email/" + tag + i.to_bytes(32, "big") for i in range(n)]
+
+
+@pytest.mark.parametrize("engine_name", ["pooled", "in_process"])
+@pytest.mark.parametrize("batches", [[], [0], [3], [CHUNK], [CHUNK - 1, 2, 5 * CHUNK, 1, 0, 7]])
+def test_job_gives_what_one_hash_and_encrypt_gives(
+    engine_name: str, batches: list[int], request: pytest.FixtureRequest
+) -> None:
+    engine: BatchEngine = request.getfixturevalue(engine_name)
+    key = X25519.generate_key()
+    msgs = _messages(sum(batches))
+    job = engine.hash_and_encrypt_job(X25519, key, X25519.dst)
+    start = 0
+    for size in batches:
+        job.add(msgs[start : start + size])
+        start += size
+    assert len(job) == len(msgs)
+    reported: list[int] = []
+    elements = job.finish(progress=reported.append)
+    assert elements.shape == (len(msgs), 32) and elements.flags.writeable
+    assert np.array_equal(elements, in_process_all(key, msgs))
+    assert sum(reported) == len(msgs)
+
+
+def in_process_all(key: object, msgs: list[bytes]) -> NDArray[np.uint8]:
+    engine = BatchEngine(workers=1, chunk_size=10**6)
+    return engine.hash_and_encrypt(X25519, key, msgs, X25519.dst)  # type: ignore[arg-type]
+
+
+def test_job_starts_the_workers_before_it_is_finished() -> None:
+    import time
+
+    with BatchEngine(workers=2, chunk_size=CHUNK) as engine:
+        job = engine.hash_and_encrypt_job(X25519, X25519.generate_key(), X25519.dst)
+        job.add(_messages(CHUNK - 1))
+        assert engine.worker_pids == frozenset()  # less than a chunk: nothing started yet
+        job.add(_messages(2))
+        deadline = time.monotonic() + 30
+        while not engine.worker_pids and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(engine.worker_pids) == 2
+        assert len(job.finish()) == CHUNK + 1
+
+
+def test_job_smaller_than_a_chunk_runs_in_process() -> None:
+    engine = BatchEngine(workers=2, chunk_size=CHUNK)
+    job = engine.hash_and_encrypt_job(X25519, X25519.generate_key(), X25519.dst)
+    job.add(_messages(CHUNK))
+    assert len(job.finish()) == CHUNK
+    assert engine.worker_pids == frozenset()
+
+
+def test_job_is_used_once(pooled: BatchEngine) -> None:
+    job = pooled.hash_and_encrypt_job(X25519, X25519.generate_key(), X25519.dst)
+    job.add(_messages(3 * CHUNK))
+    job.finish()
+    with pytest.raises(ValueError, match="finished or cancelled"):
+        job.add(_messages(1))
+    with pytest.raises(ValueError, match="finished or cancelled"):
+        job.finish()
+    cancelled = pooled.hash_and_encrypt_job(X25519, X25519.generate_key(), X25519.dst)
+    cancelled.add(_messages(3 * CHUNK))
+    cancelled.cancel()
+    cancelled.cancel()
+    with pytest.raises(ValueError, match="finished or cancelled"):
+        cancelled.finish()
+
+
+def test_job_stops_when_its_progress_raises(pooled: BatchEngine) -> None:
+    job = pooled.hash_and_encrypt_job(X25519, X25519.generate_key(), X25519.dst)
+    job.add(_messages(6 * CHUNK))
+
+    def stop(done: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        job.finish(progress=stop)
+    # The pool is still usable.
+    assert (
+        len(
+            pooled.hash_and_encrypt(X25519, X25519.generate_key(), _messages(3 * CHUNK), X25519.dst)
+        )
+        == 3 * CHUNK
+    )
+
+
+def test_job_raises_a_worker_error_when_finished(pooled: BatchEngine) -> None:
+    msgs: list[bytes] = _messages(3 * CHUNK)
+    msgs[CHUNK + 2] = "not bytes"  # type: ignore[call-overload]
+    job = pooled.hash_and_encrypt_job(X25519, X25519.generate_key(), X25519.dst)
+    job.add(msgs)
+    with pytest.raises(TypeError):
+        job.finish()
+
+
+def test_job_checks_the_key(pooled: BatchEngine) -> None:
+    p256_key = get_suite("p256-sha256-sswu-ro").generate_key()
+    from cleanroom.errors import InvalidKey
+
+    with pytest.raises(InvalidKey):
+        pooled.hash_and_encrypt_job(X25519, p256_key, X25519.dst)

@@ -17,7 +17,13 @@ computes X25519 here and why. See :mod:`cleanroom.crypto.suites` for the suites 
 
 from __future__ import annotations
 
-from cleanroom.crypto.batch import BatchEngine, ProgressCallback, default_engine
+from cleanroom.crypto.batch import (
+    BatchEngine,
+    HashAndEncryptJob,
+    ProgressCallback,
+    ValidatedElements,
+    default_engine,
+)
 from cleanroom.crypto.keys import SecretKey
 from cleanroom.crypto.permutation import random_permutation
 from cleanroom.crypto.suites import DEFAULT_SUITE_ID, SUITE_IDS, Suite, get_suite
@@ -28,9 +34,11 @@ __all__ = [
     "SUITE_IDS",
     "BackendInfo",
     "BatchEngine",
+    "HashAndEncryptJob",
     "ProgressCallback",
     "SecretKey",
     "Suite",
+    "ValidatedElements",
     "backend_info",
     "default_engine",
     "get_suite",

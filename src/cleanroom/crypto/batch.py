@@ -9,6 +9,12 @@ far more than a chunk of work. At most two chunks per worker are in flight and e
 copied straight into a preallocated output array, so memory is bounded by the chunk size, not by
 ``n``.
 
+Two jobs save work that the protocol would otherwise do twice or wait for:
+:meth:`BatchEngine.validate` returns :class:`ValidatedElements`, which :meth:`BatchEngine.encrypt`
+multiplies without checking them again (they are only made by validation and cannot change after
+it), and :meth:`BatchEngine.hash_and_encrypt_job` takes messages batch by batch, so the workers
+hash and encrypt a list while its next rows are still read and normalized.
+
 The pool uses the ``forkserver`` start method (``spawn`` where that does not exist), never
 ``fork``: the process will also run gRPC threads, and forking a threaded process can deadlock
 the child. The fork server imports :mod:`cleanroom.crypto` once (numpy, ``cryptography``,
@@ -41,7 +47,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Final, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Final, NamedTuple, Protocol, final, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -56,7 +62,9 @@ __all__ = [
     "ChunkExecutor",
     "ChunkFailure",
     "ChunkResult",
+    "HashAndEncryptJob",
     "ProgressCallback",
+    "ValidatedElements",
     "default_engine",
 ]
 
@@ -121,6 +129,13 @@ def _encrypt_task(suite: Suite, key_bytes: bytes, rows: bytes) -> ChunkResult:
         return ChunkFailure(exc.reason, exc.row)
 
 
+def _encrypt_validated_task(suite: Suite, key_bytes: bytes, rows: bytes) -> ChunkResult:
+    # Submitted only with the rows of a ValidatedElements, which only validate() makes: these
+    # rows passed the suite's checks in a task like _validate_task and were not changed since.
+    suite.key_from_bytes(key_bytes)  # the same key checks as every other task
+    return suite._exchange_all(key_bytes, rows)
+
+
 def _validate_task(suite: Suite, rows: bytes) -> ChunkResult:
     # The rows come back unchanged: copying 32 bytes a row is noise next to checking it.
     try:
@@ -171,6 +186,56 @@ def _available_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+# The one object that lets ValidatedElements be constructed: private to this module, so nothing
+# but BatchEngine.validate can make one.
+_VALIDATION: Final = object()
+
+
+@final
+class ValidatedElements:
+    """Elements that passed the suite's validation, made only by :meth:`BatchEngine.validate`.
+
+    :meth:`BatchEngine.encrypt` multiplies these without checking them again. They cannot be
+    changed after validation: the rows are kept as immutable ``bytes``, copied from what the
+    checks saw, and :attr:`array` is a read-only view of them. They cannot be built by hand,
+    pickled or copied into another process, where nothing would vouch for them.
+    """
+
+    __slots__ = ("_count", "_rows", "_suite")
+
+    def __init__(self, suite: Suite, rows: bytes, *, _made_by: object) -> None:
+        if _made_by is not _VALIDATION:
+            raise TypeError("ValidatedElements are made only by BatchEngine.validate")
+        self._suite = suite
+        self._rows = rows
+        self._count = len(rows) // suite.element_size
+
+    @property
+    def suite(self) -> Suite:
+        """The suite whose checks the elements passed."""
+        return self._suite
+
+    @property
+    def array(self) -> NDArray[np.uint8]:
+        """The elements as a read-only array of shape ``(n, element_size)``."""
+        view = np.frombuffer(self._rows, dtype=np.uint8)
+        return view.reshape(self._count, self._suite.element_size)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __repr__(self) -> str:
+        return f"<ValidatedElements {self._count} of {self._suite.suite_id}>"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("ValidatedElements do not leave the process that validated them")
+
+    def rows(self, start: int, stop: int) -> bytes:
+        """The concatenated encodings of rows ``start`` to ``stop`` (a copy)."""
+        size = self._suite.element_size
+        return self._rows[start * size : stop * size]
 
 
 class BatchEngine:
@@ -227,6 +292,11 @@ class BatchEngine:
         return self._chunk_size
 
     @property
+    def remote(self) -> bool:
+        """Whether large jobs run on an executor given at construction (e.g. a Dask cluster)."""
+        return self._remote is not None
+
+    @property
     def start_method(self) -> str:
         """How worker processes start: ``"forkserver"``, or ``"spawn"`` where that is missing."""
         return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
@@ -263,7 +333,7 @@ class BatchEngine:
         self,
         suite: Suite,
         key: SecretKey,
-        elements: NDArray[np.uint8],
+        elements: NDArray[np.uint8] | ValidatedElements,
         *,
         progress: ProgressCallback | None = None,
     ) -> NDArray[np.uint8]:
@@ -272,7 +342,8 @@ class BatchEngine:
         Args:
             suite: the elements' suite.
             key: the suite's secret key.
-            elements: array of shape ``(n, element_size)``, e.g. received from the other party.
+            elements: array of shape ``(n, element_size)``, e.g. received from the other party,
+                or what :meth:`validate` returned for such an array (then not checked again).
             progress: called with the number of rows just completed, once per chunk.
 
         Returns:
@@ -282,15 +353,30 @@ class BatchEngine:
             InvalidElement: a row is malformed, off the curve or of small order (the first bad
                 row, numbered within the whole array), or the array is not of that shape.
             InvalidKey: the key belongs to another suite.
+            ValueError: validated elements of another suite.
         """
-        suite.check_array(elements)
         suite.check_key(key)
         key_bytes = key.to_bytes()
+        if isinstance(elements, ValidatedElements):
+            if elements.suite is not suite:
+                raise ValueError(
+                    f"elements validated for {elements.suite.suite_id}, not {suite.suite_id}"
+                )
+            validated = elements
+
+            def valid_task(
+                start: int, stop: int
+            ) -> tuple[Callable[..., ChunkResult], tuple[Any, ...]]:
+                return _encrypt_validated_task, (suite, key_bytes, validated.rows(start, stop))
+
+            return self._run(len(validated), suite.element_size, valid_task, progress)
+        suite.check_array(elements)
+        array = elements
 
         def task(start: int, stop: int) -> tuple[Callable[..., ChunkResult], tuple[Any, ...]]:
-            return _encrypt_task, (suite, key_bytes, elements[start:stop].tobytes())
+            return _encrypt_task, (suite, key_bytes, array[start:stop].tobytes())
 
-        return self._run(len(elements), suite.element_size, task, progress)
+        return self._run(len(array), suite.element_size, task, progress)
 
     def validate(
         self,
@@ -298,7 +384,7 @@ class BatchEngine:
         elements: NDArray[np.uint8],
         *,
         progress: ProgressCallback | None = None,
-    ) -> None:
+    ) -> ValidatedElements:
         """Check that every row encodes a valid element of the suite's prime-order group.
 
         A receiver validating the other party's set does it here, so that the work stays off the
@@ -309,6 +395,9 @@ class BatchEngine:
             elements: array of shape ``(n, element_size)``.
             progress: called with the number of rows just completed, once per chunk.
 
+        Returns:
+            The rows as checked, which :meth:`encrypt` takes without checking them again.
+
         Raises:
             InvalidElement: the first bad row (numbered within the whole array) and why, or the
                 array is not of that shape.
@@ -318,7 +407,10 @@ class BatchEngine:
         def task(start: int, stop: int) -> tuple[Callable[..., ChunkResult], tuple[Any, ...]]:
             return _validate_task, (suite, elements[start:stop].tobytes())
 
-        self._run(len(elements), suite.element_size, task, progress)
+        # The tasks return the bytes they checked: those, not the caller's array (which it may
+        # still change), are what the result holds.
+        checked = self._run(len(elements), suite.element_size, task, progress)
+        return ValidatedElements(suite, checked.tobytes(), _made_by=_VALIDATION)
 
     def hash_to_curve_many(
         self,
@@ -376,6 +468,24 @@ class BatchEngine:
             return _hash_and_encrypt_task, (suite, key_bytes, list(msgs[start:stop]), dst)
 
         return self._run(len(msgs), suite.element_size, task, progress)
+
+    def hash_and_encrypt_job(self, suite: Suite, key: SecretKey, dst: bytes) -> HashAndEncryptJob:
+        """Start ``E_k(H(m))`` for messages that will be given batch by batch, as they are made.
+
+        A caller that produces its messages slowly (reading and normalizing a list) adds each
+        batch as it is ready, and the workers hash and encrypt it while the next is produced;
+        :meth:`HashAndEncryptJob.finish` returns what :meth:`hash_and_encrypt` would have
+        returned for all of them.
+
+        Args:
+            suite: the suite.
+            key: the suite's secret key.
+            dst: the domain separation tag, normally ``suite.dst``.
+
+        Raises:
+            InvalidKey: the key belongs to another suite.
+        """
+        return HashAndEncryptJob(self, suite, key, dst)
 
     def chunk_bounds(self, n: int) -> list[tuple[int, int]]:
         """The ``(start, stop)`` row ranges a job of ``n`` rows is cut into."""
@@ -532,6 +642,231 @@ class BatchEngine:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class HashAndEncryptJob:
+    """``E_k(H(m))`` of messages given batch by batch (:meth:`BatchEngine.hash_and_encrypt_job`).
+
+    :meth:`add` hands a batch to the workers and returns at once; :meth:`finish` waits and
+    returns the elements in the order the messages were added, the bytes
+    :meth:`BatchEngine.hash_and_encrypt` gives for all of them. Messages wait until there are
+    more than a chunk's worth, so a job of at most one chunk runs as one ordinary job when it
+    finishes (in this process, without starting a pool). Full chunks go to the engine's pool
+    (or executor) from a thread of this process, at most two per worker in flight, as for every
+    other job. An engine with ``workers=1`` does the whole job in :meth:`finish`.
+    """
+
+    def __init__(self, engine: BatchEngine, suite: Suite, key: SecretKey, dst: bytes) -> None:
+        suite.check_key(key)
+        self._engine = engine
+        self._suite = suite
+        self._key = key
+        self._dst = dst
+        self._buffer: list[bytes] = []
+        self._added = 0
+        self._feeder: _Feeder | None = None
+        self._open = True
+
+    def __len__(self) -> int:
+        """Messages added so far."""
+        return self._added
+
+    def __repr__(self) -> str:
+        state = "open" if self._open else "closed"
+        return f"<HashAndEncryptJob {self._suite.suite_id} {self._added} messages {state}>"
+
+    def add(self, msgs: Sequence[bytes]) -> None:
+        """Add messages; their work starts (once more than a chunk is waiting) without waiting.
+
+        Raises:
+            ValueError: the job was finished or cancelled.
+        """
+        if not self._open:
+            raise ValueError("messages added to a finished or cancelled job")
+        self._buffer.extend(msgs)
+        self._added += len(msgs)
+        engine = self._engine
+        if len(self._buffer) > engine.chunk_size and (engine.workers > 1 or engine.remote):
+            self._send_buffer()
+
+    def finish(self, *, progress: ProgressCallback | None = None) -> NDArray[np.uint8]:
+        """Wait for every message's element.
+
+        Args:
+            progress: called with the number of messages just completed: first with those done
+                before, then once per chunk. An exception it raises cancels the job.
+
+        Returns:
+            Array of shape ``(len(self), element_size)``, in the order of :meth:`add`.
+
+        Raises:
+            ValueError: the job was finished or cancelled already.
+        """
+        if not self._open:
+            raise ValueError("the job was finished or cancelled already")
+        self._open = False
+        if self._feeder is None:
+            messages, self._buffer = self._buffer, []
+            return self._engine.hash_and_encrypt(
+                self._suite, self._key, messages, self._dst, progress=progress
+            )
+        if self._buffer:
+            self._send_buffer()
+        return self._feeder.finish(progress)
+
+    def cancel(self) -> None:
+        """Stop: no further chunk starts (running ones end in the workers); safe to repeat."""
+        self._open = False
+        self._buffer = []
+        if self._feeder is not None:
+            self._feeder.cancel()
+
+    def _send_buffer(self) -> None:
+        if self._feeder is None:
+            suite, key_bytes, dst = self._suite, self._key.to_bytes(), self._dst
+
+            def task(msgs: list[bytes]) -> tuple[Callable[..., ChunkResult], tuple[Any, ...]]:
+                return _hash_and_encrypt_task, (suite, key_bytes, msgs, dst)
+
+            self._feeder = _Feeder(self._engine, task, suite.element_size)
+        messages, self._buffer = self._buffer, []
+        for start, stop in self._engine.chunk_bounds(len(messages)):
+            self._feeder.put(messages[start:stop])
+
+
+class _Feeder:
+    """Gives chunks, as they are put, to an engine's pool from a thread; collects the results.
+
+    At most two chunks per worker are in flight. The thread waits on the chunks in flight and on
+    a "wake" future that :meth:`put` completes, so a chunk put while others run starts as soon as
+    a slot is free.
+    """
+
+    def __init__(
+        self,
+        engine: BatchEngine,
+        task: Callable[[list[bytes]], tuple[Callable[..., ChunkResult], tuple[Any, ...]]],
+        element_size: int,
+    ) -> None:
+        self._engine = engine
+        self._task = task
+        self._size = element_size
+        self._queue: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._wake: Future[None] = Future()
+        self._results: list[bytes | None] = []
+        self._done_rows = 0
+        self._failure: BaseException | None = None
+        self._cancelled = False
+        self._running = True
+        self._thread = threading.Thread(target=self._run, name="hash-and-encrypt", daemon=True)
+        self._thread.start()
+
+    def put(self, chunk: list[bytes] | None) -> None:
+        """Queue a chunk (``None``: no more will come)."""
+        self._queue.put(chunk)
+        self._poke()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+        self.put(None)
+
+    def _poke(self) -> None:
+        with self._lock:
+            wake = self._wake
+            if not wake.done():
+                wake.set_result(None)
+
+    def _run(self) -> None:
+        try:
+            self._feed(self._engine._executor())
+        except BaseException as exc:
+            with self._lock:
+                self._failure = exc
+            if isinstance(exc, BrokenProcessPool):
+                self._engine._discard_pool()  # a worker died: a fresh pool on the next job
+        finally:
+            with self._lock:
+                self._running = False
+                self._changed.notify_all()
+
+    def _feed(self, pool: ProcessPoolExecutor | ChunkExecutor) -> None:
+        limit = self._engine.workers * _IN_FLIGHT_PER_WORKER
+        pending: dict[Future[ChunkResult], int] = {}
+        closed = False
+        try:
+            while not self._cancelled:
+                while not closed and len(pending) < limit:
+                    try:
+                        chunk = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if chunk is None:
+                        closed = True
+                        break
+                    with self._lock:
+                        index = len(self._results)
+                        self._results.append(None)
+                    function, args = self._task(chunk)
+                    pending[pool.submit(function, *args)] = index
+                if closed and not pending:
+                    return
+                with self._lock:
+                    if self._wake.done():
+                        self._wake = Future()
+                    wake = self._wake
+                if not closed and len(pending) < limit and not self._queue.empty():
+                    continue  # put before the new wake future existed
+                waiting: list[Future[Any]] = [*pending, wake]
+                done, _ = wait(waiting, return_when=FIRST_COMPLETED)
+                for future in done:
+                    if future is not wake:
+                        self._collect(pending.pop(future), future.result())
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def _collect(self, index: int, result: ChunkResult) -> None:
+        if isinstance(result, ChunkFailure):  # not for hashing, whose input is any bytes
+            raise InvalidElement(result.reason, result.row)
+        with self._lock:
+            self._results[index] = result
+            self._done_rows += len(result) // self._size
+            self._changed.notify_all()
+
+    def finish(self, progress: ProgressCallback | None) -> NDArray[np.uint8]:
+        """Wait for every chunk put; the results in order."""
+        self.put(None)
+        reported = 0
+        try:
+            while True:
+                with self._lock:
+                    while self._running and self._done_rows == reported:
+                        self._changed.wait()
+                    done, running, failure = self._done_rows, self._running, self._failure
+                if failure is not None:
+                    raise failure
+                if progress is not None and done > reported:
+                    progress(done - reported)
+                reported = done
+                if not running:
+                    break
+        except BaseException:
+            self.cancel()
+            raise
+        with self._lock:
+            results = list(self._results)
+        out = np.empty((sum(len(r or b"") for r in results) // self._size, self._size), np.uint8)
+        row = 0
+        for result in results:
+            if result is None:  # cannot happen once the thread ended without a failure
+                raise RuntimeError("a chunk of the job has no result")
+            rows = len(result) // self._size
+            out[row : row + rows] = np.frombuffer(result, dtype=np.uint8).reshape(rows, -1)
+            row += rows
+        return out
 
 
 def _store(out: NDArray[np.uint8], start: int, stop: int, result: ChunkResult) -> None:

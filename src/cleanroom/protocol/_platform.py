@@ -437,11 +437,11 @@ class PlatformRole:
         engine = self._engine
         try:
             # Every element is checked before any is multiplied: a set with a bad element at
-            # its end costs no more than one with a bad element at its start. (encrypt checks
-            # each chunk again, a small fraction of the multiplications it guards.)
-            engine.validate(self._suite, u)
+            # its end costs no more than one with a bad element at its start. What validate
+            # returns is multiplied as checked, without checking it again.
+            valid_u = engine.validate(self._suite, u)
             self._u_prime = engine.encrypt(
-                self._suite, self._inputs.epoch_key, u, progress=self._u_progress
+                self._suite, self._inputs.epoch_key, valid_u, progress=self._u_progress
             )
         except InvalidElement as exc:
             raise shift_element_error(exc, 0, "advertiser set U") from exc
