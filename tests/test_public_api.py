@@ -306,6 +306,7 @@ PUBLIC_API: dict[str, set[str]] = {
     "cleanroom.protocol": {
         "AdvertiserResult",
         "AdvertiserRole",
+        "ListEncryption",
         "DEFAULT_MAX_PLATFORM_SET_SIZE",
         "ERROR_NAME_KEY",
         "ERROR_STATUS",

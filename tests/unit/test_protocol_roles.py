@@ -13,7 +13,14 @@ from concurrent.futures import CancelledError
 import numpy as np
 import pytest
 
-from cleanroom.crypto import BatchEngine, SecretKey, Suite, default_engine, get_suite
+from cleanroom.crypto import (
+    BatchEngine,
+    SecretKey,
+    Suite,
+    ValidatedElements,
+    default_engine,
+    get_suite,
+)
 from cleanroom.errors import (
     InvalidElement,
     InvalidInput,
@@ -30,6 +37,7 @@ from cleanroom.policy import Mode, Policy, check_session, parse_policy
 from cleanroom.protocol import (
     PROTOCOL_VERSION,
     AdvertiserRole,
+    ListEncryption,
     PlatformInputs,
     PlatformRole,
     SessionRequest,
@@ -352,6 +360,84 @@ def test_abandoning_stops_the_hashing_after_the_chunk_it_is_on() -> None:
     with pytest.raises(CancelledError, match="abandoned while the list was hashed"):
         adv.encrypt_list()
     assert adv.encrypt_seconds is None
+
+
+def test_every_received_element_is_checked_exactly_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # U by the platform (once, though it is validated whole before any is multiplied), V and
+    # U' by the advertiser, W by the platform.
+    checked: list[int] = []
+    original = type(X25519)._check_elements
+
+    def counting(self: Suite, rows: bytes, units: list[bytes]) -> None:
+        checked.append(len(units))
+        original(X25519, rows, units)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(X25519), "_check_elements", counting)
+    run_locally(advertiser(Mode.IDS), open_platform())
+    assert sorted(checked) == [9, 9, 12, 12]
+
+
+def encrypted_list(
+    values: Sequence[str], engine: BatchEngine = ENGINE, suite: Suite = X25519, batch: int = 2
+) -> ListEncryption:
+    encryption = ListEncryption(suite, engine=engine)
+    messages = [email(v) for v in values]
+    for start in range(0, len(messages), batch):
+        encryption.add(messages[start : start + batch])
+    return encryption
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_a_list_encrypted_while_it_was_read_gives_the_same_session(mode: Mode) -> None:
+    expected, _ = run_locally(advertiser(mode), open_platform())
+    encryption = encrypted_list(ADVERTISER_VALUES)
+    assert len(encryption) == len(ADVERTISER_VALUES)
+    adv = AdvertiserRole(X25519, mode, encryption, ADVERTISER_RECORDS, engine=ENGINE)
+    assert (adv.record_count, adv.identifier_count) == (8, 9)
+    result, _ = run_locally(adv, open_platform())
+    assert (result.count, result.reported_as) == (expected.count, expected.reported_as)
+    if mode is Mode.IDS:
+        assert result.matched_record_ids is not None and expected.matched_record_ids is not None
+        assert result.matched_record_ids.tolist() == expected.matched_record_ids.tolist()
+
+
+def test_a_list_encrypted_on_the_workers_sends_each_identifier_once() -> None:
+    # Repeats and a pooled engine whose chunks are smaller than the list: U holds every
+    # distinct identifier once, and matches as the messages say.
+    values = [f"user{i % 9}@example.com" for i in range(40)] + ["zz@x.com"] * 3
+    with BatchEngine(workers=2, chunk_size=4) as engine:
+        encryption = encrypted_list(values, engine, batch=7)
+        adv = AdvertiserRole(X25519, Mode.IDS, encryption, list(range(43)), engine=engine)
+        assert adv.identifier_count == 10
+        result, _ = run_locally(adv, open_platform())
+    assert result.matched_record_ids is not None
+    assert result.matched_record_ids.tolist() == list(range(40))
+
+
+def test_a_list_encryption_serves_one_role_of_its_suite() -> None:
+    encryption = encrypted_list(ADVERTISER_VALUES)
+    with pytest.raises(InvalidInput, match="x25519-sha512-ell2-ro list encryption for a p256"):
+        AdvertiserRole(P256, Mode.COUNT, encryption, ADVERTISER_RECORDS, engine=ENGINE)
+    AdvertiserRole(X25519, Mode.COUNT, encryption, ADVERTISER_RECORDS, engine=ENGINE)
+    with pytest.raises(ValueError, match="taken by a role or abandoned"):
+        AdvertiserRole(X25519, Mode.COUNT, encryption, ADVERTISER_RECORDS, engine=ENGINE)
+    with pytest.raises(ValueError, match="taken by a role or abandoned"):
+        encryption.add([email("late@x.com")])
+
+
+def test_an_abandoned_list_encryption_stops_and_serves_no_role() -> None:
+    with BatchEngine(workers=2, chunk_size=4) as engine:
+        encryption = encrypted_list([f"u{i}@x.com" for i in range(30)], engine, batch=10)
+        encryption.abandon()
+        encryption.abandon()
+        with pytest.raises(ValueError, match="taken by a role or abandoned"):
+            AdvertiserRole(X25519, Mode.COUNT, encryption, list(range(30)), engine=engine)
+        # A role abandoned after it took the encryption stops it too.
+        taken = encrypted_list([f"u{i}@x.com" for i in range(30)], engine, batch=10)
+        adv = AdvertiserRole(X25519, Mode.COUNT, taken, list(range(30)), engine=engine)
+        adv.abandon()
+        with pytest.raises(CancelledError):
+            adv.encrypt_list()
 
 
 def test_advertiser_needs_one_record_id_per_identifier() -> None:
@@ -677,9 +763,9 @@ class CountingEngine(BatchEngine):
         elements: np.ndarray,  # type: ignore[type-arg]
         *,
         progress: Callable[[int], object] | None = None,
-    ) -> None:
+    ) -> ValidatedElements:
         self.validated += len(elements)
-        super().validate(suite, elements, progress=progress)
+        return super().validate(suite, elements, progress=progress)
 
 
 def _u_of_one_point(copies: int, records: int) -> tuple[PlatformRole, list[pb.ClientMessage]]:

@@ -45,7 +45,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Final, NamedTuple, Protocol, final, runtime_checkable
 
@@ -857,7 +857,9 @@ class _Feeder:
             self.cancel()
             raise
         with self._lock:
-            results = list(self._results)
+            results, cancelled = list(self._results), self._cancelled
+        if cancelled:
+            raise CancelledError("the job was cancelled")
         out = np.empty((sum(len(r or b"") for r in results) // self._size, self._size), np.uint8)
         row = 0
         for result in results:

@@ -7,7 +7,7 @@ behind the gRPC service, which only carries their messages and persists their ou
 
 from __future__ import annotations
 
-from cleanroom.protocol._advertiser import AdvertiserResult, AdvertiserRole
+from cleanroom.protocol._advertiser import AdvertiserResult, AdvertiserRole, ListEncryption
 from cleanroom.protocol._constants import (
     DEFAULT_MAX_PLATFORM_SET_SIZE,
     MAX_CHUNK_BYTES,
@@ -51,6 +51,7 @@ __all__ = [
     "STATUS_ERROR",
     "AdvertiserResult",
     "AdvertiserRole",
+    "ListEncryption",
     "PlatformInputs",
     "PlatformOutcome",
     "PlatformRole",

@@ -20,6 +20,16 @@ call :meth:`AdvertiserRole.encrypt_list` itself, before or while the session run
 thread-safe and computes U once), and :meth:`AdvertiserRole.abandon` stops it when the session
 fails.
 
+A caller that reads its list slowly can start even earlier: a :class:`ListEncryption` holds the
+session key and hashes and encrypts each batch of messages as it is added, while the rest of the
+list is still read and normalized; the role built from it takes its key and its elements (U is
+then only their distinct rows in a fresh random order)::
+
+    encryption = ListEncryption(suite, engine=engine)
+    for batch in normalized_batches:
+        encryption.add(batch)                 # returns at once; the workers start on it
+    role = AdvertiserRole(suite, Mode.COUNT, encryption, record_ids)
+
 Records that share an identifier (the same email on two rows) are one customer to the
 protocol: they get one record tag, so the identifier is sent once and the customer is counted
 once. U never repeats an element, which would tell the platform which records share identifiers.
@@ -39,7 +49,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cleanroom._output import quoted
-from cleanroom.crypto import BatchEngine, Suite, default_engine, random_permutation
+from cleanroom.crypto import (
+    BatchEngine,
+    HashAndEncryptJob,
+    SecretKey,
+    Suite,
+    default_engine,
+    random_permutation,
+)
 from cleanroom.errors import (
     InvalidElement,
     InvalidInput,
@@ -67,7 +84,7 @@ from cleanroom.protocol._wire import (
     shift_element_error,
 )
 
-__all__ = ["AdvertiserResult", "AdvertiserRole"]
+__all__ = ["AdvertiserResult", "AdvertiserRole", "ListEncryption"]
 
 _TAG_DTYPE = np.dtype("<u4")
 _MAX_REPORTED_AS = 200
@@ -112,6 +129,65 @@ class AdvertiserResult:
     platform_set_size: int = 0
 
 
+class ListEncryption:
+    """A session key and ``E_a(H(x))`` of a list's messages, computed while they are added.
+
+    The list's messages are added batch by batch as they are normalized; each batch goes to the
+    engine's workers at once (:meth:`BatchEngine.hash_and_encrypt_job`). One
+    :class:`AdvertiserRole` is then built from it, and takes its key and its elements: the same
+    key encrypts U and the platform's set, and it never leaves these two objects except for the
+    engine's workers.
+
+    Args:
+        suite: the session's ciphersuite.
+        engine: the batch engine; ``None``: the default.
+    """
+
+    def __init__(self, suite: Suite, *, engine: BatchEngine | None = None) -> None:
+        self.suite = suite
+        # Fresh per session, never stored or sent.
+        self._key = suite.generate_key()
+        engine = default_engine() if engine is None else engine
+        self._job: HashAndEncryptJob | None = engine.hash_and_encrypt_job(
+            suite, self._key, suite.dst
+        )
+        self._messages: list[bytes] = []
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    def __repr__(self) -> str:
+        return f"<ListEncryption {self.suite.suite_id} {len(self._messages)} messages>"
+
+    def add(self, messages: Sequence[bytes]) -> None:
+        """Add messages (``cleanroom.identifiers.hash_message``); their work starts at once.
+
+        Raises:
+            ValueError: a role was already built from this encryption, or it was abandoned.
+        """
+        if self._job is None:
+            raise ValueError("this list encryption is taken by a role or abandoned")
+        self._job.add(messages)
+        self._messages.extend(messages)
+
+    def abandon(self) -> None:
+        """Stop: the work not started is dropped. Safe to repeat."""
+        job, self._job = self._job, None
+        if job is not None:
+            job.cancel()
+
+    def _take(self, suite: Suite) -> tuple[SecretKey, HashAndEncryptJob, list[bytes]]:
+        """Hand the key, the running job and the messages to the one role built from this."""
+        if suite is not self.suite:
+            raise InvalidInput(
+                f"a {self.suite.suite_id} list encryption for a {suite.suite_id} session"
+            )
+        job, self._job = self._job, None
+        if job is None:
+            raise ValueError("this list encryption is taken by a role or abandoned")
+        return self._key, job, self._messages
+
+
 class _State(enum.Enum):
     CREATED = "the list is not yet opened"
     AWAITING_OPENED = "waiting for session_opened"
@@ -128,7 +204,8 @@ class AdvertiserRole:
         suite: the session's ciphersuite.
         mode: the session's mode.
         messages: the hash-to-curve messages of the list's identifiers
-            (``cleanroom.identifiers.hash_message``), any order, repeats allowed.
+            (``cleanroom.identifiers.hash_message``), any order, repeats allowed; or a
+            :class:`ListEncryption` they were added to, whose key and elements the role takes.
         record_ids: for each message, the id of the record (row) it came from.
         engine: the batch engine for hashing and scalar multiplication; ``None``: the default.
         progress: optional progress reporting for long phases.
@@ -136,22 +213,32 @@ class AdvertiserRole:
             identifiers sent per customer, and the platform set's size announced and allowed.
 
     Raises:
-        InvalidInput: ``messages`` and ``record_ids`` differ in length.
+        InvalidInput: ``messages`` and ``record_ids`` differ in length, or the list encryption
+            is of another suite.
+        ValueError: the list encryption serves another role already, or was abandoned.
     """
 
     def __init__(
         self,
         suite: Suite,
         mode: Mode,
-        messages: Sequence[bytes],
+        messages: Sequence[bytes] | ListEncryption,
         record_ids: Sequence[int] | NDArray[np.integer],
         *,
         engine: BatchEngine | None = None,
         progress: ProgressFactory | None = None,
         terms: SessionTerms | None = None,
     ) -> None:
+        self._job: HashAndEncryptJob | None = None
+        if isinstance(messages, ListEncryption):
+            self._key, self._job, messages = messages._take(suite)
+        else:
+            # Fresh per session, never stored or sent.
+            self._key = suite.generate_key()
         records = np.asarray(record_ids, dtype=np.int64).reshape(-1)
         if len(records) != len(messages):
+            if self._job is not None:
+                self._job.cancel()
             raise InvalidInput(
                 f"{len(messages)} identifiers but {len(records)} record ids; one each expected"
             )
@@ -162,8 +249,6 @@ class AdvertiserRole:
         self._engine = default_engine() if engine is None else engine
         self._progress = progress
         self._terms = terms or SessionTerms()
-        # Fresh per session, never stored or sent.
-        self._key = suite.generate_key()
         self._state = _State.CREATED
         self._plan()
         self._u: NDArray[np.uint8] | None = None
@@ -272,13 +357,18 @@ class AdvertiserRole:
             try:
                 if self._abandoned.is_set():
                     raise CancelledError("the session was abandoned before the list was hashed")
-                self._u = self._engine.hash_and_encrypt(
-                    self._suite,
-                    self._key,
-                    [messages[i] for i in order],
-                    self._suite.dst,
-                    progress=progress,
-                )
+                if self._job is not None:
+                    # Every message, in list order, mostly done while the list was read: U is
+                    # the distinct ones, in U's order.
+                    self._u = self._job.finish(progress=progress)[order]
+                else:
+                    self._u = self._engine.hash_and_encrypt(
+                        self._suite,
+                        self._key,
+                        [messages[i] for i in order],
+                        self._suite.dst,
+                        progress=progress,
+                    )
             except BaseException as exc:
                 self._encrypt_failure = exc
                 raise
@@ -291,6 +381,8 @@ class AdvertiserRole:
         ``concurrent.futures.CancelledError``, as does every later call.
         """
         self._abandoned.set()
+        if self._job is not None:
+            self._job.cancel()
 
     def open_session(self) -> pb.ClientMessage:
         """Return the OpenSession message (the list's counts; it need not be hashed yet).
