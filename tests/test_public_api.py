@@ -49,6 +49,7 @@ PUBLIC_API: dict[str, set[str]] = {
         "parse_column_mapping",
         "parse_marketing_consent",
         "parse_server_address",
+        "merge_prepared",
         "prepare_list",
         "read_customer_list",
         "read_customer_rows",

@@ -40,7 +40,7 @@ from cleanroom.advertiser._listfile import (
     read_customer_rows,
     write_matched_rows,
 )
-from cleanroom.advertiser._prepare import PreparedList, prepare_list
+from cleanroom.advertiser._prepare import PreparedList, merge_prepared, prepare_list
 from cleanroom.advertiser._problems import REASONS, ListProblem
 from cleanroom.advertiser._report import EXAMPLES_PER_REASON, MatchReport, summarize_problems
 
@@ -64,6 +64,7 @@ __all__ = [
     "PreparedList",
     "ServerAddress",
     "check_output_path",
+    "merge_prepared",
     "parse_column_mapping",
     "parse_marketing_consent",
     "parse_server_address",

@@ -7,13 +7,14 @@
         print(report.reported_as)
 
 Order of work in :meth:`Advertiser.match`: the platform's policy is asked for first and arrives
-while the list is read and checked whole (a bad list is still reported before anything the
-platform says); the batch engine's workers start as soon as the list is known to need them, so
-their start-up overlaps the normalization; the list is normalized (phone numbers without a
-country code in the platform's ``default_region`` unless ``region`` is given) and checked
-against the policy, so a session the platform would refuse is refused before anything is
-hashed; then the session opens and the list is hashed and encrypted while the platform loads its
-set. Rows without marketing consent are dropped while reading.
+while the list is read. The list is read in blocks (``_pipeline``): each block is normalized as
+soon as it is read and the policy is in (phone numbers without a country code in the platform's
+``default_region`` unless ``region`` is given), and its messages go to the batch engine's
+workers, which hash and encrypt them while the next block is read. A session the policy refuses
+whatever the list's size is refused before anything is hashed; the list is still read and
+checked whole, and a bad list is reported before anything the platform says. Then the records
+are grouped, the session opens, and the platform loads its set while the last blocks are
+hashed. Rows without marketing consent are dropped while reading.
 
 The channel and the workers stay up between matches, so a second match pays neither a TLS
 handshake nor the workers' start-up.
@@ -47,7 +48,8 @@ from cleanroom.advertiser._listfile import (
     read_customer_rows,
     write_matched_rows,
 )
-from cleanroom.advertiser._prepare import check_something_to_send, prepare_list
+from cleanroom.advertiser._pipeline import ListPipeline
+from cleanroom.advertiser._prepare import check_something_to_send
 from cleanroom.advertiser._report import MatchReport
 from cleanroom.crypto import SUITE_IDS, BatchEngine, Suite, get_suite
 from cleanroom.errors import (
@@ -59,7 +61,6 @@ from cleanroom.errors import (
     ReceiptInvalid,
     VersionMismatch,
 )
-from cleanroom.identifiers import DEFAULT_REGION
 from cleanroom.policy import Mode
 from cleanroom.protocol import (
     DEFAULT_MAX_PLATFORM_SET_SIZE,
@@ -282,48 +283,48 @@ class Advertiser:
         suite: Suite | None,
     ) -> MatchReport:
         client, engine = self._client, self._engine
-        phases: dict[str, float] = {}
+        phases: dict[str, float] = {"read_list": 0.0}
+        most = self._max_platform_set
+
+        def decide(info: pb.PolicyInfo) -> Suite:
+            # What the policy refuses whatever the list's size, before anything is hashed.
+            chosen = suite or _offered_suite(info)
+            _check_policy(info, mode, chosen, info.min_upload_records, most)
+            return chosen
+
         # Asked while the list is read: the platform's side of the call (counting its set)
         # overlaps the reading instead of following it. A bad list is still reported first.
         asked = client.ask_policy()
+        pipeline = ListPipeline(
+            engine, asked, decide=decide, region=region, prehashed=prehashed, phases=phases
+        )
         try:
-            with _timed(phases, "read_list"):
-                customers = _read(source, columns, prehashed, ignore_columns, delimiter, progress)
+            with _timed(phases, "read_list"):  # normalizing and hashing blocks as they come
+                customers = _read(
+                    source, columns, prehashed, ignore_columns, delimiter, progress, pipeline
+                )
+            prepared = pipeline.finish(customers)
+            check_something_to_send(customers, prepared)
+            encryption = pipeline.encryption()
+            chosen = pipeline.suite
+            info = pipeline.info
+            # Records sent bound the customers from above.
+            _check_policy(info, mode, chosen, prepared.records_sent, most)
+            terms = session_terms(info, max_platform_set_size=most)
+            with _timed(phases, "plan_list"):  # the role groups the records when built
+                role = AdvertiserRole(
+                    chosen,
+                    mode,
+                    encryption,
+                    prepared.record_ids,
+                    engine=engine,
+                    progress=progress,
+                    terms=terms,
+                )
         except BaseException:
             asked.cancel()
+            pipeline.abandon()
             raise
-        if len(customers.rows) > engine.chunk_size:
-            # A list too large for one chunk is hashed on the workers: start them now, so
-            # their start-up overlaps the normalization, not the hashing. Off this thread: the
-            # first worker waits for the fork server to load the crypto modules, which the
-            # normalization need not wait for. A failure to start shows again, and
-            # is reported, at the first real job.
-            self._background.submit(engine.start)
-        with _timed(phases, "wait_policy"):
-            info = asked.result()
-            phases["get_policy"] = asked.seconds or 0.0  # before wait_policy, as it began first
-        chosen = suite or _offered_suite(info)
-        with _timed(phases, "normalize"):
-            prepared = prepare_list(
-                customers,
-                default_region=region or info.default_region or DEFAULT_REGION,
-                prehashed=prehashed,
-            )
-        check_something_to_send(customers, prepared)
-        # Records sent bound the customers from above: a refusal now saves the hashing.
-        most = self._max_platform_set
-        _check_policy(info, mode, chosen, prepared.records_sent, most)
-        terms = session_terms(info, max_platform_set_size=most)
-        with _timed(phases, "plan_list"):  # the role groups the records when built
-            role = AdvertiserRole(
-                chosen,
-                mode,
-                prepared.messages,
-                prepared.record_ids,
-                engine=engine,
-                progress=progress,
-                terms=terms,
-            )
         warnings = []
         if role.identifiers_withheld:
             warnings.append(
@@ -331,7 +332,11 @@ class Advertiser:
                 f"{terms.max_identifiers_per_record} per customer (records linked by a shared "
                 "identifier are one customer)"
             )
-        _check_policy(info, mode, chosen, role.record_count, most)
+        try:
+            _check_policy(info, mode, chosen, role.record_count, most)
+        except BaseException:
+            role.abandon()
+            raise
         with _timed(phases, "match"):
             result = client.match(role)
         if role.encrypt_seconds is not None:
@@ -390,6 +395,7 @@ def _read(
     ignore_columns: tuple[str, ...],
     delimiter: str | None,
     progress: ProgressFactory | None,
+    pipeline: ListPipeline,
 ) -> CustomerList:
     rows_read = None if progress is None else progress("read list", None)
     if isinstance(source, Path):
@@ -400,6 +406,7 @@ def _read(
             ignore_columns=ignore_columns,
             delimiter=delimiter,
             progress=rows_read,
+            blocks=pipeline.block,
         )
     if delimiter is not None:
         raise InvalidInput("delimiter applies to a list file, not to rows given in memory")
@@ -409,6 +416,7 @@ def _read(
         prehashed=prehashed,
         ignore_columns=ignore_columns,
         progress=rows_read,
+        blocks=pipeline.block,
     )
 
 

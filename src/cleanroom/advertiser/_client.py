@@ -389,6 +389,10 @@ class PolicyCall:
             self.seconds = (self._done_at or time.perf_counter()) - self._started
         return info
 
+    def done(self) -> bool:
+        """Whether the answer (or the call's failure) is in: :meth:`result` will not wait."""
+        return bool(self._future.done())
+
     def cancel(self) -> None:
         """Give up on the call (nothing is waited for)."""
         self._future.cancel()

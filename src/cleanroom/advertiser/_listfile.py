@@ -18,7 +18,6 @@ import csv
 import dataclasses
 import itertools
 import os
-import re
 import secrets
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -26,10 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TextIO
 
-from cleanroom._output import FORMULA_TRIGGERS, csv_writer
+import numpy as np
+from numpy.typing import NDArray
+
+from cleanroom._output import csv_writer
 from cleanroom._textfile import DELIMITER_NAMES, HEAD_BYTES, not_text_message, sniff_delimiter
 from cleanroom.advertiser._columns import CONSENT_FIELD, FIELDS, RECORD_ID_FIELD, map_columns
 from cleanroom.advertiser._consent import parse_marketing_consent
+from cleanroom.advertiser._copy_rows import NotPlain, copy_plain_rows
 from cleanroom.advertiser._problems import ListProblem
 from cleanroom.errors import ImportFailed
 from cleanroom.identifiers import KINDS
@@ -47,6 +50,12 @@ __all__ = [
 ]
 
 _PROGRESS_EVERY = 10_000
+
+BLOCK_RECORDS: Final = 16_384
+"""Kept records per block handed to a ``blocks`` callback while the list is read."""
+
+BlockCallback = Callable[["CustomerList"], object]
+"""Gets each block of kept records (a :class:`CustomerList` of those records only) as it is read."""
 
 # What error messages call a list given in memory, where a file's would name its path.
 _IN_MEMORY: Final = "the rows given"
@@ -124,6 +133,7 @@ def read_customer_list(
     ignore_columns: Collection[str] = (),
     delimiter: str | None = None,
     progress: Callable[[int], object] | None = None,
+    blocks: BlockCallback | None = None,
 ) -> CustomerList:
     """Read and check the whole list; keep the consenting, well-formed records.
 
@@ -136,6 +146,10 @@ def read_customer_list(
         delimiter: the field delimiter (``,`` ``;`` ``\\t`` ``|``); ``None``: found from the
             first lines.
         progress: called with the number of rows just read, for a progress bar.
+        blocks: called with each :data:`BLOCK_RECORDS` kept records (the last block may be
+            shorter) as soon as they are read, so their work can start before the list is read
+            whole; each block is a :class:`CustomerList` of those records alone (its counts are
+            those so far, its ``problems`` empty: the returned list has them all).
 
     Returns:
         The kept records, the count of rows without consent, and the rows dropped as unusable.
@@ -158,7 +172,7 @@ def read_customer_list(
                 raise ImportFailed(f"{path} is empty: expected a header row")
             columns = map_columns(str(path), header, mapping, prehashed, ignore_columns)
             customers = _read_records(
-                path, _data_rows(reader), tuple(header), columns.indexes, progress
+                path, _data_rows(reader), tuple(header), columns.indexes, progress, blocks
             )
         except UnicodeDecodeError as exc:
             raise ImportFailed(_not_utf8_message(path)) from exc
@@ -176,6 +190,7 @@ def read_customer_rows(
     prehashed: Collection[str] = (),
     ignore_columns: Collection[str] = (),
     progress: Callable[[int], object] | None = None,
+    blocks: BlockCallback | None = None,
 ) -> CustomerList:
     """Read and check a list given in memory, as :func:`read_customer_list` reads a file.
 
@@ -191,6 +206,8 @@ def read_customer_rows(
         prehashed: identifier kinds whose column holds SHA-256 digests; each must be present.
         ignore_columns: columns to leave out, even if their names look like identifier fields.
         progress: called with the number of rows just read, for a progress bar.
+        blocks: called with each block of kept records as it is read, as by
+            :func:`read_customer_list`.
 
     Returns:
         The kept records, the count of rows without consent, and the rows dropped as unusable.
@@ -207,7 +224,7 @@ def read_customer_rows(
     header = tuple(_row_keys(first, 1))
     columns = map_columns(_IN_MEMORY, header, mapping, prehashed, ignore_columns)
     cells = _mapping_rows(header, itertools.chain([first], given))
-    customers = _read_records(None, cells, header, columns.indexes, progress)
+    customers = _read_records(None, cells, header, columns.indexes, progress, blocks)
     return dataclasses.replace(customers, unused_columns=columns.unused)
 
 
@@ -295,6 +312,7 @@ def _read_records(
     header: tuple[str, ...],
     indexes: Mapping[str, int],
     progress: Callable[[int], object] | None,
+    blocks: BlockCallback | None = None,
 ) -> CustomerList:
     width = len(header)
     consent_at = indexes[CONSENT_FIELD]
@@ -308,6 +326,22 @@ def _read_records(
     first_line_of_id: dict[str, int] = {}
     without_consent = 0
     records = 0
+    block_start = 0
+
+    def block() -> CustomerList:
+        # The records kept since the last block, with the counts so far.
+        return CustomerList(
+            path=path,
+            header=header,
+            columns=names,
+            records_read=records,
+            without_consent=without_consent,
+            problems=(),
+            rows=rows[block_start:],
+            lines=lines[block_start:],
+            identifiers={kind: column[block_start:] for kind, column in identifiers.items()},
+        )
+
     for ordinal, line, cells in data_rows:
         records += 1
         if progress is not None and records % _PROGRESS_EVERY == 0:
@@ -340,6 +374,11 @@ def _read_records(
         lines.append(line)
         for kind, at in kind_at.items():
             identifiers[kind].append(cells[at])
+        if blocks is not None and len(rows) - block_start == BLOCK_RECORDS:
+            blocks(block())
+            block_start = len(rows)
+    if blocks is not None and len(rows) > block_start:
+        blocks(block())
     if progress is not None:
         progress(records % _PROGRESS_EVERY)
     return CustomerList(
@@ -402,24 +441,19 @@ def write_matched_rows(
     Raises:
         ImportFailed: the list cannot be re-read or ``out`` cannot be written.
     """
-    wanted = set(matched_rows)
+    positions = np.fromiter(matched_rows, dtype=np.int64, count=len(matched_rows))
+    wanted = np.zeros(int(positions.max()) + 1 if len(positions) else 0, dtype=bool)
+    wanted[positions] = True
     temporary = out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")
     written = 0
     try:
-        with temporary.open("w", encoding="utf-8", newline="") as f:
-            if _plain(list_path, delimiter):
-                written = _copy_lines(list_path, wanted, f)
-            else:
-                with _open_rows(list_path, delimiter) as reader:
-                    writer = csv_writer(f, delimiter=delimiter, lineterminator="\n")
-                    header = next(reader, None)
-                    if header is None:
-                        raise ImportFailed(f"{list_path} became empty while matching")
-                    writer.writerow(header)
-                    for ordinal, _, cells in _data_rows(reader):
-                        if ordinal in wanted:
-                            writer.writerow(cells)
-                            written += 1
+        try:
+            with temporary.open("wb") as binary:
+                written = copy_plain_rows(list_path, wanted, delimiter, binary)
+        except NotPlain:
+            # Quotes, formula cells or bare carriage returns: parse and write it as CSV.
+            with temporary.open("w", encoding="utf-8", newline="") as f:
+                written = _write_rows(list_path, wanted, delimiter, f)
         os.replace(temporary, out)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         temporary.unlink(missing_ok=True)
@@ -431,43 +465,19 @@ def write_matched_rows(
     return written
 
 
-def _formula_cell(delimiter: str) -> re.Pattern[str]:
-    """A cell that a spreadsheet would read as a formula, in a line without quotes."""
-    triggers = "".join(t for t in FORMULA_TRIGGERS if t != delimiter)
-    return re.compile(f"(?:^|{re.escape(delimiter)})[{re.escape(triggers)}]")
-
-
-def _plain(path: Path, delimiter: str) -> bool:
-    """Whether the list's lines can be copied as they are (read as a stream, not kept).
-
-    Without a quote, every line that is not empty is exactly one row, so the matched rows can be
-    copied without parsing the CSV again, unless a cell would start a formula: such a list goes
-    through the CSV writer, which neutralizes it.
-    A list that cannot be read goes to the CSV path, which reports it.
-    """
-    formula = _formula_cell(delimiter)
-    try:
-        with _open_lines(path) as stream:
-            return not any('"' in line or formula.search(line.rstrip("\r\n")) for line in stream)
-    except (OSError, UnicodeDecodeError):
-        return False
-
-
-def _copy_lines(path: Path, wanted: set[int], out: TextIO) -> int:
-    """Write the header line and the wanted rows' lines unchanged; return the rows written."""
+def _write_rows(list_path: Path, wanted: NDArray[np.bool_], delimiter: str, f: TextIO) -> int:
+    """Write the header and the wanted rows through the CSV writer; return the rows written."""
     written = 0
-    ordinal = -1  # the header is row -1, the first data row 0
-    with _open_lines(path) as stream:
-        for line in stream:
-            if not line.rstrip("\r\n"):
-                continue  # an empty line (its terminator only) is no row, as for the CSV reader
-            if ordinal == -1 or ordinal in wanted:
-                # The last line may lack its terminator; the next one must not run into it.
-                out.write(line if line.endswith(("\n", "\r")) else line + "\n")
-                written += ordinal >= 0
-            ordinal += 1
-    if ordinal == -1:
-        raise ImportFailed(f"{path} became empty while matching")
+    with _open_rows(list_path, delimiter) as reader:
+        writer = csv_writer(f, delimiter=delimiter, lineterminator="\n")
+        header = next(reader, None)
+        if header is None:
+            raise ImportFailed(f"{list_path} became empty while matching")
+        writer.writerow(header)
+        for ordinal, _, cells in _data_rows(reader):
+            if ordinal < len(wanted) and wanted[ordinal]:
+                writer.writerow(cells)
+                written += 1
     return written
 
 

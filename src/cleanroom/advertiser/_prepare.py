@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,7 +14,7 @@ from cleanroom.advertiser._problems import REASONS, ListProblem, invalid_reason
 from cleanroom.errors import ImportFailed
 from cleanroom.identifiers import normalize_batch
 
-__all__ = ["PreparedList", "check_something_to_send", "prepare_list"]
+__all__ = ["PreparedList", "check_something_to_send", "merge_prepared", "prepare_list"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,13 +58,48 @@ def prepare_list(
     Raises:
         InvalidInput: ``default_region`` is not a known region.
     """
+    block = _prepare_block(customers, default_region=default_region, prehashed=prehashed)
+    return merge_prepared(customers, [block])
+
+
+def merge_prepared(customers: CustomerList, blocks: Sequence[PreparedList]) -> PreparedList:
+    """The prepared list of ``customers`` from its blocks, each prepared as it was read.
+
+    Args:
+        customers: the whole list as read (its reading problems are the list's).
+        blocks: :func:`prepare_list` of each block of ``customers`` (see ``blocks`` of
+            :func:`~cleanroom.advertiser.read_customer_list`), in order.
+
+    Returns:
+        What :func:`prepare_list` returns for the whole list.
+    """
+    problems = [*customers.problems, *(p for block in blocks for p in block.problems)]
+    problems.sort(key=lambda problem: problem.row)  # stable: a row's problems keep their order
+    by_kind: Counter[str] = Counter()
+    for block in blocks:
+        by_kind.update(block.identifiers_by_kind)
+    record_ids = [block.record_ids for block in blocks]
+    return PreparedList(
+        messages=[message for block in blocks for message in block.messages],
+        record_ids=(np.concatenate(record_ids) if record_ids else np.empty(0, dtype=np.int64)),
+        records_sent=sum(block.records_sent for block in blocks),
+        problems=tuple(problems),
+        rows_rejected=len(customers.problems) + sum(block.rows_rejected for block in blocks),
+        identifiers_by_kind={kind: by_kind[kind] for kind in customers.identifiers},
+    )
+
+
+def _prepare_block(
+    customers: CustomerList, *, default_region: str, prehashed: Collection[str]
+) -> PreparedList:
+    """Prepare the records of ``customers``, leaving its reading problems out."""
     kept = len(customers.rows)
     rows = np.asarray(customers.rows, dtype=np.int64)
     given = np.zeros(kept, dtype=bool)
     valid = np.zeros(kept, dtype=bool)
     messages: list[bytes] = []
     record_ids: list[NDArray[np.int64]] = []
-    problems = list(customers.problems)
+    problems: list[ListProblem] = []
     by_kind: dict[str, int] = {}
     for kind, cells in customers.identifiers.items():
         present = [i for i, cell in enumerate(cells) if cell.strip()]
@@ -92,14 +127,13 @@ def prepare_list(
             else ("no_identifier", "every identifier column is empty")
         )
         problems.append(ListProblem(customers.lines[i], None, reason, detail))
-    problems.sort(key=lambda problem: problem.row)  # stable: a row's problems keep their order
     sent = int(valid.sum())
     return PreparedList(
         messages=messages,
         record_ids=(np.concatenate(record_ids) if record_ids else np.empty(0, dtype=np.int64)),
         records_sent=sent,
         problems=tuple(problems),
-        rows_rejected=len(customers.problems) + kept - sent,
+        rows_rejected=kept - sent,
         identifiers_by_kind=by_kind,
     )
 

@@ -1,0 +1,115 @@
+"""Copying chosen rows of a plain list file byte for byte, block by block, without parsing it.
+
+A list without a quote character has exactly one row per non-empty line, so the matched rows
+can be copied as lines. It must also have no cell that a spreadsheet would read as a formula
+(such a list goes through the CSV writer, which neutralizes it) and no carriage return that does
+not end a line (which the CSV reader would count as a line break). Blocks of a few megabytes are
+checked and copied with bytes and numpy operations, without a Python step per line: a million
+rows take a fraction of a second instead of seconds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO, Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from cleanroom._output import FORMULA_TRIGGERS
+
+__all__ = ["NotPlain", "copy_plain_rows"]
+
+_BLOCK_BYTES: Final = 1 << 23
+_BOM: Final = b"\xef\xbb\xbf"
+_NEWLINE: Final = 10
+_CARRIAGE_RETURN: Final = 13
+
+
+class NotPlain(Exception):
+    """The list cannot be copied line by line (a quote, a formula cell or a bare CR)."""
+
+
+def _not_plain(delimiter: str) -> re.Pattern[bytes]:
+    """A quote, a carriage return not followed by a newline, or a cell starting a formula."""
+    sep = re.escape(delimiter.encode())
+    # A CR that ends a line (CRLF) is a terminator, not a cell's first character.
+    triggers = b"".join(
+        re.escape(t.encode()) for t in FORMULA_TRIGGERS if t not in (delimiter, "\r")
+    )
+    return re.compile(b'"|\\r(?!\\n)|(?:^|' + sep + b")[" + triggers + b"]", re.MULTILINE)
+
+
+def copy_plain_rows(path: Path, wanted: NDArray[np.bool_], delimiter: str, out: BinaryIO) -> int:
+    """Write the header line and the wanted data rows' lines of a plain list, unchanged.
+
+    Args:
+        path: the list (UTF-8; a byte-order mark is left out, as the reader leaves it out).
+        wanted: ``wanted[i]`` says whether data row ``i`` (blank lines are not rows) is copied;
+            rows beyond its end are not.
+        delimiter: the list's delimiter.
+        out: where the lines go; a last line without terminator gets ``\\n``.
+
+    Returns:
+        The number of data rows written.
+
+    Raises:
+        NotPlain: the list has a quote, a formula cell or a bare carriage return; ``out`` may
+            hold part of the copy.
+        OSError: the list cannot be read.
+    """
+    not_plain = _not_plain(delimiter)
+    ordinal = -1  # of the next non-empty line: the header is row -1, the first data row 0
+    written = 0
+    for block in _blocks(path):
+        if not_plain.search(block):
+            raise NotPlain(str(path))
+        data = np.frombuffer(block, dtype=np.uint8)
+        ends = np.flatnonzero(data == _NEWLINE)  # each line's newline
+        if not ends.size or ends[-1] != len(data) - 1:
+            ends = np.append(ends, len(data) - 1)  # the file's last line, without terminator
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        content = ends - starts + (data[ends] != _NEWLINE)  # length without the newline
+        crlf = content > 0
+        crlf[crlf] = data[starts[crlf] + content[crlf] - 1] == _CARRIAGE_RETURN
+        rows = content - crlf > 0  # blank lines (only a terminator) are not rows
+        ordinals = ordinal + np.cumsum(rows) - rows.astype(np.int64)
+        ordinal += int(rows.sum())
+        keep = rows & (ordinals == -1)
+        data_rows = rows & (ordinals >= 0) & (ordinals < len(wanted))
+        keep[data_rows] |= wanted[ordinals[data_rows]]
+        written += int(np.count_nonzero(keep & (ordinals >= 0)))
+        out.write(_lines(data, starts[keep], ends[keep]))
+        if data[-1] != _NEWLINE and keep[-1]:
+            out.write(b"\n")
+    if ordinal == -1:
+        raise NotPlain(f"{path} has no header line")
+    return written
+
+
+def _lines(data: NDArray[np.uint8], starts: NDArray[np.intp], ends: NDArray[np.intp]) -> bytes:
+    """The bytes of the lines from ``starts`` to ``ends`` (inclusive), concatenated."""
+    change = np.zeros(len(data) + 1, dtype=np.int32)
+    np.add.at(change, starts, 1)
+    np.add.at(change, ends + 1, -1)
+    return data[np.cumsum(change[:-1]) > 0].tobytes()
+
+
+def _blocks(path: Path) -> Iterator[bytes]:
+    """The file in blocks of whole lines (the last may end without a newline)."""
+    with path.open("rb") as stream:
+        carry = stream.read(len(_BOM))
+        if carry == _BOM:
+            carry = b""
+        while chunk := stream.read(_BLOCK_BYTES):
+            block = carry + chunk
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:
+                carry = block
+                continue
+            carry = block[cut:]
+            yield block[:cut]
+        if carry:
+            yield carry
