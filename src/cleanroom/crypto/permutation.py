@@ -39,7 +39,7 @@ def random_permutation(n: int) -> NDArray[np.intp]:
         raise ValueError("a permutation length cannot be negative")
     while True:
         keys = np.frombuffer(os.urandom(8 * n), dtype=np.uint64)
-        order = np.argsort(keys, kind="stable")
+        order = np.argsort(keys)  # ties are drawn again, so the sort need not be stable
         ordered = keys[order]
         if not np.any(ordered[1:] == ordered[:-1]):
             return order.astype(np.intp, copy=False)
