@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc  # type: ignore[import-untyped, unused-ignore]
 import pytest
 from _platform_processes import TIMEOUT, Server, build_platform, cleanroom_executable, cli_ok
 
@@ -311,3 +312,41 @@ def test_the_readme_library_example_runs_as_written(
     assert lines[0].endswith(" customers, epsilon spent 0.0")
     assert lines[1].startswith("{'rows': ")
     assert lines[2].startswith(f"{truth.count} rows matched, e.g. rows (")
+
+
+class _CountingInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Counts each call's method and the serialized bytes of its messages, each way."""
+
+    def __init__(self) -> None:
+        self.methods: list[str] = []
+        self.sent = self.received = 0
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        self.methods.append(details.method)
+        self.sent += request.ByteSize()
+        response = continuation(details, request)
+        self.received += response.result().ByteSize()
+        return response
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        self.methods.append(details.method)
+
+        def counted(messages: Any, into: str) -> Iterator[Any]:
+            for message in messages:
+                setattr(self, into, getattr(self, into) + message.ByteSize())
+                yield message
+
+        return counted(continuation(details, counted(requests, "sent")), "received")
+
+
+def test_interceptors_see_every_call_and_message(platform: DemoPlatform) -> None:
+    counting = _CountingInterceptor()
+    with Advertiser(platform.address, platform.acme_tls, interceptors=[counting]) as advertiser:
+        report = advertiser.match(platform.customers_csv, mode="ids")
+    assert counting.methods == ["/cleanroom.v1.Matcher/GetPolicy", "/cleanroom.v1.Matcher/Match"]
+    size = get_suite(report.suite_id).element_size
+    # Up: U (elements and 4-byte tags) and W; down: V and U'. Framing adds a little on top.
+    up = report.identifiers_sent * (size + 4) + report.platform_set_size * size
+    down = report.platform_set_size * size + report.identifiers_sent * size
+    assert up < counting.sent < up * 1.01 + 1_000
+    assert down < counting.received < down * 1.01 + 1_000

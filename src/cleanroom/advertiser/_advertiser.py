@@ -25,8 +25,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +36,7 @@ from cleanroom._output import quoted
 from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom.advertiser._client import (
     DEFAULT_MATCH_TIMEOUT,
+    Interceptor,
     PlatformClient,
     ServerAddress,
     parse_server_address,
@@ -97,6 +97,7 @@ class Advertiser:
         timeout: deadline of each whole match session, in seconds.
         max_platform_set: refuse a platform whose set is larger (the advertiser keeps about
             100 bytes and does one scalar multiplication per element of it).
+        interceptors: gRPC client interceptors for every call (tracing, metrics).
 
     Raises:
         InvalidInput: a malformed address, both or neither of ``tls_dir`` and ``insecure``,
@@ -113,6 +114,7 @@ class Advertiser:
         engine: BatchEngine | None = None,
         timeout: float = DEFAULT_MATCH_TIMEOUT,
         max_platform_set: int = DEFAULT_MAX_PLATFORM_SET_SIZE,
+        interceptors: Sequence[Interceptor] = (),
     ) -> None:
         address = server if isinstance(server, ServerAddress) else parse_server_address(server)
         if insecure and tls_dir is not None:
@@ -122,14 +124,13 @@ class Advertiser:
             tls_dir=None if tls_dir is None else Path(tls_dir),
             insecure=insecure,
             match_timeout=timeout,
+            interceptors=interceptors,
         )
         if max_platform_set < 1:
             raise InvalidInput(f"max_platform_set must be positive, not {max_platform_set}")
         self._max_platform_set = max_platform_set
         self._own_engine = engine is None
         self._engine = BatchEngine() if engine is None else engine
-        # Starts the engine's workers off the matching thread (see match).
-        self._background = ThreadPoolExecutor(1, thread_name_prefix="advertiser-background")
         self._lock = threading.Lock()
         self._closed = False
 
@@ -162,7 +163,6 @@ class Advertiser:
         with self._lock:  # after a match running on another thread
             self._closed = True
         self._client.close()
-        self._background.shutdown(wait=True, cancel_futures=True)
         if self._own_engine:
             self._engine.close()
 

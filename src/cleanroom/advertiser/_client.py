@@ -29,11 +29,11 @@ import ipaddress
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import Final, TypeAlias
 
 # grpcio ships no type information; types-grpcio (a dev dependency) provides it.
 import grpc
@@ -67,6 +67,9 @@ __all__ = [
     "ServerAddress",
     "parse_server_address",
 ]
+
+Interceptor: TypeAlias = "grpc.UnaryUnaryClientInterceptor | grpc.StreamStreamClientInterceptor"
+"""What ``interceptors`` take: the client makes unary (GetPolicy) and streaming (Match) calls."""
 
 DEFAULT_MATCH_TIMEOUT: Final = 3600.0
 """Seconds a whole Match session may take by default (a list of millions takes minutes)."""
@@ -156,6 +159,7 @@ class PlatformClient:
             required unless ``insecure``.
         insecure: plaintext, allowed only to a loopback address (tests, a local platform).
         match_timeout: deadline of a whole Match session, in seconds.
+        interceptors: gRPC client interceptors for every call (tracing, metrics).
 
     Raises:
         InvalidInput: ``insecure`` to a non-loopback address, or neither TLS nor ``insecure``.
@@ -169,6 +173,7 @@ class PlatformClient:
         tls_dir: Path | None = None,
         insecure: bool = False,
         match_timeout: float = DEFAULT_MATCH_TIMEOUT,
+        interceptors: Sequence[Interceptor] = (),
     ) -> None:
         if match_timeout <= 0:
             raise InvalidInput(f"the timeout must be positive, not {match_timeout:g}")
@@ -190,15 +195,18 @@ class PlatformClient:
             )
         else:
             self._channel = grpc.secure_channel(target, channel_credentials(tls_dir))
+        calls = (
+            grpc.intercept_channel(self._channel, *interceptors) if interceptors else self._channel
+        )
         self._get_policy: grpc.UnaryUnaryMultiCallable[pb.PolicyRequest, pb.PolicyInfo] = (
-            self._channel.unary_unary(
+            calls.unary_unary(
                 _GET_POLICY_PATH,
                 request_serializer=pb.PolicyRequest.SerializeToString,
                 response_deserializer=pb.PolicyInfo.FromString,
             )
         )
         self._match: grpc.StreamStreamMultiCallable[pb.ClientMessage, pb.ServerMessage] = (
-            self._channel.stream_stream(
+            calls.stream_stream(
                 _MATCH_PATH,
                 request_serializer=pb.ClientMessage.SerializeToString,
                 response_deserializer=pb.ServerMessage.FromString,
