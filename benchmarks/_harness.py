@@ -25,6 +25,7 @@ from pathlib import Path
 
 _PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+X25519_ENV = "CLEANROOM_X25519"
 
 
 @dataclass(frozen=True)
@@ -108,12 +109,15 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_measured(argv: list[str], keep: set[int]) -> tuple[Measured, str]:
+def run_measured(
+    argv: list[str], keep: set[int], env: dict[str, str] | None = None
+) -> tuple[Measured, str]:
     """Run a command to its end (and its orphaned workers); wall, tree CPU, peak RSS, stdout.
 
     Args:
         argv: the command.
         keep: children of this process that are not part of the run (a server).
+        env: its environment (``None``: this process's).
 
     Raises:
         SystemExit: the command failed (its stderr is in the message).
@@ -121,7 +125,7 @@ def run_measured(argv: list[str], keep: set[int]) -> tuple[Measured, str]:
     cpu_before = children_cpu_s()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        process = subprocess.Popen(argv, stdout=out, stderr=err)
+        process = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
         peaks = _PeakSampler(process.pid)
         _, status, _usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - start
@@ -166,6 +170,11 @@ class _PeakSampler:
     def stop(self) -> None:
         self._done.set()
         self._thread.join()
+
+
+def backend_env(backend: str) -> dict[str, str]:
+    """This process's environment with the X25519 backend forced (pool workers inherit it)."""
+    return {**os.environ, X25519_ENV: backend}
 
 
 def cleanroom_executable() -> str:
@@ -275,18 +284,29 @@ class Server:
         db: the platform database.
         policy: the policy file.
         log: where the server's stderr goes.
+        flags: more options of ``serve`` (e.g. higher admission limits for a benchmark).
+        env: the server's environment (``None``: this process's).
     """
 
-    def __init__(self, db: Path, policy: Path, log: Path) -> None:
+    def __init__(
+        self,
+        db: Path,
+        policy: Path,
+        log: Path,
+        flags: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self._log = log.open("w")
         self.process = subprocess.Popen(
             [
                 *(cleanroom_executable(), "platform", "serve", "--db", str(db)),
                 *("--listen", "127.0.0.1:0", "--policy", str(policy), "--grace", "0"),
+                *flags,
             ],
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,
+            env=env,
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline().strip()
