@@ -1,0 +1,266 @@
+"""The figures of the end-to-end benchmark, computed from its measurements, and its targets.
+
+Definitions (per configuration of N platform identifiers and n advertiser records, per X25519
+backend; ``cores`` = the cores this run may use):
+
+* *warm* = wall of the whole ``cleanroom match --mode ids`` process, spawn to exit, as a user
+  runs it, the epoch precomputed; *cold* = that backend's ``platform epoch rotate`` + warm.
+  OpenMined's time is the sum of its four phases. ``ratio_*`` = OpenMined / cleanroom.
+* *ideal* core-seconds of a session = n·h2c + (2n + N)·exchange (hash and encrypt U, encrypt V
+  into W, encrypt U into U'), of a cold run that + N·(h2c + exchange) (the epoch), at the IFMA
+  per-operation costs measured on one core in the same run (the mean of the measurements just
+  before and just after the configuration). ``efficiency`` = ideal / (wall × cores): both
+  backends against that one ceiling; ``efficiency_own_ceiling`` uses the backend's own costs.
+* *library_warm_s* = median wall of a long-lived Advertiser's warm ids matches (channel and
+  workers kept between matches); per element, divided by n + N. *Crypto alone* = the session's
+  crypto on one batch engine over every core, back to back, no I/O; ``vs_crypto_alone`` =
+  session wall / crypto alone.
+* *Elements per core-second* = (n + N) / (wall × cores).
+* *Bytes each way* = the gRPC messages of the library's calls (protobuf plus the 5-byte gRPC
+  prefix), counted by a client interceptor; HTTP/2 and TLS framing not counted. OpenMined: its
+  serialized request (up), setup and response (down).
+* *Peak RSS* = VmHWM of every process (``_pool``: the largest of its pool processes).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from _e2e_data import Config
+
+BACKENDS = ("ifma", "openssl")
+LIBRARY_BACKEND = "ifma"  # the long-lived Advertiser runs on the backend the targets are about
+SECRETFLOW_ELEMENTS_PER_CORE_S = 9_300
+TARGET_SIZE = 1_000_000
+FLAT_FROM = 10_000
+TARGETS = {
+    "ratio_cold": 8.0,
+    "ratio_warm": 12.0,
+    "efficiency": 0.85,
+    "ratio_warm_unbalanced": 10.0,
+    "library_flatness": 1.3,
+    "session_vs_crypto_alone": 1.15,
+    "peak_rss_mb": 1536.0,
+}
+
+
+def costs_around(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The per-operation costs of a configuration: means of the measurements around it."""
+    keys = [key for key in before if key.endswith(("_us", "_us_all_cores"))]
+    costs: dict[str, Any] = {key: (before[key] + after[key]) / 2 for key in keys}
+    costs |= {f"{key}_before": before[key] for key in keys}
+    costs |= {f"{key}_after": after[key] for key in keys}
+    costs["backend"] = before["backend"]
+    return costs
+
+
+def ideal_core_s(config: Config, costs: dict[str, Any], suffix: str = "") -> dict[str, float]:
+    """The ideal core-seconds of a session and of a cold run, at the given costs."""
+    h2c = costs[f"hash_to_curve_us{suffix}"] / 1e6
+    exchange = costs[f"exchange_us{suffix}"] / 1e6
+    n, big_n = config.n, config.big_n
+    session = n * h2c + (2 * n + big_n) * exchange
+    return {"session": session, "cold": session + big_n * (h2c + exchange)}
+
+
+def backend_figures(
+    config: Config,
+    rotate_s: float,
+    sessions: dict[str, dict[str, Any]],
+    openmined_s: float,
+    ideal: dict[str, float],
+    own_ideal: dict[str, float],
+    cores: int,
+) -> dict[str, Any]:
+    """The figures of one backend's cold and warm runs."""
+    warm, count = sessions["ids"]["wall_s"], sessions["count"]["wall_s"]
+    cold = rotate_s + warm
+    elements = config.n + config.big_n
+    return {
+        "rotate_s": rotate_s,
+        "cold_s": cold,
+        "warm_s": warm,
+        "count_warm_s": count,
+        "ratio_cold": openmined_s / cold,
+        "ratio_warm": openmined_s / warm,
+        "ratio_count_warm": openmined_s / count,
+        "efficiency": ideal["session"] / (warm * cores),
+        "efficiency_cold": ideal["cold"] / (cold * cores),
+        "efficiency_count": ideal["session"] / (count * cores),
+        "efficiency_own_ceiling": own_ideal["session"] / (warm * cores),
+        "us_per_element_warm": warm * 1e6 / elements,
+        "elements_per_core_s_warm": elements / (warm * cores),
+        "elements_per_core_s_cold": elements / (cold * cores),
+        "sessions": sessions,
+    }
+
+
+def library_figures(
+    config: Config, library: dict[str, Any], crypto: dict[str, Any], ideal: float, cores: int
+) -> dict[str, Any]:
+    """The long-lived Advertiser's warm matches against the ideal and the crypto alone."""
+    walls = [run["wall_s"] for run in library["ids"]]
+    warm = statistics.median(walls)
+    typical = min(library["ids"], key=lambda run: abs(run["wall_s"] - warm))
+    elements = config.n + config.big_n
+    return {
+        "warm_s": warm,
+        "warm_runs_s": walls,
+        "first_ids_s": library["first_ids"]["wall_s"],
+        "count_s": library["count"]["wall_s"],
+        "us_per_element": warm * 1e6 / elements,
+        "elements_per_core_s": elements / (warm * cores),
+        "efficiency": ideal / (warm * cores),
+        "crypto_alone_s": crypto["total_s"],
+        "vs_crypto_alone": warm / crypto["total_s"],
+        "phases": typical["phases"],
+        "bytes": {"count": library["count"]["bytes"], "ids": typical["bytes"]},
+        "messages": {"count": library["count"]["messages"], "ids": typical["messages"]},
+        "backend": library["backend"],
+        "process": library["process"],
+    }
+
+
+def peak_rss(
+    steps: dict[str, Any], servers: dict[str, Any], sessions: dict[str, Any], library: Any
+) -> dict[str, float]:
+    """Peak RSS of every cleanroom process, MB (``_pool``: the largest of its workers)."""
+    peak: dict[str, float] = {}
+    for name, step in steps.items():
+        peak[f"platform_{name}"] = step["max_rss_mb"]
+        if step["pool_max_rss_mb"]:
+            peak[f"platform_{name}_pool"] = step["pool_max_rss_mb"]
+    for backend, server in servers.items():
+        peak[f"server_{backend}"] = server["server_mb"]
+        peak[f"server_{backend}_pool"] = server["largest_worker_mb"]
+    for backend, by_mode in sessions.items():
+        for mode, session in by_mode.items():
+            peak[f"match_{mode}_{backend}"] = session["max_rss_mb"]
+            peak[f"match_{mode}_{backend}_pool"] = session["pool_max_rss_mb"]
+    peak["library"] = library["process"]["max_rss_mb"]
+    peak["library_pool"] = library["process"]["pool_max_rss_mb"]
+    return peak
+
+
+def evaluate_targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """PASS / MISS per target; at n = N = 10^6 (or, indicatively, the largest balanced size)."""
+    balanced = sorted((r for r in results if r["balanced"]), key=lambda r: r["n"])
+    if not balanced:
+        return []
+    at = next((r for r in balanced if r["n"] == TARGET_SIZE), balanced[-1])
+    where = f"n = N = {at['n']:,}" + ("" if at["n"] == TARGET_SIZE else " (target at 10^6)")
+    ifma = at["backends"].get("ifma", at["backends"][next(iter(at["backends"]))])
+    rows: list[dict[str, Any]] = []
+
+    def add(name: str, value: str, passed: bool | None) -> None:
+        verdict = "–" if passed is None else ("PASS" if passed else "MISS")
+        rows.append({"target": name, "value": value, "verdict": verdict})
+
+    for key in ("ratio_cold", "ratio_warm", "efficiency"):
+        add(
+            f"{key} ≥ {TARGETS[key]} (ifma, {where})", f"{ifma[key]:.2f}", ifma[key] >= TARGETS[key]
+        )
+    unbalanced = [r for r in results if not r["balanced"]]
+    for r in unbalanced:
+        value = r["backends"]["ifma"]["ratio_warm"] if "ifma" in r["backends"] else float("nan")
+        limit = TARGETS["ratio_warm_unbalanced"]
+        add(
+            f"ratio_warm ≥ {limit} (ifma, N = {r['N']:,}, n = {r['n']:,})",
+            f"{value:.2f}",
+            value >= limit,
+        )
+    _flatness(balanced, add)
+    vs = at["library"]["vs_crypto_alone"]
+    limit = TARGETS["session_vs_crypto_alone"]
+    add(f"library session wall ≤ {limit} × its crypto alone ({where})", f"{vs:.2f}×", vs <= limit)
+    peak = at["cleanroom_peak_rss_max_mb"]
+    limit = TARGETS["peak_rss_mb"]
+    add(
+        f"peak RSS of every cleanroom process ≤ {limit / 1024:.1f} GB ({where})",
+        f"{peak:.0f} MB",
+        peak <= limit,
+    )
+    eps = ifma["elements_per_core_s_warm"]
+    add(
+        f"elements per core-second (ifma warm) > SecretFlow's "
+        f"~{SECRETFLOW_ELEMENTS_PER_CORE_S:,} ({where})",
+        f"{eps:,.0f} (cold {ifma['elements_per_core_s_cold']:,.0f})",
+        eps > SECRETFLOW_ELEMENTS_PER_CORE_S,
+    )
+    return rows
+
+
+def _flatness(balanced: list[dict[str, Any]], add: Any) -> None:
+    """library_warm_s per element at the smallest size (from 10^4) within 1.3× of the largest."""
+    sizes = [r for r in balanced if FLAT_FROM <= r["n"] <= TARGET_SIZE] or balanced
+    small, large = sizes[0], sizes[-1]
+    ratio = small["library"]["us_per_element"] / large["library"]["us_per_element"]
+    limit = TARGETS["library_flatness"]
+    add(
+        f"library_warm_s per element at n = N = {small['n']:,} ≤ {limit} × at {large['n']:,}",
+        ", ".join(f"{r['library']['us_per_element']:.1f} µs" for r in sizes) + f" ({ratio:.2f}×)",
+        ratio <= limit if len(sizes) > 1 else None,
+    )
+
+
+@dataclass
+class Measurements:
+    """Everything measured for one configuration (each dict as its measuring module gives it)."""
+
+    config: Config
+    steps: dict[str, dict[str, Any]]  # platform steps: init, import, issue_cert, rotate per backend
+    import_report: dict[str, Any]
+    reused_from: Config | None  # the configuration whose platform database this one reuses
+    cli: dict[str, dict[str, dict[str, Any]]]  # backend -> mode -> CLI session
+    servers: dict[str, dict[str, float]]  # backend -> the server's peak RSS
+    library: dict[str, Any]
+    crypto: dict[str, dict[str, Any]]  # backend -> crypto alone
+    openmined: dict[str, Any]
+    costs: dict[str, dict[str, Any]]  # backend -> per-operation costs around the configuration
+
+
+def config_figures(m: Measurements, cores: int) -> dict[str, Any]:
+    """The JSON object of one configuration: headline figures first, then the details."""
+    config, openmined_s = m.config, m.openmined["total_s"]
+    ideal = ideal_core_s(config, m.costs["ifma"])
+    backends = {}
+    for backend in BACKENDS:
+        rotate_s = m.steps[f"epoch_rotate_{backend}"]["wall_s"]
+        own = ideal_core_s(config, m.costs[backend])
+        figures = backend_figures(config, rotate_s, m.cli[backend], openmined_s, ideal, own, cores)
+        figures["crypto_alone_s"] = m.crypto[backend]["total_s"]
+        figures["vs_crypto_alone"] = figures["warm_s"] / m.crypto[backend]["total_s"]
+        backends[backend] = figures
+    library = library_figures(config, m.library, m.crypto[LIBRARY_BACKEND], ideal["session"], cores)
+    peak = peak_rss(m.steps, m.servers, m.cli, m.library)
+    cleanroom_peak = max(peak.values())
+    peak["openmined"] = m.openmined["process"]["max_rss_mb"]
+    reused = m.reused_from
+    return {
+        "n": config.n,
+        "N": config.big_n,
+        "overlap": config.overlap,
+        "balanced": config.balanced,
+        "intersection": m.library["count"]["count"],  # every count is checked against the truth
+        "cores": cores,
+        "cleanroom_cold_s": {backend: figures["cold_s"] for backend, figures in backends.items()},
+        "cleanroom_warm_s": {backend: figures["warm_s"] for backend, figures in backends.items()},
+        "library_warm_s": library["warm_s"],
+        "library_us_per_element": library["us_per_element"],
+        "openmined_s": openmined_s,
+        "import_s": m.steps["import"]["wall_s"],
+        "platform_reused_from": None if reused is None else {"n": reused.n, "N": reused.big_n},
+        "backends": backends,
+        "library": library,
+        "ideal_core_s": ideal,
+        "unit_costs_us": m.costs,
+        "crypto_alone": m.crypto,
+        "peak_rss_mb": peak,
+        "cleanroom_peak_rss_max_mb": cleanroom_peak,
+        "bytes": {**library["bytes"], "openmined": m.openmined["bytes"]},
+        "steps": m.steps,
+        "import_report": m.import_report,
+        "openmined": m.openmined,
+    }
