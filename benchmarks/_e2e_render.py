@@ -177,7 +177,7 @@ def render(final: dict[str, Any], plot_path: str | None) -> str:
     )
     lines += [
         f"OpenMined PSI {final['openmined_version']}; every intersection equals the "
-        "generator's truth. Children run with OPENBLAS_NUM_THREADS=1.",
+        "generator's truth.",
         "",
         *definitions(),
         "Targets:",

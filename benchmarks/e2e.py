@@ -200,7 +200,6 @@ def payload(args: argparse.Namespace, results: list[dict[str, Any]]) -> dict[str
         "command": _report.command_line(),
         "openmined_python": os.path.relpath(python, ROOT) if python.is_relative_to(ROOT) else None,
         "openmined_version": results[0]["openmined"]["version"] if results else None,
-        "child_env": {"OPENBLAS_NUM_THREADS": os.environ["OPENBLAS_NUM_THREADS"]},
         "results": results,
         "targets": evaluate_targets(results),
     }
@@ -231,8 +230,6 @@ def main() -> None:
             "`make .venv-openmined/.installed` builds it (make bench does), or pass "
             "--openmined-python"
         )
-    # cleanroom makes no BLAS calls: OpenBLAS's thread per core only slows each numpy import.
-    os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
     def save(results: list[dict[str, Any]]) -> None:
         # After every size, so a long run that fails later still leaves what it measured.
