@@ -14,19 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _harness import Measured, Server, backend_env, cleanroom_executable, run_measured
-
-ADVERTISER = "bench"
-
-POLICY = f"""
-epsilon_per_release = 0.0
-min_upload_records = 1
-min_reported_count = 0
-max_sessions_per_day = 1000000
-
-[advertisers.{ADVERTISER}]
-modes_allowed = ["count", "audience", "ids"]
-"""
+from _harness import (
+    ADVERTISER,
+    POLICY,
+    Measured,
+    Server,
+    backend_env,
+    cleanroom_executable,
+    run_measured,
+)
 
 #: ``serve`` options for the benchmark: admission limits far above its sessions a minute.
 SERVE_FLAGS = ("--streams-per-minute", "100000", "--policy-calls-per-minute", "100000")

@@ -58,6 +58,8 @@ from typing import Any
 
 import _report
 from _harness import (
+    ADVERTISER,
+    POLICY,
     Server,
     become_subreaper,
     cleanroom_executable,
@@ -65,19 +67,8 @@ from _harness import (
     run_measured,
 )
 
-ADVERTISER = "bench"
 ELEMENT_SIZE = 32  # the default suite, x25519-sha512-ell2-ro
 RECORD_TAG_SIZE = 4
-
-POLICY = f"""
-epsilon_per_release = 0.0
-min_upload_records = 1
-min_reported_count = 0
-max_sessions_per_day = 1000000
-
-[advertisers.{ADVERTISER}]
-modes_allowed = ["count", "audience", "ids"]
-"""
 
 
 # -- data -------------------------------------------------------------------------------------

@@ -328,18 +328,18 @@ def _read_records(
     records = 0
     block_start = 0
 
-    def block() -> CustomerList:
-        # The records kept since the last block, with the counts so far.
+    def kept(start: int, found: tuple[ListProblem, ...] = ()) -> CustomerList:
+        # The records kept from ``start`` on (a block, or the whole list), with the counts so far.
         return CustomerList(
             path=path,
             header=header,
             columns=names,
             records_read=records,
             without_consent=without_consent,
-            problems=(),
-            rows=rows[block_start:],
-            lines=lines[block_start:],
-            identifiers={kind: column[block_start:] for kind, column in identifiers.items()},
+            problems=found,
+            rows=rows[start:],  # copies: a block must not grow with the lists it came from
+            lines=lines[start:],
+            identifiers={kind: column[start:] for kind, column in identifiers.items()},
         )
 
     for ordinal, line, cells in data_rows:
@@ -375,23 +375,13 @@ def _read_records(
         for kind, at in kind_at.items():
             identifiers[kind].append(cells[at])
         if blocks is not None and len(rows) - block_start == BLOCK_RECORDS:
-            blocks(block())
+            blocks(kept(block_start))
             block_start = len(rows)
     if blocks is not None and len(rows) > block_start:
-        blocks(block())
+        blocks(kept(block_start))
     if progress is not None:
         progress(records % _PROGRESS_EVERY)
-    return CustomerList(
-        path=path,
-        header=header,
-        columns=names,
-        records_read=records,
-        without_consent=without_consent,
-        problems=tuple(problems),
-        rows=rows,
-        lines=lines,
-        identifiers=identifiers,
-    )
+    return kept(0, tuple(problems))
 
 
 def check_output_path(out: Path, list_path: Path | None) -> None:
