@@ -10,6 +10,7 @@ but one slice per copied line.
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -22,7 +23,7 @@ from cleanroom._output import FORMULA_TRIGGERS
 __all__ = ["NotPlain", "copy_plain_rows"]
 
 _BLOCK_BYTES: Final = 1 << 23
-_BOM: Final = b"\xef\xbb\xbf"
+_BOM: Final = codecs.BOM_UTF8
 _NEWLINE: Final = 10
 _CARRIAGE_RETURN: Final = 13
 

@@ -866,7 +866,7 @@ class _Feeder:
             if result is None:  # cannot happen once the thread ended without a failure
                 raise RuntimeError("a chunk of the job has no result")
             rows = len(result) // self._size
-            out[row : row + rows] = np.frombuffer(result, dtype=np.uint8).reshape(rows, -1)
+            _store(out, row, row + rows, result)
             row += rows
         return out
 
