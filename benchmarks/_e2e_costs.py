@@ -55,15 +55,18 @@ def _exchange_loop(backend: str, key_bytes: bytes, rows: bytes) -> None:
         X25519PublicKey,
     )
 
-    from cleanroom.crypto import x25519
+    from cleanroom.crypto import get_suite, x25519
+    from cleanroom.crypto.batch import DEFAULT_CHUNK_SIZE
 
+    size = get_suite().element_size
     if backend == "ifma":
-        for start in range(0, len(rows), 32 * 8192):  # the engine's chunks
-            x25519.exchange_ifma(key_bytes, rows[start : start + 32 * 8192])
+        chunk_bytes = DEFAULT_CHUNK_SIZE * size  # the engine's chunks
+        for start in range(0, len(rows), chunk_bytes):
+            x25519.exchange_ifma(key_bytes, rows[start : start + chunk_bytes])
         return
     key = X25519PrivateKey.from_private_bytes(key_bytes)
-    for start in range(0, len(rows), 32):
-        key.exchange(X25519PublicKey.from_public_bytes(rows[start : start + 32]))
+    for start in range(0, len(rows), size):
+        key.exchange(X25519PublicKey.from_public_bytes(rows[start : start + size]))
 
 
 def unit_costs(count: int) -> dict[str, Any]:
