@@ -1,6 +1,6 @@
 """Load benchmark: many advertisers in concurrent sessions against one real server.
 
-Issue 6, item 1. Setup (subprocesses of the real CLI, not timed): ``cleanroom platform init``,
+Setup (subprocesses of the real CLI, not timed): ``cleanroom platform init``,
 ``import`` of the platform's users (one email each, all eligible), ``epoch rotate``, and one
 ``issue-cert`` per advertiser (plus one for the health checker); then ``cleanroom platform
 serve`` over mTLS on 127.0.0.1, port 0, with a policy of ``epsilon_per_release = 0`` (exact

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -352,3 +353,38 @@ def test_a_session_hands_its_fresh_size_to_the_summary(
     session.close()
     assert platform.policy_info("acme").platform_set_size == USERS
     assert platform.epoch_summaries.computations == 0  # the session's own count was used
+
+
+def test_connections_are_kept_between_operations_but_not_after_a_failure(
+    platform: PlatformSessions,
+) -> None:
+    with platform.connect() as first:
+        pass
+    with platform.connect() as again:
+        assert again is first  # kept, with its page cache and the write-ahead log left alone
+    with pytest.raises(ZeroDivisionError), platform.connect() as failed:
+        assert failed is first
+        1 / 0  # noqa: B018
+    with platform.connect() as fresh:
+        assert fresh is not first
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        first.conn.execute("SELECT 1")
+
+
+def test_a_connection_left_in_a_transaction_is_not_handed_on(platform: PlatformSessions) -> None:
+    with platform.connect() as db:
+        db.conn.execute("BEGIN")
+    with platform.connect() as other:
+        assert other is not db
+        assert not other.conn.in_transaction
+
+
+def test_connections_used_at_once_are_distinct_and_closed_by_close(
+    platform: PlatformSessions,
+) -> None:
+    with platform.connect() as one, platform.connect() as two:
+        assert one is not two
+    platform.close()
+    for db in (one, two):
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            db.conn.execute("SELECT 1")

@@ -17,8 +17,9 @@ epoch's set loaded. A count is charged in the same transaction that stores the a
 audit entry, before any reply carrying it is sent. Every session ends as exactly one audit entry:
 ``match.completed``, ``match.refused`` or ``match.aborted``.
 
-Each operation opens its own database connection: SQLite connections belong to one thread, and
-a session is driven by a gRPC thread but may be aborted from a timer or the shutdown path.
+Each operation borrows a database connection of its own from a small pool, and gives it back
+when it is done: a session is driven by a gRPC thread but may be aborted from a timer or the
+shutdown path, so a connection serves one thread at a time, never one session for its life.
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ logger = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
 
+#: Idle connections kept for later operations; more are opened while more operations run at once.
+_IDLE_CONNECTIONS = 4
+
 
 class PlatformSessions:
     """Opens, tracks and persists the match sessions of one platform database.
@@ -100,6 +104,8 @@ class PlatformSessions:
         self._lock = threading.Lock()
         self._active: dict[int, MatchSession] = {}
         self._idle = threading.Condition(self._lock)
+        self._pool_lock = threading.Lock()
+        self._pool: list[Database] = []  # idle connections, the last given back on top
         self.epoch_summaries = EpochSummaryCache()
         """What GetPolicy announces of the current epoch, cached while it is fresh."""
         self.unopened = UnopenedStreams(self.connect, unopened_record_interval, now=clock)
@@ -107,9 +113,37 @@ class PlatformSessions:
 
     @contextmanager
     def connect(self) -> Iterator[Database]:
-        """A fresh connection to the database, for one operation of the calling thread."""
-        with open_database(self._db_path) as db:
+        """A connection to the database, for one operation of the calling thread.
+
+        Idle connections are kept for the next operation rather than closed: closing the last
+        connection to a database makes SQLite checkpoint and remove its write-ahead log, work
+        that a connection per operation would repeat at every step of every session; and a kept
+        connection keeps its page cache. A connection whose operation failed is closed, not kept.
+        """
+        with self._pool_lock:
+            db = self._pool.pop() if self._pool else None
+        if db is None:
+            db = open_database(self._db_path)
+        try:
             yield db
+        except BaseException:
+            db.close()
+            raise
+        if db.conn.in_transaction:  # never hand a half-done transaction to the next operation
+            db.close()
+            return
+        with self._pool_lock:
+            if len(self._pool) < _IDLE_CONNECTIONS:
+                self._pool.append(db)
+                return
+        db.close()
+
+    def close(self) -> None:
+        """Close the idle connections (the service stopped; a later operation opens anew)."""
+        with self._pool_lock:
+            idle, self._pool = self._pool, []
+        for db in idle:
+            db.close()
 
     # -- service lifecycle ---------------------------------------------------------------------
 

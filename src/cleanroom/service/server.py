@@ -286,6 +286,7 @@ class PlatformServer:
             logger.info("aborted %d sessions on stop", aborted)
         if not self.sessions.wait_idle(_ABORT_WAIT_SECONDS):
             logger.warning("sessions still running after stop; their rows were marked aborted")
+        self.sessions.close()
         if self.dashboard is not None:
             self.dashboard.stop()
 
