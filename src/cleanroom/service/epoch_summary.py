@@ -13,8 +13,9 @@ of every advertiser. The summary is computed once and kept while it is fresh:
 
 Each check reads two rows (the current epoch and the audit log's head), so an answer from the
 cache costs O(1) whatever N is; a rebuild happens once, whoever asks meanwhile waits for it. A
-match session computes the same set afresh when it opens (consent must hold at every session)
-and hands its size to the cache, so the next GetPolicy says what the last session saw.
+match session computes the same set exactly when it opens (consent must hold at every session:
+see :mod:`cleanroom.store.matchable_cache`) and hands its size to the cache, so the next
+GetPolicy says what the last session saw.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Final
 from cleanroom.errors import StoreError
 from cleanroom.store.changes import audit_head, eligibility_changed_since
 from cleanroom.store.database import Database
-from cleanroom.store.epochs import EpochInfo, current_epoch, matchable_epoch
+from cleanroom.store.epochs import EpochInfo, MatchableEpoch, current_epoch, matchable_epoch
 
 __all__ = ["DEFAULT_MAX_AGE", "EpochSummary", "EpochSummaryCache", "require_current_epoch"]
 
@@ -77,13 +78,20 @@ class EpochSummaryCache:
     Args:
         max_age: seconds a summary is kept at most.
         clock: seconds, monotonic; for tests.
+        compute: the matchable set of the current epoch (a :class:`MatchableCache`'s ``get``
+            shares the sessions' computation).
     """
 
     def __init__(
-        self, *, max_age: float = DEFAULT_MAX_AGE, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        max_age: float = DEFAULT_MAX_AGE,
+        clock: Callable[[], float] = time.monotonic,
+        compute: Callable[[Database], MatchableEpoch] = matchable_epoch,
     ) -> None:
         self._max_age = max_age
         self._clock = clock
+        self._compute = compute
         self._lock = threading.Lock()
         self._compute_lock = threading.Lock()
         self._entry: _Entry | None = None
@@ -105,7 +113,7 @@ class EpochSummaryCache:
             fresh = self._fresh(db, epoch, head)
             if fresh is not None:
                 return fresh
-            matchable = matchable_epoch(db)
+            matchable = self._compute(db)
             self.computations += 1
             # Labelled with the head read before computing: a change that lands meanwhile makes
             # the next call compute again, never hides behind this entry.

@@ -61,9 +61,9 @@ from cleanroom.store.epochs import (
     MatchableEpoch,
     current_epoch,
     epoch_key,
-    matchable_epoch,
     remove_leftovers,
 )
+from cleanroom.store.matchable_cache import MatchableCache
 
 __all__ = ["MatchSession", "PlatformSessions"]
 
@@ -106,7 +106,9 @@ class PlatformSessions:
         self._idle = threading.Condition(self._lock)
         self._pool_lock = threading.Lock()
         self._pool: list[Database] = []  # idle connections, the last given back on top
-        self.epoch_summaries = EpochSummaryCache()
+        self.matchable = MatchableCache()
+        """The epoch's set as sessions stream it, computed again whenever it may differ."""
+        self.epoch_summaries = EpochSummaryCache(compute=self.matchable.get)
         """What GetPolicy announces of the current epoch, cached while it is fresh."""
         self.unopened = UnopenedStreams(self.connect, unopened_record_interval, now=clock)
         """Streams that ended before opening a session, recorded in bulk."""
@@ -332,7 +334,7 @@ class PlatformSessions:
         self, db: Database, request: SessionRequest, decision: SessionDecision, epoch: EpochInfo
     ) -> tuple[PlatformRole, MatchableEpoch]:
         head = audit_head(db.conn)  # before the set is read: see EpochSummaryCache.offer
-        matchable = matchable_epoch(db)
+        matchable = self.matchable.get(db)
         if matchable.epoch.epoch_id != epoch.epoch_id:
             # The budget was checked against the old epoch's ledger: start over.
             raise SessionAborted("the platform's key epoch changed while the session opened")

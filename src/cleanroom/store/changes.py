@@ -8,6 +8,10 @@ which GetPolicy announces) stays valid while no entry since its build could have
 
 Entries known not to touch eligibility (sessions, certificates) are skipped; any other action,
 including one this module has never heard of, counts as a change.
+
+A bulk import is the exception to "audited in the transaction that makes it": it commits its rows
+chunk by chunk between a ``*.started`` entry and its report, so while one runs, the log does not
+yet announce everything that was written (:func:`bulk_import_running`).
 """
 
 from __future__ import annotations
@@ -15,10 +19,31 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
-__all__ = ["ELIGIBILITY_NEUTRAL_ACTIONS", "audit_head", "eligibility_changed_since"]
+__all__ = [
+    "BULK_IMPORTS",
+    "CONSENT_IMPORT_REPORTED",
+    "CONSENT_IMPORT_STARTED",
+    "ELIGIBILITY_NEUTRAL_ACTIONS",
+    "IMPORT_REPORTED",
+    "IMPORT_STARTED",
+    "audit_head",
+    "bulk_import_running",
+    "eligibility_changed_since",
+]
 
 ELIGIBILITY_NEUTRAL_ACTIONS: Final = ("match.", "tls.")
 """Prefixes of audit actions that never change which identifiers are eligible."""
+
+IMPORT_STARTED: Final = "import.started"
+IMPORT_REPORTED: Final = "import"
+CONSENT_IMPORT_STARTED: Final = "consent.import.started"
+CONSENT_IMPORT_REPORTED: Final = "consent.import"
+
+BULK_IMPORTS: Final = {
+    IMPORT_STARTED: IMPORT_REPORTED,
+    CONSENT_IMPORT_STARTED: CONSENT_IMPORT_REPORTED,
+}
+"""The audit action a bulk import appends before its first chunk -> the one of its report."""
 
 # The prefixes are this module's constants, never input, so inlining them is safe.
 _CHANGES_SINCE: Final = (
@@ -41,3 +66,26 @@ def eligibility_changed_since(conn: sqlite3.Connection, seq: int) -> bool:
     from the last head costs each entry once.
     """
     return conn.execute(_CHANGES_SINCE, (seq,)).fetchone() is not None
+
+
+# The action names are this module's constants, never input, so inlining them is safe.
+_RUNNING_IMPORTS: Final = (
+    "SELECT "
+    + " OR ".join(
+        f"COALESCE(MAX(CASE WHEN action = '{started}' THEN seq END), 0)"
+        f" > COALESCE(MAX(CASE WHEN action = '{report}' THEN seq END), 0)"
+        for started, report in BULK_IMPORTS.items()
+    )
+    + " FROM audit_log WHERE action IN ("
+    + ", ".join(f"'{action}'" for pair in BULK_IMPORTS.items() for action in pair)
+    + ")"
+)
+
+
+def bulk_import_running(conn: sqlite3.Connection) -> bool:
+    """Whether a bulk import started and has not reported (running, or stopped half way).
+
+    Its chunks may already be committed without an entry of their own: a copy of anything
+    computed from eligible identifiers cannot be trusted to stay current until it reports.
+    """
+    return bool(conn.execute(_RUNNING_IMPORTS).fetchone()[0])

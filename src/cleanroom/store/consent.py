@@ -25,6 +25,7 @@ from typing import Any
 from cleanroom.errors import InvalidInput, UnknownUser
 from cleanroom.identifiers import KINDS
 from cleanroom.store import audit
+from cleanroom.store.changes import CONSENT_IMPORT_REPORTED, CONSENT_IMPORT_STARTED
 from cleanroom.store.csvfile import RowRejection, open_rows, scan_csv
 from cleanroom.store.database import Database, transaction, unix_now
 from cleanroom.store.eligibility import NEVER_PERMITTED_SOURCES
@@ -286,6 +287,9 @@ def import_consent_csv(
         if on_reject is not None:
             on_reject(rejection)
 
+    # Its chunks commit one by one before the report: this entry tells readers that one runs.
+    with transaction(db.conn):
+        audit.append(db, CONSENT_IMPORT_STARTED, {"file": report.path, "sha256": report.sha256})
     # (line, user_id, purpose, granted, kind, at)
     pending: list[tuple[int, str, str, bool, str | None, int]] = []
     with open_rows(scan.path) as reader:
@@ -316,7 +320,7 @@ def import_consent_csv(
     if progress is not None and pending:
         progress(len(pending))
     with transaction(db.conn):
-        audit.append(db, "consent.import", report.to_dict())
+        audit.append(db, CONSENT_IMPORT_REPORTED, report.to_dict())
     return report
 
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cleanroom.identifiers import DEFAULT_REGION, KINDS, normalize_batch
 from cleanroom.store import audit
+from cleanroom.store.changes import IMPORT_REPORTED, IMPORT_STARTED
 from cleanroom.store.csvfile import CsvScan, RowRejection, open_rows, scan_csv
 from cleanroom.store.database import Database, transaction, unix_now
 from cleanroom.store.eligibility import NEVER_PERMITTED_SOURCES, normalize_source
@@ -300,7 +301,7 @@ def import_platform_csv(
     report = ImportReport(path=str(path), sha256=scan.sha256)
     importer = _Importer(db, scan, report, default_region, on_reject)
     with transaction(db.conn):
-        audit.append(db, "import.started", {"file": report.path, "sha256": report.sha256})
+        audit.append(db, IMPORT_STARTED, {"file": report.path, "sha256": report.sha256})
     users_before = _count(db.conn, "SELECT COUNT(*) FROM users")
     conn = db.conn
     # A bigger page cache keeps the (type, value) index in memory, and fewer WAL checkpoints
@@ -327,7 +328,7 @@ def import_platform_csv(
         conn.execute(f"PRAGMA wal_autocheckpoint = {int(autocheckpoint)}")
     report.users_added = _count(db.conn, "SELECT COUNT(*) FROM users") - users_before
     with transaction(db.conn):
-        audit.append(db, "import", report.to_dict())
+        audit.append(db, IMPORT_REPORTED, report.to_dict())
     return report
 
 
