@@ -12,6 +12,7 @@ itself as ``INTERNAL``, and a session it interrupts is aborted and recorded like
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Final, NoReturn, TypeVar
@@ -186,13 +187,13 @@ class MatcherServicer(pb_grpc.MatcherServicer):  # type: ignore[misc, unused-ign
             advertiser = self._identify(context)
             session = self._sessions.open(advertiser, self._opening(advertiser, requests))
             watch.attach(session)
-            yield from session.start()
-            for message in requests:
-                yield from session.handle(message)
-                if session.finished:
-                    return
-            if session.completed:
-                return  # the result went out and was charged; only the Close is missing
+            incoming = _Incoming(session, requests)
+            for message in session.start():
+                yield message
+                incoming.check()  # a refusal of what the advertiser sent ends the stream now
+            yield from incoming.replies()
+            if session.finished or session.completed:
+                return  # completed: the result went out and was charged (Close or not)
             raise OutOfOrder("the stream ended before the session completed")
         except grpc.RpcError:
             # The client cancelled, its deadline passed, or the server is stopping.
@@ -229,6 +230,49 @@ class MatcherServicer(pb_grpc.MatcherServicer):  # type: ignore[misc, unused-ign
     def _unopened(self, advertiser: str, how: str, *, deadline: bool = False) -> None:
         self._admission.note_unopened(advertiser, deadline=deadline)
         self._sessions.unopened.note(advertiser, how)
+
+
+class _Incoming:
+    """The advertiser's messages, handled on a thread of their own while V goes out.
+
+    V leaves at the pace the advertiser takes it in, and it encrypts each chunk as it arrives.
+    Were U read only once V had gone out, the platform's encryption of U would wait for the
+    advertiser's of V, one after the other; handled as it arrives, the two run at the same time.
+    The replies (none before W is in) are queued, in order, for the stream to send after V.
+    """
+
+    def __init__(self, session: MatchSession, requests: Iterator[pb.ClientMessage]) -> None:
+        self._session = session
+        self._requests = requests
+        self._queue: queue.SimpleQueue[Iterator[pb.ServerMessage] | BaseException | None] = (
+            queue.SimpleQueue()
+        )
+        self._failure: BaseException | None = None
+        threading.Thread(target=self._run, name="match-requests", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            for message in self._requests:
+                self._queue.put(self._session.handle(message))
+                if self._session.finished:
+                    break
+        except BaseException as exc:  # raised on the stream's own thread, by check or replies
+            self._failure = exc
+            self._queue.put(exc)
+        else:
+            self._queue.put(None)
+
+    def check(self) -> None:
+        """Raise what handling the advertiser's messages has raised so far, if anything."""
+        if self._failure is not None:
+            raise self._failure
+
+    def replies(self) -> Iterator[pb.ServerMessage]:
+        """The replies in order, until the advertiser's stream ends or the session finishes."""
+        while (replies := self._queue.get()) is not None:
+            if isinstance(replies, BaseException):
+                raise replies
+            yield from replies
 
 
 class _SessionWatch:
