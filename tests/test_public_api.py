@@ -494,8 +494,14 @@ PUBLIC_API: dict[str, set[str]] = {
         "write_public_key",
     },
     "cleanroom.store.changes": {
+        "BULK_IMPORTS",
+        "CONSENT_IMPORT_REPORTED",
+        "CONSENT_IMPORT_STARTED",
         "ELIGIBILITY_NEUTRAL_ACTIONS",
+        "IMPORT_REPORTED",
+        "IMPORT_STARTED",
         "audit_head",
+        "bulk_import_running",
         "eligibility_changed_since",
     },
     "cleanroom.store.consent": {
@@ -583,6 +589,7 @@ PUBLIC_API: dict[str, set[str]] = {
         "LedgerSummary",
         "ledger_summary",
     },
+    "cleanroom.store.matchable_cache": {"MatchableCache", "consent_horizon"},
     "cleanroom.store.schema": {
         "APPLICATION_ID",
         "CONSENT_STATES",
