@@ -22,7 +22,7 @@ import grpc
 import numpy as np
 import pytest
 from _match_stream import MatchStream, run_role
-from _platform_processes import build_platform
+from _platform_processes import build_platform, wait_until
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -78,9 +78,11 @@ class World:
     eligible: dict[Identifier, str]  # eligible identifier -> platform user id
     customers: list[Person]  # the advertiser's list, record id = position
 
-    def channel(self, advertiser: str) -> grpc.Channel:
+    def channel(
+        self, advertiser: str, options: list[tuple[str, int]] | None = None
+    ) -> grpc.Channel:
         credentials = tls.channel_credentials(self.root / advertiser)
-        return grpc.secure_channel(f"localhost:{self.port}", credentials)
+        return grpc.secure_channel(f"localhost:{self.port}", credentials, options=options)
 
 
 def _platform_csv(path: Path, people: list[Person]) -> dict[Identifier, str]:
@@ -292,6 +294,33 @@ def test_the_platform_client_opens_first_and_hashes_while_the_session_runs(world
     assert role.encrypt_seconds is not None
     assert hashed_on == {"encrypt-list"}
     assert ledger(world, "acme")[-1].state == "completed"
+
+
+def test_the_platform_encrypts_u_while_v_is_still_going_out(world: World) -> None:
+    # The advertiser sends all of U before it takes any of V, over a channel that lets only a
+    # little of V wait unread: the platform takes U and encrypts it meanwhile, as it does while
+    # a real advertiser encrypts V chunk by chunk, instead of only once all of V has gone out.
+    role = advertiser_role(world.customers, Mode.COUNT)
+    small_window = [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 1024)]
+    with world.channel("beta", small_window) as channel:
+        stream = MatchStream(channel, TIMEOUT)
+        stream.send(role.open_session())
+        replies = stream.replies()
+        stream.send(*role.handle(next(replies)))  # SessionOpened: U goes out at once
+        (session,) = world.server.sessions.active()
+        wait_until(
+            lambda: session.round == "receiving the encrypted platform set W",
+            "the platform took all of U while V was unread",
+            timeout=10.0,
+        )
+        assert not role.finished  # none of V was taken yet
+        try:
+            for reply in replies:
+                stream.send(*role.handle(reply))
+        finally:
+            stream.end()
+    assert role.result is not None
+    assert role.result.count == len(truth(world, world.customers)[0])
 
 
 def test_a_refused_session_stops_the_hashing_it_started(world: World) -> None:

@@ -317,6 +317,11 @@ class PlatformRole:
         """The session's mode."""
         return self._request.mode
 
+    @property
+    def round(self) -> str:
+        """What the session waits for, in words (e.g. "receiving the advertiser set U")."""
+        return self._state.value
+
     def start(self) -> Iterator[pb.ServerMessage]:
         """Open the session: SessionOpened, then the platform set V in chunks.
 

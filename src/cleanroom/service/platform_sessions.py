@@ -180,6 +180,11 @@ class PlatformSessions:
         with self._lock:
             return len(self._active)
 
+    def active(self) -> list[MatchSession]:
+        """The sessions open in this process right now."""
+        with self._lock:
+            return list(self._active.values())
+
     def abort_all(self, reason: str) -> int:
         """Abort every session open in this process (the server is stopping).
 
@@ -492,6 +497,11 @@ class MatchSession:
     def finished(self) -> bool:
         """Whether the advertiser closed the session."""
         return self._role.finished
+
+    @property
+    def round(self) -> str:
+        """What the session waits for, in words."""
+        return self._role.round
 
     def start(self) -> Iterator[pb.ServerMessage]:
         """SessionOpened, then the platform set V in chunks."""
