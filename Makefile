@@ -118,10 +118,10 @@ $(OM_STAMP): benchmarks/openmined-constraints.txt
 
 # Reinstall when the project's dependencies or pins change, or the C extensions' sources do
 # (the editable install compiles them into src/).
-$(STAMP): $(BIN)/python pyproject.toml setup.py constraints.txt $(wildcard src/cleanroom/crypto/*.c src/cleanroom/crypto/*.h)
+$(STAMP): $(BIN)/python pyproject.toml setup.py constraints.txt $(wildcard src/cleanroom/crypto/*.c src/cleanroom/crypto/*.h src/cleanroom/identifiers/*.c)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) $(OM_VENV) $(FLOORS_VENV) build test-artifacts src/*.egg-info src/cleanroom/crypto/*.so .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(OM_VENV) $(FLOORS_VENV) build test-artifacts src/*.egg-info src/cleanroom/crypto/*.so src/cleanroom/identifiers/*.so .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,7 +1,8 @@
 """Build configuration that pyproject.toml cannot express: the C extensions.
 
 Everything else (metadata, dependencies, packages) is in pyproject.toml. The extensions need only
-a C compiler; their AVX-512 code is compiled per function and runs only where the CPU has it.
+a C compiler; their AVX-512 and SHA-NI code is compiled per function and runs only where the CPU
+has it.
 """
 
 from setuptools import Extension, setup
@@ -31,6 +32,13 @@ setup(
             ["src/cleanroom/crypto/_x25519_ifma.c"],
             extra_compile_args=C_FLAGS,
             depends=FIELD,
+        ),
+        # Email normalization and hash-to-curve messages for whole columns (see
+        # src/cleanroom/identifiers/_batch.c).
+        Extension(
+            "cleanroom.identifiers._batch",
+            ["src/cleanroom/identifiers/_batch.c"],
+            extra_compile_args=C_FLAGS,
         ),
     ],
 )
