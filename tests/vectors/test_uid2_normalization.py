@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cleanroom.identifiers import normalize
+from cleanroom.identifiers import normalize, normalize_batch
 
 DATA = Path(__file__).parent / "data" / "normalization_uid2.json"
 
@@ -24,3 +24,6 @@ def _examples() -> list[Any]:
 def test_uid2_example(example: dict[str, str]) -> None:
     region = example.get("default_region", "US")
     assert normalize(example["field"], example["input"], region) == example["expected_normalized"]
+    # Columns take their own paths (C for emails); they must give the same values.
+    column = normalize_batch(example["field"], [example["input"]], default_region=region)
+    assert column.values == [example["expected_normalized"]]

@@ -19,6 +19,18 @@ from cleanroom.identifiers.phone_plan import plan_for_region
 from cleanroom.identifiers.prehashed import parse_prehashed
 from cleanroom.identifiers.rules import require_kind
 
+# The C path for whole columns (_batch.c); where it was not built, the Python below, which is
+# also its reference, does everything.
+_c_normalize_emails: Callable[[Sequence[str]], tuple[list[int], list[str], list[int]]] | None
+_c_hash_messages: Callable[[bytes, Sequence[str]], list[bytes]] | None
+try:
+    from cleanroom.identifiers import _batch
+except ImportError:  # pragma: no cover - built without a C compiler
+    _c_normalize_emails = _c_hash_messages = None
+else:
+    _c_normalize_emails = _batch.normalize_emails
+    _c_hash_messages = _batch.hash_messages
+
 __all__ = ["NormalizedBatch", "Rejection", "normalize_batch"]
 
 
@@ -60,16 +72,22 @@ class NormalizedBatch:
         """SHA-256 of each normalized value (decoded as given, for pre-hashed input)."""
         if self.prehashed:
             return [bytes.fromhex(value) for value in self.values]
-        sha256 = hashlib.sha256
-        return [sha256(value.encode()).digest() for value in self.values]
+        return _hashed(b"", self.values)
 
     def messages(self) -> list[bytes]:
         """The message to hash to the curve for each accepted value, in ``values`` order."""
         prefix = message_prefix(self.kind)
         if self.prehashed:
             return [prefix + bytes.fromhex(value) for value in self.values]
-        sha256 = hashlib.sha256
-        return [prefix + sha256(value.encode()).digest() for value in self.values]
+        return _hashed(prefix, self.values)
+
+
+def _hashed(prefix: bytes, values: list[str]) -> list[bytes]:
+    """``prefix + SHA-256(value)`` of each value, UTF-8 encoded."""
+    if _c_hash_messages is not None:
+        return _c_hash_messages(prefix, values)
+    sha256 = hashlib.sha256
+    return [prefix + sha256(value.encode()).digest() for value in values]
 
 
 def normalize_batch(
@@ -100,7 +118,7 @@ def normalize_batch(
     if kind == "phone":
         return _collect(kind, False, values, _phone_normalizer(default_region))
     if kind == "email":
-        return _collect(kind, False, values, normalize_email)
+        return _normalize_emails(values)
     return _collect(kind, False, values, normalize_maid)
 
 
@@ -117,6 +135,23 @@ def _phone_normalizer(default_region: str) -> Callable[[str], str]:
         return e164
 
     return normalize_one
+
+
+def _normalize_emails(values: Sequence[str]) -> NormalizedBatch:
+    """The C path decides what it can; the values it hands back get the reference's verdict."""
+    if _c_normalize_emails is None:
+        return _collect("email", False, values, normalize_email)
+    indices, normalized, handed_back = _c_normalize_emails(values)
+    if not handed_back:
+        return NormalizedBatch("email", False, indices, normalized, [])
+    rest = _collect("email", False, [values[i] for i in handed_back], normalize_email)
+    rejected = [Rejection(handed_back[r.index], r.value, r.reason) for r in rest.rejected]
+    if rest.indices:  # accepted by the reference after all: merged back in input order
+        late = [handed_back[index] for index in rest.indices]
+        merged = sorted(zip([*indices, *late], [*normalized, *rest.values], strict=True))
+        indices = [index for index, _ in merged]
+        normalized = [value for _, value in merged]
+    return NormalizedBatch("email", False, indices, normalized, rejected)
 
 
 def _prehashed_hex(kind: str, value: str) -> str:
