@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -208,3 +209,31 @@ def test_refusals_are_counted_by_advertiser_and_limit() -> None:
     }
     assert {reason for _, reason in admission.refusals()} == set(REFUSAL_REASONS)
     assert admission.tally("beta").streams_unopened == 2
+
+
+def test_streams_ending_at_the_same_moment_are_written_once_then_counted(db_path: Path) -> None:
+    # Two streams of one advertiser end at once, on two threads: the first is written at once,
+    # alone; the second waits for the next write (here, the server stopping).
+    advertisers = [f"adv{i}" for i in range(60)]
+    log = UnopenedStreams(lambda: open_database(db_path), 60.0)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # thread switches between any two steps, as under load
+    try:
+        for advertiser in advertisers:
+            both = threading.Barrier(2)
+
+            def end(name: str = advertiser, barrier: threading.Barrier = both) -> None:
+                barrier.wait()
+                log.note(name, "closed unopened")
+
+            threads = [threading.Thread(target=end) for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        sys.setswitchinterval(switch)
+    written_at_once = [r.reason for r in _rows(db_path)]
+    assert written_at_once == ["1 stream closed unopened"] * len(advertisers)
+    log.flush()
+    assert len(_rows(db_path)) == 2 * len(advertisers)

@@ -69,13 +69,17 @@ class UnopenedStreams:
             if pending.first_at is None:
                 pending.first_at = self._now()
             wait = pending.written_at + self._interval - self._clock()
-            due = wait <= 0 or self._stopped
-            if not due and pending.timer is None:
-                pending.timer = threading.Timer(wait, self._write, args=(advertiser,))
-                pending.timer.daemon = True
-                pending.timer.start()
-        if due:
-            self._write(advertiser)
+            if wait <= 0 or self._stopped:
+                # Taken in the same lock that found it due: a stream ending a moment later
+                # waits for the next write instead of joining this one.
+                reasons, first_at = self._take(pending)
+            else:
+                reasons, first_at = Counter(), None
+                if pending.timer is None:
+                    pending.timer = threading.Timer(wait, self._write, args=(advertiser,))
+                    pending.timer.daemon = True
+                    pending.timer.start()
+        self._record(advertiser, reasons, first_at)
 
     def flush(self) -> None:
         """Write everything counted and not yet written (the server is stopping)."""
@@ -87,13 +91,20 @@ class UnopenedStreams:
 
     def _write(self, advertiser: str) -> None:
         with self._lock:
-            pending = self._pending[advertiser]
-            if pending.timer is not None:
-                pending.timer.cancel()
-                pending.timer = None
-            reasons, first_at = pending.reasons, pending.first_at
-            pending.reasons, pending.first_at = Counter(), None
-            pending.written_at = self._clock()
+            reasons, first_at = self._take(self._pending[advertiser])
+        self._record(advertiser, reasons, first_at)
+
+    def _take(self, pending: _Pending) -> tuple[Counter[str], int | None]:
+        """What ``pending`` counted, now marked written (under the lock)."""
+        if pending.timer is not None:
+            pending.timer.cancel()
+            pending.timer = None
+        reasons, first_at = pending.reasons, pending.first_at
+        pending.reasons, pending.first_at = Counter(), None
+        pending.written_at = self._clock()
+        return reasons, first_at
+
+    def _record(self, advertiser: str, reasons: Counter[str], first_at: int | None) -> None:
         if not reasons or first_at is None:
             return
         streams = sum(reasons.values())
