@@ -1,0 +1,189 @@
+"""The rows of a list file after its header, in chunks, as the CSV reader reads them.
+
+Most lists are plain: no quote character, so every line is one row whose cells are the line cut
+at the delimiter. Such text is read a block at a time and split with string methods, the block's
+cells come out column by column without a list per row, and only the rest (quotes, NULs, carriage
+returns that do not end a line, a line longer than a field may be) goes through the CSV reader.
+What comes out is what :func:`csv.reader` gives, with the line number it would report after each
+row: :class:`RowByRowChunks`, which ``tests/property/test_list_reader.py`` holds it to.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import operator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Final, TextIO
+
+__all__ = [
+    "CHUNK_ROWS",
+    "Chunk",
+    "FileChunks",
+    "RowByRowChunks",
+    "line_numbers",
+    "numbered_chunks",
+]
+
+BLOCK_CHARS: Final = 1 << 16
+"""Characters of text read at a time: below the CSV reader's default field size limit, so that
+plain blocks are not sent to the reader for being longer than a field may be."""
+
+CHUNK_ROWS: Final = 256
+"""Rows read at a time through the CSV reader. Few enough that the rows held at once do not set
+off the cyclic garbage collector (its youngest generation is collected every 700 new
+containers)."""
+
+# Stands for a line end while a block is split at its delimiters: a plain block has no NUL.
+_LINE_MARK: Final = "\x00"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Consecutive rows, either as rows or, where every row has the same width, as columns.
+
+    Attributes:
+        lines: the line each row ends on (for rows in memory: its position, from 1).
+        rows: each row's cells (a blank line has none), or ``None`` when ``columns`` are given.
+        columns: each column's cells, one per row, or ``None`` when ``rows`` are given.
+    """
+
+    lines: Sequence[int]
+    rows: list[list[str]] | None = None
+    columns: Sequence[Sequence[str]] | None = None
+
+
+class FileChunks:
+    """The rows of an open list file after its header, in chunks.
+
+    Args:
+        stream: the file, opened as :func:`csv.reader` needs it (``newline=""``) and read up to
+            the end of the header.
+        delimiter: the field delimiter.
+        width: the header's width; plain text whose lines all have it comes out as columns.
+        line_num: the lines read so far (the header's).
+
+    Attributes:
+        line_num: the lines read so far, as :attr:`csv.Reader.line_num` counts them; after a
+            :class:`csv.Error`, the line it was raised on.
+    """
+
+    def __init__(self, stream: TextIO, delimiter: str, width: int, line_num: int) -> None:
+        self.line_num = line_num
+        self._stream = stream
+        self._delimiter = delimiter
+        self._width = width
+        # Line ends become "<delimiter>NUL<delimiter>": a NUL cell after every ``width`` cells
+        # then shows that every line has ``width`` cells.
+        self._marked_end = f"{delimiter}{_LINE_MARK}{delimiter}"
+        self._text = ""  # read but not yet taken; it starts at a line start
+
+    def __iter__(self) -> Iterator[Chunk]:
+        while True:
+            more = self._stream.read(BLOCK_CHARS)
+            text = self._text + more
+            if not text:
+                return
+            # Whole lines only, but for the end of the file, whose last line may have no end.
+            end = text.rfind("\n") + 1 if more else len(text)
+            block, self._text = text[:end], text[end:]
+            chunk = self._plain(block) if block else None
+            if chunk is None:
+                yield from self._through_csv(block)
+            else:
+                yield chunk
+
+    def _plain(self, block: str) -> Chunk | None:
+        """The block's rows, split at the delimiter; ``None`` if it is not plain text."""
+        # No longer than a field may be, it cannot hold a field the CSV reader would refuse.
+        if '"' in block or _LINE_MARK in block or len(block) > csv.field_size_limit():
+            return None
+        if not block.endswith("\n"):  # the file's last line: "\r" or nothing ends it
+            block += "\n"
+        if "\r" in block:
+            if block.count("\r") != block.count("\r\n"):
+                return None  # a "\r" alone ends a line, but not a block split at "\n"
+            block = block.replace("\r\n", "\n")
+        count = block.count("\n")
+        lines = range(self.line_num + 1, self.line_num + count + 1)
+        self.line_num += count
+        stride = self._width + 1
+        cells = block.replace("\n", self._marked_end).split(self._delimiter)
+        end = stride * count
+        if len(cells) == end + 1 and cells[self._width :: stride].count(_LINE_MARK) == count:
+            return Chunk(lines, columns=[cells[at:end:stride] for at in range(self._width)])
+        texts = block.split("\n")
+        del texts[-1]
+        rows = list(map(str.split, texts, itertools.repeat(self._delimiter)))
+        # The CSV reader gives no cells for an empty line, where split gives one empty cell.
+        for blank in itertools.compress(itertools.count(), map(operator.not_, texts)):
+            rows[blank] = []
+        return Chunk(lines, rows=rows)
+
+    def _through_csv(self, block: str) -> Iterator[Chunk]:
+        """Read the block, the text read after it, and the rows running on past them, as CSV."""
+        # Completed with the rest of its last line, so the reader reads whole lines throughout.
+        text = block + self._text + self._stream.readline()
+        self._text = ""
+        source = io.StringIO(text, newline="")
+        reader = csv.reader(itertools.chain(source, self._stream), delimiter=self._delimiter)
+        start = self.line_num
+        # The text is not empty, and the reader reads rows until it has read all of it.
+        while True:
+            before = self.line_num
+            try:
+                rows = list(itertools.islice(reader, CHUNK_ROWS))
+            finally:
+                self.line_num = start + reader.line_num
+            yield Chunk(line_numbers(rows, before, self.line_num), rows=rows)
+            if source.tell() == len(text):
+                return
+
+
+class RowByRowChunks:
+    """The reference :class:`FileChunks` is held to: the CSV reader over the file, one row a
+    chunk, each with the reader's own line count after it. Takes the same arguments."""
+
+    def __init__(self, stream: TextIO, delimiter: str, width: int, line_num: int) -> None:
+        del width  # every row comes as cells
+        self._reader = csv.reader(stream, delimiter=delimiter)
+        self._header_lines = line_num
+
+    @property
+    def line_num(self) -> int:
+        return self._header_lines + self._reader.line_num
+
+    def __iter__(self) -> Iterator[Chunk]:
+        for cells in self._reader:
+            yield Chunk([self.line_num], rows=[cells])
+
+
+def line_numbers(rows: list[list[str]], before: int, after: int) -> Sequence[int]:
+    """The line each row ends on, from the reader's line count before and after the rows.
+
+    Asking the reader after each row would cost a step per row. A row takes one line, and one
+    more per line break inside its quoted cells (``\\r\\n`` is one break): the reader reads
+    whole lines, cut at ``\\n``, ``\\r\\n`` or ``\\r``, and only a quoted cell holds their ends.
+    The exception is the file's last row, whose cell a missing closing quote leaves holding the
+    last line's end: the last row ends where the reader is.
+    """
+    if after - before == len(rows):
+        return range(before + 1, after + 1)
+    lines = list(itertools.accumulate(map(_lines_taken, rows), initial=before))
+    del lines[0]
+    lines[-1] = after
+    return lines
+
+
+def _lines_taken(row: list[str]) -> int:
+    return 1 + sum(cell.count("\n") + cell.count("\r") - cell.count("\r\n") for cell in row)
+
+
+def numbered_chunks(rows: Iterator[list[str]]) -> Iterator[Chunk]:
+    """Rows numbered by their position, from 1, in chunks of :data:`CHUNK_ROWS`."""
+    first = 1
+    while chunk := list(itertools.islice(rows, CHUNK_ROWS)):
+        yield Chunk(range(first, first + len(chunk)), rows=chunk)
+        first += len(chunk)
