@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
 from cleanroom.advertiser import (
+    _listfile,
     check_output_path,
     parse_column_mapping,
     read_customer_list,
@@ -441,3 +443,32 @@ def test_an_excel_workbook_renamed_to_csv_is_named_as_such(tmp_path: Path) -> No
         f"{path} is an Excel workbook (.xlsx), not a CSV file: save it as CSV first (in Excel: "
         "File > Save As > CSV UTF-8)"
     )
+
+
+def test_only_rows_with_a_problem_are_taken_one_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The rest of a plain list is taken a column at a time; this is what makes reading cheap.
+    one_by_one: list[int] = []
+    take_rows = _listfile._Records.take_rows
+
+    def spy(records: _listfile._Records, rows: Iterable[list[str]], lines: Iterable[int]) -> None:
+        lines = list(lines)
+        one_by_one.extend(lines)
+        take_rows(records, rows, lines)
+
+    monkeypatch.setattr(_listfile._Records, "take_rows", spy)
+    rows = [f"r{i},u{i}@example.com,,,{'no' if i % 3 else 'yes'}\n" for i in range(40)]
+    rows[10] = "r10,u10@example.com,,,maybe\n"  # line 12
+    rows[20] = ",u20@example.com,,,yes\n"  # line 22
+    rows[30] = "r4,u30@example.com,,,yes\n"  # line 32: r4 had no consent, so this is no repeat
+    rows[33] = "r0,u33@example.com,,,yes\n"  # line 35: r0 was kept on line 2
+    customers = read_customer_list(_write(tmp_path, HEADER + "".join(rows)))
+    assert one_by_one == [12, 22, 35]
+    assert [(p.row, p.reason) for p in customers.problems] == [
+        (12, "bad_consent"),
+        (22, "missing_record_id"),
+        (35, "duplicate_record_id"),
+    ]
+    assert customers.problems[2].detail == "the same id as row 2"
+    assert 32 in customers.lines

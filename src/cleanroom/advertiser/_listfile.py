@@ -17,6 +17,7 @@ import codecs
 import csv
 import dataclasses
 import itertools
+import operator
 import os
 import secrets
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -30,8 +31,9 @@ from numpy.typing import NDArray
 
 from cleanroom._output import csv_writer
 from cleanroom._textfile import DELIMITER_NAMES, HEAD_BYTES, not_text_message, sniff_delimiter
+from cleanroom.advertiser._chunks import Chunk, FileChunks, numbered_chunks
 from cleanroom.advertiser._columns import CONSENT_FIELD, FIELDS, RECORD_ID_FIELD, map_columns
-from cleanroom.advertiser._consent import parse_marketing_consent
+from cleanroom.advertiser._consent import ConsentCells, parse_marketing_consent
 from cleanroom.advertiser._copy_rows import NotPlain, copy_plain_rows
 from cleanroom.advertiser._problems import ListProblem
 from cleanroom.errors import ImportFailed
@@ -50,6 +52,10 @@ __all__ = [
 ]
 
 _PROGRESS_EVERY = 10_000
+
+_PROBLEMS_STEPPED_OVER = 32
+"""Rows with a problem taken one by one out of rows taken as columns, before the rest of them is
+taken row by row."""
 
 BLOCK_RECORDS: Final = 16_384
 """Kept records per block handed to a ``blocks`` callback while the list is read."""
@@ -165,21 +171,23 @@ def read_customer_list(
     if delimiter is not None and delimiter not in DELIMITER_NAMES:
         raise ImportFailed(f"delimiter {delimiter!r} is not one of , ; tab |")
     delimiter = delimiter or _sniff(path)
-    with _open_rows(path, delimiter) as reader:
+    with _open_text(path) as stream:
+        reader = csv.reader(stream, delimiter=delimiter)
+        chunks: FileChunks | None = None
         try:
             header = next(reader, None)
             if not header or not any(name.strip() for name in header):
                 raise ImportFailed(f"{path} is empty: expected a header row")
             columns = map_columns(str(path), header, mapping, prehashed, ignore_columns)
+            chunks = FileChunks(stream, delimiter, len(header), reader.line_num)
             customers = _read_records(
-                path, _data_rows(reader), tuple(header), columns.indexes, progress, blocks
+                path, iter(chunks), tuple(header), columns.indexes, progress, blocks
             )
         except UnicodeDecodeError as exc:
             raise ImportFailed(_not_utf8_message(path)) from exc
         except csv.Error as exc:
-            raise ImportFailed(
-                f"{path}: not readable as CSV near line {reader.line_num}: {exc}"
-            ) from exc
+            line = reader.line_num if chunks is None else chunks.line_num
+            raise ImportFailed(f"{path}: not readable as CSV near line {line}: {exc}") from exc
     return dataclasses.replace(customers, unused_columns=columns.unused, delimiter=delimiter)
 
 
@@ -223,8 +231,8 @@ def read_customer_rows(
         raise ImportFailed(f"{_IN_MEMORY}: none; expected mappings of column name -> value")
     header = tuple(_row_keys(first, 1))
     columns = map_columns(_IN_MEMORY, header, mapping, prehashed, ignore_columns)
-    cells = _mapping_rows(header, itertools.chain([first], given))
-    customers = _read_records(None, cells, header, columns.indexes, progress, blocks)
+    chunks = numbered_chunks(_mapping_cells(header, itertools.chain([first], given)))
+    customers = _read_records(None, chunks, header, columns.indexes, progress, blocks)
     return dataclasses.replace(customers, unused_columns=columns.unused)
 
 
@@ -278,19 +286,15 @@ def _row_keys(row: object, line: int) -> list[str]:
     return keys
 
 
-def _mapping_rows(
-    header: tuple[str, ...], rows: Iterable[object]
-) -> Iterator[tuple[int, int, list[str]]]:
-    """Yield (position, position from 1, cells in header order) as :func:`_data_rows` does."""
+def _mapping_cells(header: tuple[str, ...], rows: Iterable[object]) -> Iterator[list[str]]:
     columns = frozenset(header)
-    for ordinal, row in enumerate(rows):
-        line = ordinal + 1
+    for line, row in enumerate(rows, start=1):
         keys = _row_keys(row, line)
         assert isinstance(row, Mapping)  # checked by _row_keys
         cells = [_cell(row.get(name), line, name) for name in header]
         # A column the first row lacks makes the row longer than the header: a malformed row.
         cells += [_cell(row[key], line, key) for key in keys if key not in columns]
-        yield ordinal, line, cells
+        yield cells
 
 
 def _cell(value: object, line: int, column: str) -> str:
@@ -308,80 +312,285 @@ def _cell(value: object, line: int, column: str) -> str:
 
 def _read_records(
     path: Path | None,
-    data_rows: Iterator[tuple[int, int, list[str]]],
+    chunks: Iterator[Chunk],
     header: tuple[str, ...],
     indexes: Mapping[str, int],
     progress: Callable[[int], object] | None,
     blocks: BlockCallback | None = None,
 ) -> CustomerList:
-    width = len(header)
-    consent_at = indexes[CONSENT_FIELD]
-    record_id_at = indexes.get(RECORD_ID_FIELD)
-    kind_at = {kind: indexes[kind] for kind in KINDS if kind in indexes}
-    identifiers: dict[str, list[str]] = {kind: [] for kind in kind_at}
-    names = {name: header[at].strip() for name, at in indexes.items()}
-    rows: list[int] = []
-    lines: list[int] = []
-    problems: list[ListProblem] = []
-    first_line_of_id: dict[str, int] = {}
-    without_consent = 0
-    records = 0
-    block_start = 0
+    records = _Records(path, header, indexes, blocks)
+    for chunk in chunks:
+        before = records.read
+        records.take_chunk(chunk)
+        if progress is not None:
+            # The calls a count row by row makes: one at each multiple of _PROGRESS_EVERY.
+            for _ in range(records.read // _PROGRESS_EVERY - before // _PROGRESS_EVERY):
+                progress(_PROGRESS_EVERY)
+    records.finish()
+    if progress is not None:
+        progress(records.read % _PROGRESS_EVERY)
+    return records.whole()
 
-    def kept(start: int, found: tuple[ListProblem, ...] = ()) -> CustomerList:
-        # The records kept from ``start`` on (a block, or the whole list), with the counts so far.
+
+class _Records:
+    """The list as it is read: kept records, counts, problems, and the blocks handed out."""
+
+    def __init__(
+        self,
+        path: Path | None,
+        header: tuple[str, ...],
+        indexes: Mapping[str, int],
+        blocks: BlockCallback | None,
+    ) -> None:
+        self.path = path
+        self.header = header
+        self.width = len(header)
+        self.consent_at = indexes[CONSENT_FIELD]
+        self.record_id_at = indexes.get(RECORD_ID_FIELD)
+        self.kind_at = {kind: indexes[kind] for kind in KINDS if kind in indexes}
+        self.names = {name: header[at].strip() for name, at in indexes.items()}
+        self.blocks = blocks
+        self.rows: list[int] = []
+        self.lines: list[int] = []
+        self.identifiers: dict[str, list[str]] = {kind: [] for kind in self.kind_at}
+        self.problems: list[ListProblem] = []
+        # Record ids of the kept records: a set to look them up, a list in ``lines`` order.
+        # Until an id repeats, a run's ids are added to the set in one step, and its size says
+        # whether all were new.
+        self.seen_ids: set[str] = set()
+        self.record_ids: list[str] = []
+        self.ids_repeat = False
+        # (position in problems, id) of each repeated id: which line had it first is looked up
+        # once at the end, rather than kept for every id.
+        self.repeated_ids: list[tuple[int, str]] = []
+        self.read = 0
+        self.without_consent = 0
+        self.block_start = 0
+        self.consent = ConsentCells()
+
+    def take_rows(self, rows: Iterable[list[str]], lines: Iterable[int]) -> None:
+        """Take rows one at a time: the reference that :meth:`take_chunk` must agree with."""
+        for row, line in zip(rows, lines, strict=True):
+            if not row:
+                continue  # a blank line is not a row
+            ordinal = self.read
+            self.read += 1
+            if len(row) != self.width:
+                detail = f"{len(row)} fields, the header has {self.width}"
+                self.problems.append(ListProblem(line, None, "malformed_row", detail))
+                continue
+            consent = parse_marketing_consent(row[self.consent_at])
+            if consent is None:
+                detail = "expected yes/no, true/false or 1/0"
+                column = self.names[CONSENT_FIELD]
+                self.problems.append(ListProblem(line, column, "bad_consent", detail))
+                continue
+            if not consent:
+                # Dropped before anything else is read from the row (DESIGN §10).
+                self.without_consent += 1
+                continue
+            if self.record_id_at is not None:
+                record_id = row[self.record_id_at].strip()
+                column = self.names[RECORD_ID_FIELD]
+                if not record_id:
+                    self.problems.append(ListProblem(line, column, "missing_record_id", "empty"))
+                    continue
+                if record_id in self.seen_ids:
+                    self.repeated_ids.append((len(self.problems), record_id))
+                    self.problems.append(ListProblem(line, column, "duplicate_record_id", ""))
+                    continue
+                self.seen_ids.add(record_id)
+                self.record_ids.append(record_id)
+            self.rows.append(ordinal)
+            self.lines.append(line)
+            for kind, at in self.kind_at.items():
+                self.identifiers[kind].append(row[at])
+            if self.blocks is not None and len(self.rows) - self.block_start == BLOCK_RECORDS:
+                self._hand_out_block(self.read, self.without_consent)
+
+    def take_chunk(self, chunk: Chunk) -> None:
+        """Take a chunk's rows as :meth:`take_rows` does, a column at a time where it can."""
+        if chunk.columns is not None:
+            self._take_columns(chunk.columns, chunk.lines)
+            return
+        assert chunk.rows is not None
+        rows, lines = chunk.rows, chunk.lines
+        if not all(rows):  # blank lines are not rows
+            present = list(map(bool, rows))
+            rows = list(itertools.compress(rows, present))
+            lines = list(itertools.compress(lines, present))
+        if not rows:
+            return
+        # Rows of the header's width are taken as columns; the others one at a time.
+        widths = list(map(len, rows))
+        if widths.count(self.width) == len(rows):
+            self._take_columns(list(zip(*rows, strict=True)), lines)
+            return
+        start = 0
+        for malformed in itertools.compress(itertools.count(), map(self.width.__ne__, widths)):
+            if malformed > start:
+                columns = list(zip(*rows[start:malformed], strict=True))
+                self._take_columns(columns, lines[start:malformed])
+            self.take_rows(rows[malformed : malformed + 1], lines[malformed : malformed + 1])
+            start = malformed + 1
+        if start < len(rows):
+            self._take_columns(list(zip(*rows[start:], strict=True)), lines[start:])
+
+    def _take_columns(self, columns: Sequence[Sequence[str]], lines: Sequence[int]) -> None:
+        """Take rows of the header's width, given as columns.
+
+        Each column is read at once. The runs of rows between those with a problem (their
+        consent, their record id) are taken whole, those rows by :meth:`take_rows`; after
+        :data:`_PROBLEMS_STEPPED_OVER` of them, so is the rest.
+        """
+        unreadable = self.consent.unreadable
+        consents = list(map(self.consent.__getitem__, columns[self.consent_at]))
+        if self.consent.unreadable == unreadable:
+            bad_consents: Iterator[int] = iter(())
+        else:
+            is_none = map(operator.is_, consents, itertools.repeat(None))
+            bad_consents = itertools.compress(itertools.count(), is_none)
+        ids: list[str] = []
+        if self.record_id_at is not None:
+            # Only the rows with consent: nothing else is read from the others.
+            ids = list(map(str.strip, itertools.compress(columns[self.record_id_at], consents)))
+        start = 0  # the run's first row
+        first_id = 0  # the position in ids of its first row with consent
+        bad_consent = next(bad_consents, len(consents))
+        for _ in range(_PROBLEMS_STEPPED_OVER + 1):
+            while bad_consent < start:
+                bad_consent = next(bad_consents, len(consents))
+            end = self._take_run(columns, lines, consents, ids, start, bad_consent, first_id)
+            first_id += consents[start:end].count(True)
+            if end == len(consents):
+                return
+            self.take_rows([[column[end] for column in columns]], lines[end : end + 1])
+            first_id += consents[end] is True
+            start = end + 1
+        rest = [column[start:] for column in columns]
+        self.take_rows(map(list, zip(*rest, strict=True)), lines[start:])
+
+    def _take_run(
+        self,
+        columns: Sequence[Sequence[str]],
+        lines: Sequence[int],
+        consents: list[bool | None],
+        ids: list[str],
+        start: int,
+        end: int,
+        first_id: int,
+    ) -> int:
+        """Take the rows from ``start`` on, before ``end``, up to the first whose record id is
+        empty or seen already; return where the rows taken end."""
+        run = consents[start:end]
+        if self.record_id_at is not None:
+            run_ids = ids[first_id : first_id + run.count(True)]
+            new = self._add_new_ids(run_ids)
+            if new < len(run_ids):
+                del run[_nth_true(run, new) :]
+        end = start + len(run)
+        kept_lines = list(itertools.compress(lines[start:end], run))
+        ordinal = self.read
+        kept_before = len(self.rows)
+        self.rows.extend(itertools.compress(range(ordinal, ordinal + len(run)), run))
+        self.lines.extend(kept_lines)
+        for kind, at in self.kind_at.items():
+            self.identifiers[kind].extend(itertools.compress(columns[at][start:end], run))
+        if self.blocks is not None and len(self.rows) - self.block_start >= BLOCK_RECORDS:
+            # A block carries the counts as of the row of its last record.
+            at_row = list(itertools.compress(itertools.count(), run))
+            while len(self.rows) - self.block_start >= BLOCK_RECORDS:
+                last = self.block_start + BLOCK_RECORDS - 1 - kept_before
+                row = at_row[last]
+                self._hand_out_block(ordinal + row + 1, self.without_consent + row - last)
+        self.read += len(run)
+        self.without_consent += len(run) - len(kept_lines)
+        return end
+
+    def _add_new_ids(self, ids: list[str]) -> int:
+        """Record the leading ids that are neither empty nor seen before; return how many."""
+        if not all(ids):
+            ids = ids[: ids.index("")]
+        if self.ids_repeat and not self.seen_ids.isdisjoint(ids):
+            ids = ids[: _first_true(map(self.seen_ids.__contains__, ids))]
+        seen = len(self.seen_ids)
+        self.seen_ids.update(ids)
+        if len(self.seen_ids) - seen < len(ids):
+            if not self.ids_repeat:
+                # The first repeated id: the set is made again of the ids kept so far, and
+                # from now on ids are looked up before they are added.
+                self.ids_repeat = True
+                self.seen_ids = set(self.record_ids)
+                return self._add_new_ids(ids)
+            # An id repeats among them; none was seen before, so all are taken back.
+            self.seen_ids.difference_update(ids)
+            first_at = dict(zip(reversed(ids), range(len(ids) - 1, -1, -1), strict=True))
+            at = map(first_at.__getitem__, ids)
+            ids = ids[: _first_true(map(operator.ne, at, itertools.count()))]
+            self.seen_ids.update(ids)
+        self.record_ids.extend(ids)
+        return len(ids)
+
+    def _hand_out_block(self, read: int, without_consent: int) -> None:
+        assert self.blocks is not None
+        end = self.block_start + BLOCK_RECORDS
+        self.blocks(self._customers(self.block_start, end, read, without_consent))
+        self.block_start = end
+
+    def finish(self) -> None:
+        """Hand out the last, shorter block."""
+        if self.blocks is not None and len(self.rows) > self.block_start:
+            end = len(self.rows)
+            self.blocks(self._customers(self.block_start, end, self.read, self.without_consent))
+            self.block_start = end
+
+    def whole(self) -> CustomerList:
+        """The whole list as read, with every problem."""
+        if self.repeated_ids:
+            repeated = {record_id for _, record_id in self.repeated_ids}
+            kept_at = itertools.compress(
+                itertools.count(), map(repeated.__contains__, self.record_ids)
+            )
+            first_line = {self.record_ids[at]: self.lines[at] for at in kept_at}
+            for at, record_id in self.repeated_ids:
+                detail = f"the same id as row {first_line[record_id]}"
+                self.problems[at] = dataclasses.replace(self.problems[at], detail=detail)
+            self.repeated_ids = []
         return CustomerList(
-            path=path,
-            header=header,
-            columns=names,
-            records_read=records,
-            without_consent=without_consent,
-            problems=found,
-            rows=rows[start:],  # copies: a block must not grow with the lists it came from
-            lines=lines[start:],
-            identifiers={kind: column[start:] for kind, column in identifiers.items()},
+            path=self.path,
+            header=self.header,
+            columns=self.names,
+            records_read=self.read,
+            without_consent=self.without_consent,
+            problems=tuple(self.problems),
+            rows=self.rows,
+            lines=self.lines,
+            identifiers=self.identifiers,
         )
 
-    for ordinal, line, cells in data_rows:
-        records += 1
-        if progress is not None and records % _PROGRESS_EVERY == 0:
-            progress(_PROGRESS_EVERY)
-        if len(cells) != width:
-            detail = f"{len(cells)} fields, the header has {width}"
-            problems.append(ListProblem(line, None, "malformed_row", detail))
-            continue
-        consent = parse_marketing_consent(cells[consent_at])
-        if consent is None:
-            detail = "expected yes/no, true/false or 1/0"
-            problems.append(ListProblem(line, names[CONSENT_FIELD], "bad_consent", detail))
-            continue
-        if not consent:
-            # Dropped before anything else is read from the row (DESIGN §10).
-            without_consent += 1
-            continue
-        if record_id_at is not None:
-            record_id = cells[record_id_at].strip()
-            column = names[RECORD_ID_FIELD]
-            if not record_id:
-                problems.append(ListProblem(line, column, "missing_record_id", "empty"))
-                continue
-            earlier = first_line_of_id.setdefault(record_id, line)
-            if earlier != line:
-                detail = f"the same id as row {earlier}"
-                problems.append(ListProblem(line, column, "duplicate_record_id", detail))
-                continue
-        rows.append(ordinal)
-        lines.append(line)
-        for kind, at in kind_at.items():
-            identifiers[kind].append(cells[at])
-        if blocks is not None and len(rows) - block_start == BLOCK_RECORDS:
-            blocks(kept(block_start))
-            block_start = len(rows)
-    if blocks is not None and len(rows) > block_start:
-        blocks(kept(block_start))
-    if progress is not None:
-        progress(records % _PROGRESS_EVERY)
-    return kept(0, tuple(problems))
+    def _customers(self, start: int, end: int, read: int, without_consent: int) -> CustomerList:
+        # Sliced, so copied: a block must not grow with the lists it came from.
+        return CustomerList(
+            path=self.path,
+            header=self.header,
+            columns=self.names,
+            records_read=read,
+            without_consent=without_consent,
+            problems=(),
+            rows=self.rows[start:end],
+            lines=self.lines[start:end],
+            identifiers={kind: column[start:end] for kind, column in self.identifiers.items()},
+        )
+
+
+def _first_true(flags: Iterable[object]) -> int:
+    """The position of the first true flag (there must be one)."""
+    return next(itertools.compress(itertools.count(), flags))
+
+
+def _nth_true(flags: Iterable[object], n: int) -> int:
+    """The position of the true flag with ``n`` true flags before it (there must be one)."""
+    return next(itertools.islice(itertools.compress(itertools.count(), flags), n, None))
 
 
 def check_output_path(out: Path, list_path: Path | None) -> None:
@@ -488,6 +697,12 @@ def _data_rows(reader: Reader) -> Iterator[tuple[int, int, list[str]]]:
 
 @contextmanager
 def _open_rows(path: Path, delimiter: str) -> Iterator[Reader]:
+    with _open_text(path) as stream:
+        yield csv.reader(stream, delimiter=delimiter)
+
+
+@contextmanager
+def _open_text(path: Path) -> Iterator[TextIO]:
     try:
         # Opened here, not in a with-statement around the yield, so only a failure to open
         # becomes "cannot read"; errors in the caller's block keep their own type.
@@ -497,7 +712,7 @@ def _open_rows(path: Path, delimiter: str) -> Iterator[Reader]:
     except OSError as exc:
         raise ImportFailed(f"cannot read the list {path}: {exc.strerror or exc}") from exc
     with stream:
-        yield csv.reader(stream, delimiter=delimiter)
+        yield stream
 
 
 def _not_utf8_message(path: Path) -> str:
