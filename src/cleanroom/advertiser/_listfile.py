@@ -155,7 +155,8 @@ def read_customer_list(
         blocks: called with each :data:`BLOCK_RECORDS` kept records (the last block may be
             shorter) as soon as they are read, so their work can start before the list is read
             whole; each block is a :class:`CustomerList` of those records alone (its counts are
-            those so far, its ``problems`` empty: the returned list has them all).
+            those so far, its ``problems`` empty: the returned list has them all). A list
+            refused part way through may have handed out blocks before the refusal.
 
     Returns:
         The kept records, the count of rows without consent, and the rows dropped as unusable.
