@@ -46,6 +46,25 @@ def test_a_plain_list_comes_out_as_columns_block_by_block(
     assert chunks[0].columns == [["r0"], ["u0@example.com"]]
 
 
+def test_odd_lines_of_a_plain_block_come_as_rows_between_runs_of_columns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    text = "x,y\na,b\nc,d\n\ne\nf,g\nh,i,j\n"
+    chunks = _chunks_of(text, 2)
+    assert [(list(c.lines), c.rows, c.columns) for c in chunks] == [
+        ([2, 3], None, [["a", "c"], ["b", "d"]]),
+        ([4], [[]], None),
+        ([5], [["e"]], None),
+        ([6], None, [["f"], ["g"]]),
+        ([7], [["h", "i", "j"]], None),
+    ]
+    # Past a few such lines, the block comes as rows.
+    monkeypatch.setattr(_chunks, "_ODD_LINES_AS_ROWS", 2)
+    chunks = _chunks_of(text, 2)
+    assert len(chunks) == 1 and chunks[0].columns is None
+    assert _rows(chunks) == _as_csv_reads(text)
+
+
 @pytest.mark.parametrize(
     "body",
     [

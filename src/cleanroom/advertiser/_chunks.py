@@ -36,6 +36,10 @@ CHUNK_ROWS: Final = 256
 off the cyclic garbage collector (its youngest generation is collected every 700 new
 containers)."""
 
+_ODD_LINES_AS_ROWS: Final = 64
+"""Lines not of the header's width in a plain block beyond which the block comes out as rows
+rather than runs of columns between them."""
+
 # Stands for a line end while a block is split at its delimiters: a plain block has no NUL.
 _LINE_MARK: Final = "\x00"
 
@@ -89,14 +93,18 @@ class FileChunks:
             # Whole lines only, but for the end of the file, whose last line may have no end.
             end = text.rfind("\n") + 1 if more else len(text)
             block, self._text = text[:end], text[end:]
-            chunk = self._plain(block) if block else None
-            if chunk is None:
+            chunks = self._plain(block) if block else None
+            if chunks is None:
                 yield from self._through_csv(block)
             else:
-                yield chunk
+                yield from chunks
 
-    def _plain(self, block: str) -> Chunk | None:
-        """The block's rows, split at the delimiter; ``None`` if it is not plain text."""
+    def _plain(self, block: str) -> list[Chunk] | None:
+        """The block's rows, split at the delimiter; ``None`` if it is not plain text.
+
+        The lines of the header's width come out as columns, a run at a time; the others
+        (blank, shorter, longer) as rows, unless there are many.
+        """
         # No longer than a field may be, it cannot hold a field the CSV reader would refuse.
         if '"' in block or _LINE_MARK in block or len(block) > csv.field_size_limit():
             return None
@@ -106,21 +114,49 @@ class FileChunks:
             if block.count("\r") != block.count("\r\n"):
                 return None  # a "\r" alone ends a line, but not a block split at "\n"
             block = block.replace("\r\n", "\n")
+        first = self.line_num + 1
         count = block.count("\n")
-        lines = range(self.line_num + 1, self.line_num + count + 1)
         self.line_num += count
-        stride = self._width + 1
-        cells = block.replace("\n", self._marked_end).split(self._delimiter)
-        end = stride * count
-        if len(cells) == end + 1 and cells[self._width :: stride].count(_LINE_MARK) == count:
-            return Chunk(lines, columns=[cells[at:end:stride] for at in range(self._width)])
+        lines = range(first, first + count)
+        whole = self._columns(block, lines)
+        if whole is not None:
+            return [whole]
         texts = block.split("\n")
         del texts[-1]
+        # Odd lines: those of another width, and blank ones (no cells, whatever the width).
+        delimiters = map(str.count, texts, itertools.repeat(self._delimiter))
+        other_width = map((self._width - 1).__ne__, delimiters)
+        odd_lines = map(operator.or_, other_width, map(operator.not_, texts))
+        odd = list(itertools.compress(itertools.count(), odd_lines))
+        if len(odd) > _ODD_LINES_AS_ROWS:
+            return [Chunk(lines, rows=self._rows(texts))]
+        chunks = []
+        start = 0
+        for at in [*odd, len(texts)]:
+            if at > start:
+                run = self._columns("\n".join(texts[start:at]) + "\n", lines[start:at])
+                assert run is not None  # every line of the run has the header's width
+                chunks.append(run)
+            if at < len(texts):
+                chunks.append(Chunk(lines[at : at + 1], rows=self._rows(texts[at : at + 1])))
+            start = at + 1
+        return chunks
+
+    def _columns(self, text: str, lines: range) -> Chunk | None:
+        """The lines of ``text`` as columns; ``None`` unless all have the header's width."""
+        stride = self._width + 1
+        cells = text.replace("\n", self._marked_end).split(self._delimiter)
+        end = stride * len(lines)
+        if len(cells) != end + 1 or cells[self._width :: stride].count(_LINE_MARK) != len(lines):
+            return None
+        return Chunk(lines, columns=[cells[at:end:stride] for at in range(self._width)])
+
+    def _rows(self, texts: list[str]) -> list[list[str]]:
         rows = list(map(str.split, texts, itertools.repeat(self._delimiter)))
         # The CSV reader gives no cells for an empty line, where split gives one empty cell.
         for blank in itertools.compress(itertools.count(), map(operator.not_, texts)):
             rows[blank] = []
-        return Chunk(lines, rows=rows)
+        return rows
 
     def _through_csv(self, block: str) -> Iterator[Chunk]:
         """Read the block, the text read after it, and the rows running on past them, as CSV."""
