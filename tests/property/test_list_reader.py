@@ -3,15 +3,17 @@
 The reference is the reading the chunked one replaced: :func:`csv.reader` over the file, each
 row with the reader's own line count after it (``RowByRowChunks``), taken one at a time
 (``_Records.take_rows``).
+
 Hypothesis writes lists with every anomaly the reader handles: short, long and blank rows (and
 rows of spaces), quoted cells over several lines (``\\n``, ``\\r\\n``, ``\\r`` inside), quotes
 left open at the end of the file, consent values readable, unreadable, empty and oddly cased,
 empty, padded and repeated record ids, lists without a record id column and with one to three
 identifier columns and a column nothing reads, in any order, a byte-order mark, each delimiter,
 ``\\n``/``\\r\\n``/``\\r`` line ends mixed or not, a missing last line end, and now and then a
-NUL, a byte that is not UTF-8 or a field past the CSV reader's size limit. Text blocks, CSV
-chunks, blocks of records, progress steps, the problems taken out of a run and the consent
-spellings remembered are all made small, so a few dozen rows cross many boundaries of each.
+NUL, a byte that is not UTF-8 or a field past the CSV reader's size limit. Text blocks, the odd
+lines a plain block may hold as rows, CSV chunks, blocks of records, progress steps, the problems
+stepped over in a run and the consent spellings remembered are all made small, so a few dozen
+rows cross many boundaries of each.
 
 Compared for every list: the whole :class:`CustomerList`, every block handed out (records and
 counts) and every progress call; for a list that is refused, the error. Rows given in memory
@@ -73,6 +75,7 @@ class Sizes:
     """How small the reader's units are made for one example."""
 
     block_chars: int
+    odd_lines_as_rows: int
     chunk_rows: int
     block_records: int
     progress_every: int
@@ -84,6 +87,7 @@ class Sizes:
 sizes = st.builds(
     Sizes,
     block_chars=st.sampled_from([1, 2, 5, 16, 40, 100, 300, 1 << 16]),
+    odd_lines_as_rows=st.sampled_from([0, 1, 2, 64]),
     chunk_rows=st.integers(1, 9),
     block_records=st.integers(1, 7),
     progress_every=st.integers(1, 8),
@@ -189,6 +193,7 @@ def _both(read: Callable[..., CustomerList], sizes: Sizes) -> tuple[Outcome, Out
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(_chunks, "BLOCK_CHARS", sizes.block_chars)
+            patch.setattr(_chunks, "_ODD_LINES_AS_ROWS", sizes.odd_lines_as_rows)
             patch.setattr(_chunks, "CHUNK_ROWS", sizes.chunk_rows)
             patch.setattr(_listfile, "BLOCK_RECORDS", sizes.block_records)
             patch.setattr(_listfile, "_PROGRESS_EVERY", sizes.progress_every)
@@ -214,7 +219,7 @@ def _both(read: Callable[..., CustomerList], sizes: Sizes) -> tuple[Outcome, Out
         b"r4,e@example.com,maybe\r\nr5,short\r\nr6,f@example.com,yes",
         ",",
     ),
-    sizes=Sizes(40, 2, 2, 3, 1, 1, csv.field_size_limit()),
+    sizes=Sizes(40, 1, 2, 2, 3, 1, 1, csv.field_size_limit()),
 )
 def test_a_list_read_in_chunks_is_what_it_is_read_row_by_row(file: ListFile, sizes: Sizes) -> None:
     with tempfile.TemporaryDirectory() as folder:
