@@ -112,3 +112,8 @@ def test_rows_in_memory_are_numbered_by_position(monkeypatch: pytest.MonkeyPatch
         ([1, 2], [["a"], ["b"]]),
         ([3], [["c"]]),
     ]
+
+
+def test_a_list_of_one_column_keeps_its_blank_lines_apart() -> None:
+    text = "x\na\n\nb\n"
+    assert _rows(_chunks_of(text, 1)) == _as_csv_reads(text) == [(2, ["a"]), (3, []), (4, ["b"])]

@@ -37,8 +37,8 @@ off the cyclic garbage collector (its youngest generation is collected every 700
 containers)."""
 
 _ODD_LINES_AS_ROWS: Final = 64
-"""Lines not of the header's width in a plain block beyond which the block comes out as rows
-rather than runs of columns between them."""
+"""Lines not of the header's width (blank ones included) in a plain block beyond which the block
+comes out as rows rather than runs of columns between them."""
 
 # Stands for a line end while a block is split at its delimiters: a plain block has no NUL.
 _LINE_MARK: Final = "\x00"
@@ -108,55 +108,67 @@ class FileChunks:
         # No longer than a field may be, it cannot hold a field the CSV reader would refuse.
         if '"' in block or _LINE_MARK in block or len(block) > csv.field_size_limit():
             return None
+        if self._width < 2:  # a blank line (no cells) would pass for one empty cell
+            return None
         if not block.endswith("\n"):  # the file's last line: "\r" or nothing ends it
             block += "\n"
+        line_end = "\n"
         if "\r" in block:
-            if block.count("\r") != block.count("\r\n"):
+            ends = block.count("\r\n")
+            if block.count("\r") != ends:
                 return None  # a "\r" alone ends a line, but not a block split at "\n"
-            block = block.replace("\r\n", "\n")
+            if ends == block.count("\n"):
+                line_end = "\r\n"
+            else:  # some lines end in "\n" alone
+                block = block.replace("\r\n", "\n")
         first = self.line_num + 1
-        count = block.count("\n")
+        count = block.count(line_end)
         self.line_num += count
         lines = range(first, first + count)
-        whole = self._columns(block, lines)
-        if whole is not None:
-            return [whole]
-        texts = block.split("\n")
-        del texts[-1]
-        # Odd lines: those of another width, and blank ones (no cells, whatever the width).
-        delimiters = map(str.count, texts, itertools.repeat(self._delimiter))
-        other_width = map((self._width - 1).__ne__, delimiters)
-        odd_lines = map(operator.or_, other_width, map(operator.not_, texts))
-        odd = list(itertools.compress(itertools.count(), odd_lines))
+        stride = self._width + 1
+        cells = block.replace(line_end, self._marked_end).split(self._delimiter)
+        if (
+            len(cells) == stride * count + 1
+            and cells[self._width :: stride].count(_LINE_MARK) == count
+        ):
+            return [self._columns(cells, 0, lines)]
+        # Line k's cells are those between the marks ending lines k - 1 and k.
+        marks = list(
+            itertools.compress(
+                itertools.count(), map(operator.eq, cells, itertools.repeat(_LINE_MARK))
+            )
+        )
+        starts = [0, *map((1).__add__, marks)]
+        del starts[-1]
+        widths = list(map(operator.sub, marks, starts))
+        odd = list(itertools.compress(itertools.count(), map(self._width.__ne__, widths)))
         if len(odd) > _ODD_LINES_AS_ROWS:
-            return [Chunk(lines, rows=self._rows(texts))]
+            return [Chunk(lines, rows=list(map(self._row, itertools.repeat(cells), starts, marks)))]
         chunks = []
         start = 0
-        for at in [*odd, len(texts)]:
+        for at in [*odd, count]:
             if at > start:
-                run = self._columns("\n".join(texts[start:at]) + "\n", lines[start:at])
-                assert run is not None  # every line of the run has the header's width
-                chunks.append(run)
-            if at < len(texts):
-                chunks.append(Chunk(lines[at : at + 1], rows=self._rows(texts[at : at + 1])))
+                chunks.append(self._columns(cells, starts[start], lines[start:at]))
+            if at < count:
+                chunks.append(
+                    Chunk(lines[at : at + 1], rows=[self._row(cells, starts[at], marks[at])])
+                )
             start = at + 1
         return chunks
 
-    def _columns(self, text: str, lines: range) -> Chunk | None:
-        """The lines of ``text`` as columns; ``None`` unless all have the header's width."""
+    def _columns(self, cells: list[str], start: int, lines: range) -> Chunk:
+        """The lines from ``cells[start]`` on, each of the header's width, as columns."""
         stride = self._width + 1
-        cells = text.replace("\n", self._marked_end).split(self._delimiter)
-        end = stride * len(lines)
-        if len(cells) != end + 1 or cells[self._width :: stride].count(_LINE_MARK) != len(lines):
-            return None
-        return Chunk(lines, columns=[cells[at:end:stride] for at in range(self._width)])
+        end = start + stride * len(lines)
+        return Chunk(
+            lines, columns=[cells[at:end:stride] for at in range(start, start + self._width)]
+        )
 
-    def _rows(self, texts: list[str]) -> list[list[str]]:
-        rows = list(map(str.split, texts, itertools.repeat(self._delimiter)))
+    @staticmethod
+    def _row(cells: list[str], start: int, end: int) -> list[str]:
+        row = cells[start:end]
         # The CSV reader gives no cells for an empty line, where split gives one empty cell.
-        for blank in itertools.compress(itertools.count(), map(operator.not_, texts)):
-            rows[blank] = []
-        return rows
+        return [] if row == [""] else row
 
     def _through_csv(self, block: str) -> Iterator[Chunk]:
         """Read the block, the text read after it, and the rows running on past them, as CSV."""

@@ -356,11 +356,8 @@ class _Records:
         self.identifiers: dict[str, list[str]] = {kind: [] for kind in self.kind_at}
         self.problems: list[ListProblem] = []
         # Record ids of the kept records: a set to look them up, a list in ``lines`` order.
-        # Until an id repeats, a run's ids are added to the set in one step, and its size says
-        # whether all were new.
         self.seen_ids: set[str] = set()
         self.record_ids: list[str] = []
-        self.ids_repeat = False
         # (position in problems, id) of each repeated id: which line had it first is looked up
         # once at the end, rather than kept for every id.
         self.repeated_ids: list[tuple[int, str]] = []
@@ -512,22 +509,18 @@ class _Records:
         """Record the leading ids that are neither empty nor seen before; return how many."""
         if not all(ids):
             ids = ids[: ids.index("")]
-        if self.ids_repeat and not self.seen_ids.isdisjoint(ids):
-            ids = ids[: _first_true(map(self.seen_ids.__contains__, ids))]
+        if not self.seen_ids.isdisjoint(ids):
+            seen_at = itertools.compress(itertools.count(), map(self.seen_ids.__contains__, ids))
+            ids = ids[: next(seen_at)]
         seen = len(self.seen_ids)
         self.seen_ids.update(ids)
         if len(self.seen_ids) - seen < len(ids):
-            if not self.ids_repeat:
-                # The first repeated id: the set is made again of the ids kept so far, and
-                # from now on ids are looked up before they are added.
-                self.ids_repeat = True
-                self.seen_ids = set(self.record_ids)
-                return self._add_new_ids(ids)
-            # An id repeats among them; none was seen before, so all are taken back.
+            # An id repeats among them; none was seen before, so all are taken back, and added
+            # again up to where one comes a second time.
             self.seen_ids.difference_update(ids)
             first_at = dict(zip(reversed(ids), range(len(ids) - 1, -1, -1), strict=True))
-            at = map(first_at.__getitem__, ids)
-            ids = ids[: _first_true(map(operator.ne, at, itertools.count()))]
+            again = map(operator.ne, map(first_at.__getitem__, ids), itertools.count())
+            ids = ids[: next(itertools.compress(itertools.count(), again))]
             self.seen_ids.update(ids)
         self.record_ids.extend(ids)
         return len(ids)
@@ -582,11 +575,6 @@ class _Records:
             lines=self.lines[start:end],
             identifiers={kind: column[start:end] for kind, column in self.identifiers.items()},
         )
-
-
-def _first_true(flags: Iterable[object]) -> int:
-    """The position of the first true flag (there must be one)."""
-    return next(itertools.compress(itertools.count(), flags))
 
 
 def _nth_true(flags: Iterable[object], n: int) -> int:
