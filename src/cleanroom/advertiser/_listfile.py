@@ -356,8 +356,11 @@ class _Records:
         self.identifiers: dict[str, list[str]] = {kind: [] for kind in self.kind_at}
         self.problems: list[ListProblem] = []
         # Record ids of the kept records: a set to look them up, a list in ``lines`` order.
+        # Until an id repeats, a run's ids are added in one step and the set's size says
+        # whether all were new.
         self.seen_ids: set[str] = set()
         self.record_ids: list[str] = []
+        self.ids_repeat = False
         # (position in problems, id) of each repeated id: which line had it first is looked up
         # once at the end, rather than kept for every id.
         self.repeated_ids: list[tuple[int, str]] = []
@@ -509,12 +512,18 @@ class _Records:
         """Record the leading ids that are neither empty nor seen before; return how many."""
         if not all(ids):
             ids = ids[: ids.index("")]
-        if not self.seen_ids.isdisjoint(ids):
+        if self.ids_repeat and not self.seen_ids.isdisjoint(ids):
             seen_at = itertools.compress(itertools.count(), map(self.seen_ids.__contains__, ids))
             ids = ids[: next(seen_at)]
         seen = len(self.seen_ids)
         self.seen_ids.update(ids)
         if len(self.seen_ids) - seen < len(ids):
+            if not self.ids_repeat:
+                # The first repeated id: the set is made again of the kept ids, and from now on
+                # ids are looked up before they are added, which costs a lookup more.
+                self.ids_repeat = True
+                self.seen_ids = set(self.record_ids)
+                return self._add_new_ids(ids)
             # An id repeats among them; none was seen before, so all are taken back, and added
             # again up to where one comes a second time.
             self.seen_ids.difference_update(ids)
