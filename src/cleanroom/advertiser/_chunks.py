@@ -5,7 +5,7 @@ at the delimiter. Such text is read a block at a time and split with string meth
 cells come out column by column without a list per row, and only the rest (quotes, NULs, carriage
 returns that do not end a line, a line longer than a field may be) goes through the CSV reader.
 What comes out is what :func:`csv.reader` gives, with the line number it would report after each
-row: :class:`RowByRowChunks`, which ``tests/property/test_list_reader.py`` holds it to.
+row; ``tests/property/test_list_reader.py`` holds it to :class:`RowByRowChunks`, which is that.
 """
 
 from __future__ import annotations
