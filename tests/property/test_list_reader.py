@@ -38,7 +38,7 @@ from cleanroom.advertiser import CustomerList, _chunks, _consent, _listfile
 from cleanroom.advertiser._chunks import Chunk, RowByRowChunks
 from cleanroom.errors import ImportFailed
 
-EXAMPLES = int(os.environ.get("CLEANROOM_LIST_READER_EXAMPLES", "400"))
+EXAMPLES = int(os.environ.get("CLEANROOM_LIST_READER_EXAMPLES", "250"))
 
 KINDS = ["email", "phone", "maid"]
 CONSENTS = ["yes", "no", "", "TRUE", " Yes ", "0", "1", "granted", "Revoked", "maybe", "2", "y"]
