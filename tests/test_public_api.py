@@ -552,6 +552,7 @@ PUBLIC_API: dict[str, set[str]] = {
         "matchable_epoch",
         "refresh",
         "remove_leftovers",
+        "require_current_epoch",
         "rotate",
     },
     "cleanroom.store.fields": {

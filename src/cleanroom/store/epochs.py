@@ -59,6 +59,7 @@ __all__ = [
     "matchable_epoch",
     "refresh",
     "remove_leftovers",
+    "require_current_epoch",
     "rotate",
 ]
 
@@ -307,6 +308,18 @@ def refresh(
     return refreshed, len(ids)
 
 
+def require_current_epoch(db: Database) -> EpochInfo:
+    """The current epoch.
+
+    Raises:
+        StoreError: there is none yet.
+    """
+    epoch = current_epoch(db)
+    if epoch is None:
+        raise StoreError("no current epoch; run 'cleanroom platform epoch rotate'")
+    return epoch
+
+
 def matchable_epoch(db: Database) -> MatchableEpoch:
     """The current epoch's ``V`` and index -> user map, restricted to identifiers eligible now.
 
@@ -317,9 +330,7 @@ def matchable_epoch(db: Database) -> MatchableEpoch:
         StoreError: there is no current epoch, or its files are missing.
     """
     for _attempt in range(3):
-        epoch = current_epoch(db)
-        if epoch is None:
-            raise StoreError("no current epoch; run 'cleanroom platform epoch rotate'")
+        epoch = require_current_epoch(db)
         try:
             elements, ids, users = _load_arrays(db, epoch)
         except StoreError:

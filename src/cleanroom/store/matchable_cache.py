@@ -30,10 +30,9 @@ from typing import Final
 
 import numpy as np
 
-from cleanroom.errors import StoreError
 from cleanroom.store.changes import audit_head, bulk_import_running, eligibility_changed_since
 from cleanroom.store.database import Database
-from cleanroom.store.epochs import EpochInfo, MatchableEpoch, current_epoch, matchable_epoch
+from cleanroom.store.epochs import MatchableEpoch, matchable_epoch, require_current_epoch
 
 __all__ = ["MatchableCache", "consent_horizon"]
 
@@ -110,7 +109,7 @@ class MatchableCache:
             entry = self._entry
         if entry is None:
             return None
-        epoch = _current(db)
+        epoch = require_current_epoch(db)
         kept = entry.matchable.epoch
         if (kept.epoch_id, entry.generation) != (epoch.epoch_id, epoch.generation):
             return None
@@ -127,13 +126,6 @@ class MatchableCache:
                         entry.matchable, entry.generation, head, entry.valid_from, entry.horizon
                     )
         return entry.matchable
-
-
-def _current(db: Database) -> EpochInfo:
-    epoch = current_epoch(db)
-    if epoch is None:
-        raise StoreError("no current epoch; run 'cleanroom platform epoch rotate'")
-    return epoch
 
 
 def _freeze(matchable: MatchableEpoch) -> None:
