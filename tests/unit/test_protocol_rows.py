@@ -8,7 +8,12 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cleanroom.protocol._rows import find_duplicate, first_occurrence, match_rows
+from cleanroom.protocol._rows import (
+    find_duplicate,
+    first_occurrence,
+    first_occurrence_of_messages,
+    match_rows,
+)
 
 SIZE = 32
 
@@ -99,3 +104,23 @@ def test_match_rows_equals_set_membership(
     assert [table_ids[t] for t in table_index] == [probe_ids[i] for i in expected]
     first = first_occurrence(probe)
     assert first.tolist() == [probe_ids.index(p) for p in probe_ids]
+
+
+@given(st.lists(st.binary(max_size=12), max_size=80), st.integers(0, 3))
+def test_first_occurrence_of_messages_is_the_first_equal_message(
+    messages: list[bytes], repeat: int
+) -> None:
+    messages = messages * repeat + messages  # repeats, short messages and empty ones
+    assert first_occurrence_of_messages(messages).tolist() == [messages.index(m) for m in messages]
+
+
+class _SameHash(bytes):
+    """Bytes whose hash() collides with every other's: only the exact comparison can tell."""
+
+    def __hash__(self) -> int:
+        return 7
+
+
+def test_first_occurrence_of_messages_when_every_key_collides() -> None:
+    messages = [_SameHash(m) for m in (b"a", b"b", b"a", b"c", b"b", b"a")]
+    assert first_occurrence_of_messages(messages).tolist() == [0, 1, 0, 3, 1, 0]

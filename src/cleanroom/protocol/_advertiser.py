@@ -70,7 +70,7 @@ from cleanroom.policy import Mode
 from cleanroom.protocol._constants import MAX_CHUNK_BYTES, PROTOCOL_VERSION, RECORD_TAG_SIZE
 from cleanroom.protocol._policy_info import SessionTerms
 from cleanroom.protocol._receipt import Receipt, read_receipt
-from cleanroom.protocol._rows import find_duplicate, match_rows
+from cleanroom.protocol._rows import find_duplicate, first_occurrence_of_messages, match_rows
 from cleanroom.protocol._wire import (
     ChunkReceiver,
     ProgressFactory,
@@ -296,13 +296,7 @@ class AdvertiserRole:
         repeats are found on the messages, before hashing.
         """
         messages = self._messages
-        first_index: dict[bytes, int] = {}
-        remember = first_index.setdefault
-        first = np.fromiter(
-            (remember(message, i) for i, message in enumerate(messages)),
-            dtype=np.intp,
-            count=len(messages),
-        )
+        first = first_occurrence_of_messages(messages)
         self._first = first
         distinct = np.flatnonzero(first == np.arange(len(messages)))
         record_values, record_of_message = np.unique(self._record_ids, return_inverse=True)

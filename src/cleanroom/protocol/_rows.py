@@ -8,12 +8,13 @@ by sorting the full rows, so the answer is always exact and the cost never quadr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["find_duplicate", "first_occurrence", "match_rows"]
+__all__ = ["find_duplicate", "first_occurrence", "first_occurrence_of_messages", "match_rows"]
 
 _KEY_BYTES = 8
 
@@ -31,9 +32,9 @@ def _whole(rows: NDArray[np.uint8]) -> NDArray[np.void]:
     return contiguous.view(np.dtype((np.void, rows.shape[1]))).reshape(-1)
 
 
-def _colliding(keys: NDArray[np.uint64]) -> NDArray[np.intp]:
+def _colliding(keys: NDArray[np.integer[Any]]) -> NDArray[np.intp]:
     """Return, ascending, the indices of rows whose key some other row shares."""
-    order = np.argsort(keys, kind="stable")
+    order = np.argsort(keys)  # the indices are sorted at the end: no stable sort needed
     sorted_keys = keys[order]
     same_as_next = sorted_keys[1:] == sorted_keys[:-1]
     involved = np.zeros(len(keys), dtype=bool)
@@ -64,6 +65,31 @@ def first_occurrence(rows: NDArray[np.uint8]) -> NDArray[np.intp]:
         starts[1:] = ordered[1:] != ordered[:-1]
         group_start = np.maximum.accumulate(np.where(starts, np.arange(len(ordered)), 0))
         first[candidates[order]] = candidates[order[group_start]]
+    return first
+
+
+def first_occurrence_of_messages(messages: Sequence[bytes]) -> NDArray[np.intp]:
+    """For each message, the index of the first message equal to it (itself if it is the first).
+
+    The same fast path as :func:`first_occurrence`, keyed on each message's ``hash()``: only
+    messages whose keys collide are compared whole, so the answer is exact whatever the
+    messages are.
+
+    Args:
+        messages: byte strings.
+
+    Returns:
+        Array of shape ``(len(messages),)``.
+    """
+    count = len(messages)
+    first = np.arange(count, dtype=np.intp)
+    if count < 2:
+        return first
+    candidates = _colliding(np.fromiter(map(hash, messages), dtype=np.int64, count=count))
+    if candidates.size:
+        seen: dict[bytes, int] = {}
+        for index in candidates.tolist():  # ascending, so the first of equal messages wins
+            first[index] = seen.setdefault(messages[index], index)
     return first
 
 
