@@ -7,8 +7,10 @@ error class the gRPC layer maps to a status code, and a message that says what w
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
+from typing import Any
 
 import numpy as np
 import pytest
@@ -360,6 +362,58 @@ def test_abandoning_stops_the_hashing_after_the_chunk_it_is_on() -> None:
     with pytest.raises(CancelledError, match="abandoned while the list was hashed"):
         adv.encrypt_list()
     assert adv.encrypt_seconds is None
+
+
+class _WaitsForW(BatchEngine):
+    """A real engine whose encryption of U holds until some of W has been validated."""
+
+    def __init__(self) -> None:
+        super().__init__(workers=1)
+        self.encrypting = threading.Event()
+        self.w_validated = threading.Event()
+        self.w_came_first: bool | None = None
+
+    def validate(self, suite: Suite, elements: Any, **kwargs: Any) -> ValidatedElements:
+        checked = super().validate(suite, elements, **kwargs)
+        if self.encrypting.is_set():  # U is validated before its encryption starts; W after
+            self.w_validated.set()
+        return checked
+
+    def encrypt(self, suite: Suite, key: SecretKey, elements: Any, **kwargs: Any) -> Any:
+        self.encrypting.set()
+        # On the old order (U' computed before any of W was handled) this waits in vain.
+        self.w_came_first = self.w_validated.wait(timeout=5)
+        return super().encrypt(suite, key, elements, **kwargs)
+
+
+def test_the_platform_validates_w_while_it_computes_u_prime() -> None:
+    engine = _WaitsForW()
+
+    def opener(request: SessionRequest) -> PlatformRole:
+        decision = check_session(EXACT, "acme", request.mode, request.record_count, 0.0, 0, False)
+        return PlatformRole(request, decision, PLATFORM, engine=engine)
+
+    adv = advertiser(Mode.IDS)
+    exchange(adv, opener)
+    assert engine.w_came_first is True
+    assert adv.result is not None and adv.result.count == 6
+
+
+def test_an_abandoned_platform_stops_computing_u_prime() -> None:
+    platform: PlatformRole
+
+    def progress(phase: str, total: int | None) -> Callable[[int], object]:
+        return lambda done: platform.abandon()  # the session is aborted during the first chunk
+
+    def opener(request: SessionRequest) -> PlatformRole:
+        nonlocal platform
+        decision = check_session(EXACT, "acme", request.mode, request.record_count, 0.0, 0, False)
+        engine = BatchEngine(workers=1, chunk_size=4)
+        platform = PlatformRole(request, decision, PLATFORM, engine=engine, progress=progress)
+        return platform
+
+    with pytest.raises(CancelledError, match="abandoned while U' was computed"):
+        exchange(advertiser(Mode.IDS), opener)
 
 
 def test_every_received_element_is_checked_exactly_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import enum
 import os
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -300,8 +302,10 @@ class PlatformRole:
             size,
             max_chunk_bytes=max_chunk_bytes,
         )
-        # U' = E_b(U), computed once all of U has passed the cheap checks.
+        # U' = E_b(U): started once all of U has passed its checks, computed while W arrives.
         self._u_prime = np.empty((0, size), dtype=np.uint8)
+        self._u_prime_future: Future[NDArray[np.uint8]] | None = None
+        self._abandoned = threading.Event()
         self._tags = np.empty(request.identifier_count, dtype=np.uint32)
         self._u_progress = self._progress_for("encrypt advertiser set", request.identifier_count)
         self.outcome: PlatformOutcome | None = None
@@ -418,7 +422,7 @@ class PlatformRole:
             self._finish_u()
 
     def _finish_u(self) -> None:
-        """Check all of U, cheapest first, then compute U' = E_b(U)."""
+        """Check all of U, cheapest first, then start computing U' = E_b(U)."""
         records = self._request.record_count
         per_record = np.bincount(self._tags, minlength=records)
         if np.any(per_record == 0):
@@ -445,13 +449,40 @@ class PlatformRole:
             # its end costs no more than one with a bad element at its start. What validate
             # returns is multiplied as checked, without checking it again.
             valid_u = engine.validate(self._suite, u)
-            self._u_prime = engine.encrypt(
-                self._suite, self._inputs.epoch_key, valid_u, progress=self._u_progress
-            )
         except InvalidElement as exc:
             raise shift_element_error(exc, 0, "advertiser set U") from exc
         del self._u  # U itself is not kept: U' is what is matched (and returned)
+        # U' is computed on a thread of its own, so that W's chunks are validated as they
+        # arrive meanwhile instead of after it: only the match is left once the last one is in.
+        future: Future[NDArray[np.uint8]] = Future()
+        key, report = self._inputs.epoch_key, self._u_progress
+
+        def progress(done: int) -> None:
+            # After each chunk: an abandoned session stops here, not at the end.
+            if self._abandoned.is_set():
+                raise CancelledError("the session was abandoned while U' was computed")
+            if report is not None:
+                report(done)
+
+        def compute() -> None:
+            try:
+                if self._abandoned.is_set():
+                    raise CancelledError("the session was abandoned before U' was computed")
+                future.set_result(engine.encrypt(self._suite, key, valid_u, progress=progress))
+            except BaseException as exc:  # handed to the thread that waits for U'
+                future.set_exception(exc)
+
+        self._u_prime_future = future
+        threading.Thread(target=compute, name="encrypt-u", daemon=True).start()
         self._state = _State.RECEIVING_W
+
+    def abandon(self) -> None:
+        """Stop computing U': the session ended without a result, so the work would be wasted.
+
+        Safe from any thread and more than once; a computation under way stops after its
+        current chunk.
+        """
+        self._abandoned.set()
 
     def _take_w(self, chunk: pb.EncryptedPlatformSetChunk) -> Iterator[pb.ServerMessage]:
         check_session_id(self.session_id, chunk.session_id)
@@ -468,6 +499,8 @@ class PlatformRole:
         if duplicate is not None:
             first, repeat = duplicate
             raise InvalidElement(f"encrypted platform set W: duplicate of row {first}", repeat)
+        assert self._u_prime_future is not None  # set when the state became RECEIVING_W
+        self._u_prime = self._u_prime_future.result()
         self.outcome = self._match(w)
         self._state = _State.AWAITING_CLOSE
         return self._stream_result(self.outcome)

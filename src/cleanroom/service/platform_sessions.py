@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -515,7 +516,10 @@ class MatchSession:
                 aborted (the result is then not released).
         """
         had_outcome = self._role.outcome is not None
-        replies = self._role.handle(message)
+        try:
+            replies = self._role.handle(message)
+        except CancelledError:  # only abort() abandons the role
+            raise SessionAborted("the session was aborted before it completed") from None
         outcome = self._role.outcome
         if outcome is not None and not had_outcome:
             with self._lock:
@@ -534,6 +538,7 @@ class MatchSession:
         Returns:
             Whether this call aborted it.
         """
+        self._role.abandon()  # no result will go out: stop the work on U' now
         # The lock is held through the write, so that a concurrent close() returns only once
         # the abort is on disk (the process may exit right after).
         with self._lock:
