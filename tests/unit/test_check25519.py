@@ -11,11 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cleanroom.crypto import _check25519, get_suite
+from cleanroom.crypto.suites import X25519Suite
 from cleanroom.errors import InvalidElement
 
 P = 2**255 - 19
 A = 486662
 X25519 = get_suite("x25519-sha512-ell2-ro")
+SMALL_ORDER = b"".join(sorted(X25519Suite.SMALL_ORDER_U))
 
 
 def rhs(u: int) -> int:
@@ -40,6 +42,11 @@ def reference_products(units: list[int], masks: bytes) -> list[int]:
     return products
 
 
+def first_small_order(rows: bytes) -> int:
+    units = [rows[i : i + 32] for i in range(0, len(rows), 32)]
+    return next((row for row, u in enumerate(units) if u in X25519Suite.SMALL_ORDER_U), -1)
+
+
 def curve_points(count: int) -> list[bytes]:
     return [X25519PrivateKey.generate().public_key().public_bytes_raw() for _ in range(count)]
 
@@ -61,8 +68,9 @@ def test_the_module_constants_fit_the_masks() -> None:
 def test_products_are_those_of_the_subsets_the_masks_choose(units: list[int], seed: bytes) -> None:
     masks = (seed * (mask_size(len(units)) // 32 + 1))[: mask_size(len(units))]
     rows = b"".join(u.to_bytes(32, "little") for u in units)
-    noncanonical, packed = _check25519.twist_test(rows, masks)
+    noncanonical, small_order, packed = _check25519.twist_test(rows, masks, SMALL_ORDER)
     assert noncanonical == -1
+    assert small_order == first_small_order(rows)
     products = [int.from_bytes(packed[i : i + 32], "little") for i in range(0, len(packed), 32)]
     assert products == reference_products(units, masks)
 
@@ -80,18 +88,29 @@ def test_the_first_noncanonical_row_is_named(bad: bytes, why: str) -> None:
     rows = curve_points(5)
     rows[3] = bad
     rows.append(bad)
-    noncanonical, _ = _check25519.twist_test(b"".join(rows), bytes(mask_size(6)))
+    noncanonical, _, _ = _check25519.twist_test(b"".join(rows), bytes(mask_size(6)), SMALL_ORDER)
     assert noncanonical == 3, why
     # p - 1 is canonical (it is of small order: the suite's exact check refuses it).
     canonical = (P - 1).to_bytes(32, "little")
-    assert _check25519.twist_test(canonical, bytes(mask_size(1)))[0] == -1
+    assert _check25519.twist_test(canonical, bytes(mask_size(1)), SMALL_ORDER)[:2] == (-1, 0)
+
+
+@pytest.mark.parametrize("small", sorted(X25519Suite.SMALL_ORDER_U))
+def test_the_first_small_order_row_is_named(small: bytes) -> None:
+    rows = curve_points(9)
+    rows[6] = rows[8] = small
+    assert _check25519.twist_test(b"".join(rows), bytes(mask_size(9)), SMALL_ORDER)[:2] == (-1, 6)
+    # Only the encodings the caller lists count.
+    assert _check25519.twist_test(b"".join(rows), bytes(mask_size(9)), b"")[:2] == (-1, -1)
 
 
 def test_wrong_sizes_are_refused() -> None:
     with pytest.raises(ValueError, match="whole number of 32-byte"):
-        _check25519.twist_test(bytes(33), bytes(32))
+        _check25519.twist_test(bytes(33), bytes(32), SMALL_ORDER)
     with pytest.raises(ValueError, match="masks must be 64 bytes for 5 rows, got 40"):
-        _check25519.twist_test(bytes(32 * 5), bytes(40))
+        _check25519.twist_test(bytes(32 * 5), bytes(40), SMALL_ORDER)
+    with pytest.raises(ValueError, match="listed must be a whole number of 32-byte"):
+        _check25519.twist_test(bytes(32), bytes(32), bytes(31))
 
 
 def test_a_chunk_of_curve_points_always_passes() -> None:
@@ -125,8 +144,8 @@ def test_a_twist_point_makes_about_half_of_the_products_non_squares() -> None:
     rows = curve_points(100)
     rows[42] = twist_point()
     masks = secrets.token_bytes(mask_size(100))
-    noncanonical, packed = _check25519.twist_test(b"".join(rows), masks)
-    assert noncanonical == -1
+    noncanonical, small_order, packed = _check25519.twist_test(b"".join(rows), masks, SMALL_ORDER)
+    assert (noncanonical, small_order) == (-1, -1)
     symbols = [
         gmpy2.jacobi(int.from_bytes(packed[i : i + 32], "little"), P)
         for i in range(0, len(packed), 32)

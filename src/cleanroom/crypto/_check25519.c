@@ -15,8 +15,10 @@
  *
  * This is the random subset test of Bellare, Garay and Rabin ("Fast batch verification for
  * modular exponentiation and digital signatures", EUROCRYPT 1998). The Legendre symbols of the
- * 64 products are computed by the caller (gmpy2); canonical encoding and small order are
- * checked exactly, element by element, by the caller too.
+ * 64 products are computed by the caller (gmpy2). Canonical encoding and small order are checked
+ * exactly here too, in the same call, so that a valid chunk never has to be cut into one
+ * Python object per row: the caller passes its list of small-order encodings (its one
+ * definition of them) and, on any failure, checks row by row to name the bad row and why.
  *
  * The products are built four elements at a time: the 16 subset products of a group of four
  * (11 multiplications), then each test multiplies in the one its 4 random bits select. That is
@@ -90,22 +92,44 @@ static Py_ssize_t first_noncanonical(const uint8_t *rows, Py_ssize_t n) {
     return -1;
 }
 
+/* Index of the first row equal to one of the k 32-byte encodings in listed, or -1. The first
+ * eight bytes are compared before the rest, so a row costs k word comparisons. */
+static Py_ssize_t first_listed(const uint8_t *rows, Py_ssize_t n, const uint8_t *listed,
+                               Py_ssize_t k) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const uint8_t *u = rows + 32 * i;
+        uint64_t head;
+        memcpy(&head, u, 8);
+        for (Py_ssize_t j = 0; j < k; j++) {
+            uint64_t listed_head;
+            memcpy(&listed_head, listed + 32 * j, 8);
+            if (head == listed_head && memcmp(u, listed + 32 * j, 32) == 0) return i;
+        }
+    }
+    return -1;
+}
+
 PyDoc_STRVAR(twist_test_doc,
-"twist_test(rows, masks, /) -> tuple[int, bytes]\n\n"
-"For n 32-byte u-coordinates (rows) and MASK_BYTES_PER_GROUP random bytes per GROUP rows\n"
-"(the last group may be short; masks): the index of the first\n"
-"row that is not a canonical encoding (or -1), and 64 products of random subsets of the rows'\n"
-"y = u^3 + A u^2 + u, as 64 canonical 32-byte little-endian field elements. Every row is on\n"
-"the curve iff all 64 products are squares, except with probability 2^-64 over the masks.\n"
-"The products are only meaningful when the index is -1.");
+"twist_test(rows, masks, listed, /) -> tuple[int, int, bytes]\n\n"
+"For n 32-byte u-coordinates (rows), MASK_BYTES_PER_GROUP random bytes per GROUP rows (the\n"
+"last group may be short; masks) and concatenated 32-byte encodings to look for (listed, the\n"
+"caller's small-order points): the index of the first row that is not a canonical encoding\n"
+"(or -1), the index of the first row equal to one of listed (or -1), and 64 products of random\n"
+"subsets of the rows' y = u^3 + A u^2 + u, as 64 canonical 32-byte little-endian field\n"
+"elements. Every row is on the curve iff all 64 products are squares, except with probability\n"
+"2^-64 over the masks. The products are only meaningful when the first index is -1.");
 
 static PyObject *py_twist_test(PyObject *self, PyObject *args) {
     (void)self;
-    Py_buffer rows, masks;
-    if (!PyArg_ParseTuple(args, "y*y*", &rows, &masks)) return NULL;
+    Py_buffer rows, masks, listed;
+    if (!PyArg_ParseTuple(args, "y*y*y*", &rows, &masks, &listed)) return NULL;
     PyObject *result = NULL;
     if (rows.len % 32 != 0) {
         PyErr_SetString(PyExc_ValueError, "rows must be a whole number of 32-byte encodings");
+        goto done;
+    }
+    if (listed.len % 32 != 0) {
+        PyErr_SetString(PyExc_ValueError, "listed must be a whole number of 32-byte encodings");
         goto done;
     }
     Py_ssize_t n = rows.len / 32;
@@ -117,19 +141,21 @@ static PyObject *py_twist_test(PyObject *self, PyObject *args) {
     }
     PyObject *packed = PyBytes_FromStringAndSize(NULL, 32 * TESTS);
     if (packed == NULL) goto done;
-    Py_ssize_t bad;
+    Py_ssize_t bad, small;
     fe products[TESTS];
     memset(products, 0, sizeof(products));
     Py_BEGIN_ALLOW_THREADS
     bad = first_noncanonical(rows.buf, n);
+    small = first_listed(rows.buf, n, listed.buf, listed.len / 32);
     if (bad < 0) subset_products(rows.buf, n, masks.buf, products);
     Py_END_ALLOW_THREADS
     uint8_t *out = (uint8_t *)PyBytes_AS_STRING(packed);
     for (int t = 0; t < TESTS; t++) fe_to_bytes(out + 32 * t, products[t]);
-    result = Py_BuildValue("(nN)", bad, packed);
+    result = Py_BuildValue("(nnN)", bad, small, packed);
 done:
     PyBuffer_Release(&rows);
     PyBuffer_Release(&masks);
+    PyBuffer_Release(&listed);
     return result;
 }
 

@@ -184,7 +184,7 @@ class Suite(abc.ABC):
             InvalidKey: the key belongs to another suite.
         """
         self.check_key(key)
-        self._check_elements(rows, self.split_rows(rows))
+        self._check_elements(rows)
         return self._exchange_all(key.to_bytes(), rows)
 
     def hash_rows(self, msgs: Sequence[bytes], dst: bytes) -> bytes:
@@ -204,8 +204,8 @@ class Suite(abc.ABC):
         return self._exchange_all(key.to_bytes(), hashed)
 
     @abc.abstractmethod
-    def _check_elements(self, rows: bytes, units: list[bytes]) -> None:
-        """Validate one chunk, given both as concatenated encodings and cut into elements."""
+    def _check_elements(self, rows: bytes) -> None:
+        """Validate one chunk of concatenated encodings (the suite's one place for it)."""
 
     @abc.abstractmethod
     def _exchange_all(self, key_bytes: bytes, rows: bytes) -> bytes:
@@ -239,6 +239,8 @@ class X25519Suite(Suite):
             2**255 - 19 - 1,
         )
     )
+    # The same, concatenated, for the C check of a whole chunk.
+    _SMALL_ORDER_ROWS: Final[bytes] = b"".join(sorted(SMALL_ORDER_U))
 
     def generate_key(self) -> SecretKey:
         return SecretKey(self.suite_id, X25519PrivateKey.generate().private_bytes_raw())
@@ -271,22 +273,24 @@ class X25519Suite(Suite):
         return None
 
     def validate_rows(self, rows: bytes) -> None:
-        self._check_elements(rows, self.split_rows(rows))
+        self._check_elements(rows)
 
-    def _check_elements(self, rows: bytes, units: list[bytes]) -> None:
-        # Fast path: canonical encodings and small order exactly, curve membership by the random
-        # subset test (_check25519.c: 64 Legendre symbols of random subset products instead of
-        # one per row; a chunk with a twist point passes with probability 2^-64, a valid chunk
-        # always does): a fraction of a Jacobi symbol per row (benchmarks/validation.py), on
-        # millions of received rows per session.
-        count = len(units)
+    def _check_elements(self, rows: bytes) -> None:
+        # Fast path, in one C call over the whole chunk (_check25519.c), on millions of received
+        # rows per session: canonical encodings and small order exactly, curve membership by
+        # the random subset test (64 Legendre symbols of random subset products instead of one
+        # per row; a chunk with a twist point passes with probability 2^-64, a valid chunk
+        # always does). The chunk is not cut into one bytes object per row unless it fails.
+        count = len(rows) // self.element_size
         masks = secrets.token_bytes(
             -(-count // _check25519.GROUP) * _check25519.MASK_BYTES_PER_GROUP
         )
-        noncanonical, products = _check25519.twist_test(rows, masks)
+        noncanonical, small_order, products = _check25519.twist_test(
+            rows, masks, self._SMALL_ORDER_ROWS
+        )
         if (
             noncanonical < 0
-            and self.SMALL_ORDER_U.isdisjoint(units)
+            and small_order < 0
             and all(
                 _jacobi(gmpy2.mpz.from_bytes(products[i : i + 32], "little"), _P25519) == 1
                 for i in range(0, len(products), 32)
@@ -295,7 +299,7 @@ class X25519Suite(Suite):
             return
         # Slow path, only on failure: the exact check, row by row, finds the first bad row and
         # says why. It is the authority: it alone decides that a row is bad.
-        for row, u in enumerate(units):
+        for row, u in enumerate(self.split_rows(rows)):
             problem = self.element_problem(u)
             if problem is not None:
                 raise InvalidElement(problem, row)
@@ -357,10 +361,10 @@ class P256Suite(Suite):
         return None
 
     def validate_rows(self, rows: bytes) -> None:
-        self._check_elements(rows, self.split_rows(rows))
+        self._check_elements(rows)
 
-    def _check_elements(self, rows: bytes, units: list[bytes]) -> None:
-        for row, point in enumerate(units):
+    def _check_elements(self, rows: bytes) -> None:
+        for row, point in enumerate(self.split_rows(rows)):
             problem = self.element_problem(point)
             if problem is not None:
                 raise InvalidElement(problem, row)
