@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
+from pathlib import Path
 
 import gmpy2
 import pytest
@@ -18,6 +20,12 @@ P = 2**255 - 19
 A = 486662
 X25519 = get_suite("x25519-sha512-ell2-ro")
 SMALL_ORDER = b"".join(sorted(X25519Suite.SMALL_ORDER_U))
+NO_IFMA = "this CPU (or its OS) has no AVX-512 IFMA: only the portable path runs here"
+
+C_PATHS = [
+    pytest.param(True, id="ifma", marks=pytest.mark.skipif(not _check25519.IFMA, reason=NO_IFMA)),
+    pytest.param(False, id="portable"),
+]
 
 
 def rhs(u: int) -> int:
@@ -63,12 +71,15 @@ def test_the_module_constants_fit_the_masks() -> None:
     assert _check25519.MASK_BYTES_PER_GROUP * 8 == _check25519.TESTS * _check25519.GROUP
 
 
+@pytest.mark.parametrize("ifma", C_PATHS)
 @settings(max_examples=60, deadline=None)
-@given(units=st.lists(st.integers(0, P - 1), max_size=13), seed=st.binary(min_size=32, max_size=32))
-def test_products_are_those_of_the_subsets_the_masks_choose(units: list[int], seed: bytes) -> None:
+@given(units=st.lists(st.integers(0, P - 1), max_size=21), seed=st.binary(min_size=32, max_size=32))
+def test_products_are_those_of_the_subsets_the_masks_choose(
+    ifma: bool, units: list[int], seed: bytes
+) -> None:
     masks = (seed * (mask_size(len(units)) // 32 + 1))[: mask_size(len(units))]
     rows = b"".join(u.to_bytes(32, "little") for u in units)
-    noncanonical, small_order, packed = _check25519.twist_test(rows, masks, SMALL_ORDER)
+    noncanonical, small_order, packed = _check25519.twist_test(rows, masks, SMALL_ORDER, ifma=ifma)
     assert noncanonical == -1
     assert small_order == first_small_order(rows)
     products = [int.from_bytes(packed[i : i + 32], "little") for i in range(0, len(packed), 32)]
@@ -153,3 +164,93 @@ def test_a_twist_point_makes_about_half_of_the_products_non_squares() -> None:
     assert set(symbols) <= {1, -1}
     # Binomial(64, 1/2): outside [8, 56] with probability below 10^-9.
     assert 8 <= symbols.count(-1) <= 56
+
+
+# --- The IFMA path against the portable one ----------------------------------------------------
+
+
+def test_the_ifma_path_is_on_where_the_cpu_has_ifma() -> None:
+    # The module turns its IFMA path off if it disagrees with the portable one at import; then
+    # the comparisons below would skip, so on a CPU with IFMA that is a failure, not a skip.
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo to say whether this CPU has AVX-512 IFMA")
+    flags = {
+        flag
+        for line in cpuinfo.read_text().splitlines()
+        if line.startswith("flags")
+        for flag in line.split(":", 1)[1].split()
+    }
+    assert int("avx512ifma" in flags) == _check25519.IFMA
+
+
+# Rows the validation must tell apart: anything canonical, the small-order encodings, values
+# from p up to 2^255 - 1, and any 32 bytes at all (half of them with the top bit set).
+ODD_ROWS = st.one_of(
+    st.sampled_from(sorted(X25519Suite.SMALL_ORDER_U)),
+    st.integers(P, 2**255 - 1).map(lambda u: u.to_bytes(32, "little")),
+    st.binary(min_size=32, max_size=32),
+)
+
+
+@pytest.mark.skipif(not _check25519.IFMA, reason=NO_IFMA)
+@settings(max_examples=300, deadline=None)
+@given(
+    canonical=st.lists(st.integers(0, P - 1), max_size=100),
+    odd=st.lists(st.tuples(st.integers(0, 100), ODD_ROWS), max_size=3),
+    data=st.data(),
+)
+def test_the_ifma_and_portable_paths_give_the_same_answer(
+    canonical: list[int], odd: list[tuple[int, bytes]], data: st.DataObject
+) -> None:
+    units = [u.to_bytes(32, "little") for u in canonical]
+    for position, row in odd:
+        units.insert(position % (len(units) + 1), row)
+    rows = b"".join(units)
+    size = mask_size(len(units))
+    masks = data.draw(st.binary(min_size=size, max_size=size), label="masks")
+    on_ifma = _check25519.twist_test(rows, masks, SMALL_ORDER, ifma=True)
+    portable = _check25519.twist_test(rows, masks, SMALL_ORDER, ifma=False)
+    assert on_ifma == portable
+    noncanonical = next(
+        (row for row, u in enumerate(units) if int.from_bytes(u, "little") >= P), -1
+    )
+    assert on_ifma[:2] == (noncanonical, first_small_order(rows))
+
+
+@pytest.mark.skipif(not _check25519.IFMA, reason=NO_IFMA)
+def test_the_ifma_and_portable_paths_agree_on_every_length_of_a_chunk_of_curve_points() -> None:
+    points = b"".join(curve_points(8200))
+    for count in [*range(70), 8191, 8192, 8200]:
+        masks = secrets.token_bytes(mask_size(count))
+        rows = points[: 32 * count]
+        assert _check25519.twist_test(rows, masks, SMALL_ORDER, ifma=True) == (
+            _check25519.twist_test(rows, masks, SMALL_ORDER, ifma=False)
+        ), count
+
+
+def symbols(packed: bytes) -> list[int]:
+    return [
+        gmpy2.jacobi(int.from_bytes(packed[i : i + 32], "little"), P)
+        for i in range(0, len(packed), 32)
+    ]
+
+
+@pytest.mark.parametrize("ifma", C_PATHS)
+def test_a_valid_chunk_passes_and_one_twist_point_fails_on_either_path(
+    ifma: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = curve_points(1001)
+    masks = secrets.token_bytes(mask_size(1001))
+    _, _, packed = _check25519.twist_test(b"".join(rows), masks, SMALL_ORDER, ifma=ifma)
+    assert set(symbols(packed)) == {1}
+    rows[998] = twist_point()
+    _, _, packed = _check25519.twist_test(b"".join(rows), masks, SMALL_ORDER, ifma=ifma)
+    assert -1 in symbols(packed)  # fails to notice with probability 2^-64
+    # The same through the suite, with its C call held to this path.
+    forced = functools.partial(_check25519.twist_test, ifma=ifma)
+    monkeypatch.setattr(_check25519, "twist_test", forced)
+    X25519.validate_rows(b"".join(curve_points(1001)))
+    with pytest.raises(InvalidElement) as raised:
+        X25519.validate_rows(b"".join(rows))
+    assert (raised.value.row, raised.value.reason) == (998, "not on the curve (twist point)")

@@ -1,5 +1,8 @@
+IFMA: int
 TESTS: int
 GROUP: int
 MASK_BYTES_PER_GROUP: int
 
-def twist_test(rows: bytes, masks: bytes, listed: bytes, /) -> tuple[int, int, bytes]: ...
+def twist_test(
+    rows: bytes, masks: bytes, listed: bytes, /, ifma: bool = True
+) -> tuple[int, int, bytes]: ...

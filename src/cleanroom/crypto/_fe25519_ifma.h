@@ -1,9 +1,10 @@
 /*
  * GF(2^255 - 19) eight elements at a time, on AVX-512 IFMA (52-bit multiply-accumulate lanes).
  *
- * Shared by _x25519_ifma.c (the 8-lane X25519 ladder) and _h2c25519.c (the hash to curve's
- * exponentiations). The representation is _fe25519.h's, lane by lane: five limbs of radix 2^51,
- * so a lane converts to and from the scalar code's fe by copying limbs.
+ * Shared by _x25519_ifma.c (the 8-lane X25519 ladder), _h2c25519.c (the hash to curve's
+ * exponentiations) and _check25519.c (the subset products of validation). The representation
+ * is _fe25519.h's, lane by lane: five limbs of radix 2^51, so a lane converts to and from the
+ * scalar code's fe by copying limbs.
  *
  * The invariant that makes IFMA safe: vpmadd52luq/huq read only the low 52 bits of each
  * multiplicand, so every limb that reaches fe8_mul/fe8_sq must be below 2^52, or bits are lost
