@@ -70,7 +70,12 @@ from cleanroom.policy import Mode
 from cleanroom.protocol._constants import MAX_CHUNK_BYTES, PROTOCOL_VERSION, RECORD_TAG_SIZE
 from cleanroom.protocol._policy_info import SessionTerms
 from cleanroom.protocol._receipt import Receipt, read_receipt
-from cleanroom.protocol._rows import find_duplicate, first_occurrence_of_messages, match_rows
+from cleanroom.protocol._rows import (
+    RowIndex,
+    find_duplicate,
+    first_occurrence_of_messages,
+    match_rows,
+)
 from cleanroom.protocol._wire import (
     ChunkReceiver,
     ProgressFactory,
@@ -527,6 +532,8 @@ class AdvertiserRole:
             # Shuffled, so the platform cannot tell which of its users matched.
             w_sent = self._w[random_permutation(len(self._w))]
         if self._mode is Mode.IDS:
+            # Sorted now, while the platform computes U', rather than once U' is in.
+            self._w_index = RowIndex(self._w)
             self._u_prime = ChunkReceiver(
                 "encrypted advertiser set U'", len(self._u_source), self._suite.element_size
             )
@@ -613,7 +620,7 @@ class AdvertiserRole:
 
     def _matched_records(self) -> tuple[NDArray[np.int64], int]:
         """Return the matched record ids (as given) and the number of matched groups."""
-        u_index, _ = match_rows(self._u_prime.array, self._w)
+        u_index, _ = match_rows(self._u_prime.array, self._w_index)
         matched_message = np.zeros(len(self._messages), dtype=bool)
         matched_message[self._u_source[u_index]] = True
         # A repeated identifier matched wherever its first occurrence did.

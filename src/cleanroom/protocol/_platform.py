@@ -56,7 +56,7 @@ from cleanroom.protocol._constants import (
     RECORD_TAG_SIZE,
     SESSION_ID_SIZE,
 )
-from cleanroom.protocol._rows import find_duplicate, match_rows
+from cleanroom.protocol._rows import RowIndex, find_duplicate, match_rows
 from cleanroom.protocol._wire import (
     ChunkReceiver,
     ProgressFactory,
@@ -499,13 +499,14 @@ class PlatformRole:
         if duplicate is not None:
             first, repeat = duplicate
             raise InvalidElement(f"encrypted platform set W: duplicate of row {first}", repeat)
+        w_index = RowIndex(w)  # sorted while U' may still be computed
         assert self._u_prime_future is not None  # set when the state became RECEIVING_W
         self._u_prime = self._u_prime_future.result()
-        self.outcome = self._match(w)
+        self.outcome = self._match(w_index)
         self._state = _State.AWAITING_CLOSE
         return self._stream_result(self.outcome)
 
-    def _match(self, w: NDArray[np.uint8]) -> PlatformOutcome:
+    def _match(self, w: RowIndex) -> PlatformOutcome:
         u_index, w_index = match_rows(self._u_prime, w)
         mode = self._request.mode
         matched_users: NDArray[np.int64] | None = None

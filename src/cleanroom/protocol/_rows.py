@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["find_duplicate", "first_occurrence", "first_occurrence_of_messages", "match_rows"]
+__all__ = [
+    "RowIndex",
+    "find_duplicate",
+    "first_occurrence",
+    "first_occurrence_of_messages",
+    "match_rows",
+]
 
 _KEY_BYTES = 8
 
@@ -111,33 +117,58 @@ def find_duplicate(rows: NDArray[np.uint8]) -> tuple[int, int] | None:
     return int(first[repeat]), repeat
 
 
+class RowIndex:
+    """A set of distinct rows sorted once by key, so that looking rows up in it sorts only them.
+
+    A party builds it for W as soon as W is complete, while it still waits for U'.
+
+    Args:
+        table: array of shape ``(m, element_size)`` with distinct rows.
+    """
+
+    def __init__(self, table: NDArray[np.uint8]) -> None:
+        self.table = table
+        self._order: NDArray[np.intp] | None = None
+        self._sorted_keys: NDArray[np.uint64] | None = None
+        if len(table):
+            keys = _keys(table)
+            order = np.argsort(keys)
+            sorted_keys = keys[order]
+            if not np.any(sorted_keys[1:] == sorted_keys[:-1]):  # else: whole rows, at lookup
+                self._order, self._sorted_keys = order, sorted_keys
+
+    def lookup(self, probe: NDArray[np.uint8]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        """:func:`match_rows` of ``probe`` in this table."""
+        table = self.table
+        empty = np.zeros(0, dtype=np.intp)
+        if len(probe) == 0 or len(table) == 0:
+            return empty, empty
+        if self._order is None or self._sorted_keys is None:
+            return _match_whole(probe, table)
+        sorted_keys, order = self._sorted_keys, self._order
+        probe_keys = _keys(probe)
+        position = np.minimum(_sorted_positions(sorted_keys, probe_keys), len(sorted_keys) - 1)
+        probe_index = np.flatnonzero(sorted_keys[position] == probe_keys)
+        table_index = order[position[probe_index]]
+        same = np.all(probe[probe_index] == table[table_index], axis=1)
+        return probe_index[same], table_index[same]
+
+
 def match_rows(
-    probe: NDArray[np.uint8], table: NDArray[np.uint8]
+    probe: NDArray[np.uint8], table: NDArray[np.uint8] | RowIndex
 ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     """Find the rows of ``probe`` that occur in ``table``.
 
     Args:
         probe: array of shape ``(n, element_size)``.
-        table: array of shape ``(m, element_size)`` with distinct rows.
+        table: array of shape ``(m, element_size)`` with distinct rows, or its :class:`RowIndex`.
 
     Returns:
         ``(probe_index, table_index)``: equal-length arrays, ascending in ``probe_index``, with
         ``probe[probe_index[i]] == table[table_index[i]]``.
     """
-    empty = np.zeros(0, dtype=np.intp)
-    if len(probe) == 0 or len(table) == 0:
-        return empty, empty
-    table_keys = _keys(table)
-    order = np.argsort(table_keys)
-    sorted_keys = table_keys[order]
-    if np.any(sorted_keys[1:] == sorted_keys[:-1]):
-        return _match_whole(probe, table)
-    probe_keys = _keys(probe)
-    position = np.minimum(_sorted_positions(sorted_keys, probe_keys), len(sorted_keys) - 1)
-    probe_index = np.flatnonzero(sorted_keys[position] == probe_keys)
-    table_index = order[position[probe_index]]
-    same = np.all(probe[probe_index] == table[table_index], axis=1)
-    return probe_index[same], table_index[same]
+    index = table if isinstance(table, RowIndex) else RowIndex(table)
+    return index.lookup(probe)
 
 
 def _sorted_positions(ordered: NDArray[Any], values: NDArray[Any]) -> NDArray[np.intp]:
