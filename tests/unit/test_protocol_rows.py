@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cleanroom.protocol._rows import (
+    RowIndex,
     find_duplicate,
     first_occurrence,
     first_occurrence_of_messages,
@@ -104,6 +105,7 @@ def test_match_rows_equals_set_membership(
     assert [table_ids[t] for t in table_index] == [probe_ids[i] for i in expected]
     first = first_occurrence(probe)
     assert first.tolist() == [probe_ids.index(p) for p in probe_ids]
+    assert RowIndex(probe).find_duplicate() == find_duplicate(probe)
 
 
 @given(st.lists(st.binary(max_size=12), max_size=80), st.integers(0, 3))

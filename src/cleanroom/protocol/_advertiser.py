@@ -520,7 +520,10 @@ class AdvertiserRole:
         self._w[offset : offset + len(rows)] = encrypted
         if not self._v.complete:
             return iter(())
-        duplicate = find_duplicate(self._w)  # W = E_a(V) repeats exactly where V does
+        # Sorted now, while the platform computes U', rather than once U' is in; the same sort
+        # finds repeats (W = E_a(V) repeats exactly where V does).
+        w_index = RowIndex(self._w)
+        duplicate = w_index.find_duplicate()
         if duplicate is not None:
             first, repeat = duplicate
             raise InvalidElement(f"platform set V: duplicate of row {first}", repeat)
@@ -532,8 +535,7 @@ class AdvertiserRole:
             # Shuffled, so the platform cannot tell which of its users matched.
             w_sent = self._w[random_permutation(len(self._w))]
         if self._mode is Mode.IDS:
-            # Sorted now, while the platform computes U', rather than once U' is in.
-            self._w_index = RowIndex(self._w)
+            self._w_index = w_index
             self._u_prime = ChunkReceiver(
                 "encrypted advertiser set U'", len(self._u_source), self._suite.element_size
             )

@@ -494,12 +494,11 @@ class PlatformRole:
             raise shift_element_error(exc, offset, "encrypted platform set W") from exc
         if not self._w.complete:
             return iter(())
-        w = self._w.array
-        duplicate = find_duplicate(w)
+        w_index = RowIndex(self._w.array)  # sorted while U' may still be computed
+        duplicate = w_index.find_duplicate()
         if duplicate is not None:
             first, repeat = duplicate
             raise InvalidElement(f"encrypted platform set W: duplicate of row {first}", repeat)
-        w_index = RowIndex(w)  # sorted while U' may still be computed
         assert self._u_prime_future is not None  # set when the state became RECEIVING_W
         self._u_prime = self._u_prime_future.result()
         self.outcome = self._match(w_index)

@@ -118,34 +118,39 @@ def find_duplicate(rows: NDArray[np.uint8]) -> tuple[int, int] | None:
 
 
 class RowIndex:
-    """A set of distinct rows sorted once by key, so that looking rows up in it sorts only them.
+    """A set of rows sorted once by key, so that looking rows up in it sorts only them.
 
-    A party builds it for W as soon as W is complete, while it still waits for U'.
+    A party builds it for W as soon as W is complete, while it still waits for U'; the same sort
+    tells whether W repeats a row.
 
     Args:
-        table: array of shape ``(m, element_size)`` with distinct rows.
+        table: array of shape ``(m, element_size)``.
     """
 
     def __init__(self, table: NDArray[np.uint8]) -> None:
         self.table = table
-        self._order: NDArray[np.intp] | None = None
-        self._sorted_keys: NDArray[np.uint64] | None = None
+        # (order, sorted keys) when every key is distinct; else rows are compared whole.
+        self._sorted: tuple[NDArray[np.intp], NDArray[np.uint64]] | None = None
         if len(table):
             keys = _keys(table)
             order = np.argsort(keys)
             sorted_keys = keys[order]
-            if not np.any(sorted_keys[1:] == sorted_keys[:-1]):  # else: whole rows, at lookup
-                self._order, self._sorted_keys = order, sorted_keys
+            if not np.any(sorted_keys[1:] == sorted_keys[:-1]):
+                self._sorted = order, sorted_keys
+
+    def find_duplicate(self) -> tuple[int, int] | None:
+        """:func:`find_duplicate` of the table: only rows with equal keys can be equal."""
+        return None if self._sorted is not None else find_duplicate(self.table)
 
     def lookup(self, probe: NDArray[np.uint8]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-        """:func:`match_rows` of ``probe`` in this table."""
+        """:func:`match_rows` of ``probe`` in this table (whose rows must be distinct)."""
         table = self.table
         empty = np.zeros(0, dtype=np.intp)
         if len(probe) == 0 or len(table) == 0:
             return empty, empty
-        if self._order is None or self._sorted_keys is None:
+        if self._sorted is None:
             return _match_whole(probe, table)
-        sorted_keys, order = self._sorted_keys, self._order
+        order, sorted_keys = self._sorted
         probe_keys = _keys(probe)
         position = np.minimum(_sorted_positions(sorted_keys, probe_keys), len(sorted_keys) - 1)
         probe_index = np.flatnonzero(sorted_keys[position] == probe_keys)
