@@ -42,7 +42,6 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import CancelledError
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,6 +86,7 @@ from cleanroom.protocol._wire import (
     pb,
     rows_per_chunk,
     shift_element_error,
+    stops_when_abandoned,
 )
 
 __all__ = ["AdvertiserResult", "AdvertiserRole", "ListEncryption"]
@@ -345,17 +345,8 @@ class AdvertiserRole:
             order = self._u_source
             messages = self._messages
             report = self._progress_for("hash and encrypt list", len(order))
-
-            def progress(done: int) -> None:
-                # Called after each chunk: an abandoned session stops here, not at the end.
-                if self._abandoned.is_set():
-                    raise CancelledError("the session was abandoned while the list was hashed")
-                if report is not None:
-                    report(done)
-
             try:
-                if self._abandoned.is_set():
-                    raise CancelledError("the session was abandoned before the list was hashed")
+                progress = stops_when_abandoned(self._abandoned, report, "the list was hashed")
                 if self._job is not None:
                     # Every message, in list order, mostly done while the list was read: U is
                     # the distinct ones, in U's order.

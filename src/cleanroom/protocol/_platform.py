@@ -27,7 +27,7 @@ import enum
 import os
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,6 +67,7 @@ from cleanroom.protocol._wire import (
     pb,
     rows_per_chunk,
     shift_element_error,
+    stops_when_abandoned,
 )
 
 __all__ = [
@@ -457,17 +458,9 @@ class PlatformRole:
         future: Future[NDArray[np.uint8]] = Future()
         key, report = self._inputs.epoch_key, self._u_progress
 
-        def progress(done: int) -> None:
-            # After each chunk: an abandoned session stops here, not at the end.
-            if self._abandoned.is_set():
-                raise CancelledError("the session was abandoned while U' was computed")
-            if report is not None:
-                report(done)
-
         def compute() -> None:
             try:
-                if self._abandoned.is_set():
-                    raise CancelledError("the session was abandoned before U' was computed")
+                progress = stops_when_abandoned(self._abandoned, report, "U' was computed")
                 future.set_result(engine.encrypt(self._suite, key, valid_u, progress=progress))
             except BaseException as exc:  # handed to the thread that waits for U'
                 future.set_exception(exc)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,6 +22,7 @@ __all__ = [
     "mode_from_wire",
     "mode_to_wire",
     "pb",
+    "stops_when_abandoned",
 ]
 
 ProgressFactory = Callable[[str, int | None], Callable[[int], object]]
@@ -27,6 +30,36 @@ ProgressFactory = Callable[[str, int | None], Callable[[int], object]]
 not known in advance, as for the rows of a list being read; the roles always know it); returns a
 callback that gets the number of items just done
 (``lambda phase, total: tqdm(desc=phase, total=total).update``)."""
+
+
+def stops_when_abandoned(
+    abandoned: threading.Event, report: Callable[[int], object] | None, work: str
+) -> Callable[[int], None]:
+    """The progress callback of a long computation of a session, which abandoning it stops.
+
+    Args:
+        abandoned: set when the session is abandoned.
+        report: the phase's progress callback, or ``None``.
+        work: what is computed, for the error (e.g. "the list was hashed").
+
+    Returns:
+        A callback for after each chunk: it reports, or raises ``CancelledError`` once the
+        session is abandoned, so the work stops after the chunk it is on, not at its end.
+
+    Raises:
+        CancelledError: the session is abandoned already.
+    """
+    if abandoned.is_set():
+        raise CancelledError(f"the session was abandoned before {work}")
+
+    def progress(done: int) -> None:
+        if abandoned.is_set():
+            raise CancelledError(f"the session was abandoned while {work}")
+        if report is not None:
+            report(done)
+
+    return progress
+
 
 _MODE_TO_WIRE: dict[Mode, pb.MatchMode] = {
     Mode.COUNT: pb.MATCH_MODE_COUNT,
