@@ -103,6 +103,9 @@ def test_match_rows_equals_set_membership(
     expected = [i for i, p in enumerate(probe_ids) if p in table_ids]
     assert probe_index.tolist() == expected
     assert [table_ids[t] for t in table_index] == [probe_ids[i] for i in expected]
+    # A probe given as its index (its sort reused where its keys are distinct): the same.
+    indexed = match_rows(RowIndex(probe), RowIndex(table))
+    assert [found.tolist() for found in indexed] == [probe_index.tolist(), table_index.tolist()]
     first = first_occurrence(probe)
     assert first.tolist() == [probe_ids.index(p) for p in probe_ids]
     assert RowIndex(probe).find_duplicate() == find_duplicate(probe)

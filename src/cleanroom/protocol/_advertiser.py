@@ -69,12 +69,7 @@ from cleanroom.policy import Mode
 from cleanroom.protocol._constants import MAX_CHUNK_BYTES, PROTOCOL_VERSION, RECORD_TAG_SIZE
 from cleanroom.protocol._policy_info import SessionTerms
 from cleanroom.protocol._receipt import Receipt, read_receipt
-from cleanroom.protocol._rows import (
-    RowIndex,
-    find_duplicate,
-    first_occurrence_of_messages,
-    match_rows,
-)
+from cleanroom.protocol._rows import RowIndex, first_occurrence_of_messages
 from cleanroom.protocol._wire import (
     ChunkReceiver,
     ProgressFactory,
@@ -548,18 +543,36 @@ class AdvertiserRole:
 
     def _take_u_prime(self, chunk: pb.EncryptedAdvertiserSetChunk) -> None:
         check_session_id(self._session_id, chunk.session_id)
-        offset, rows = self._u_prime.accept(chunk.offset, chunk.count, chunk.elements)
-        try:
-            # On the batch engine: off the thread that carries the connection.
-            self._engine.validate(self._suite, rows)
-        except InvalidElement as exc:
-            raise shift_element_error(exc, offset, "encrypted advertiser set U'") from exc
+        self._u_prime.accept(chunk.offset, chunk.count, chunk.elements)
         if not self._u_prime.complete:
             return
-        duplicate = find_duplicate(self._u_prime.array)
+        u_prime = self._u_prime.array
+        # U' comes once the platform has finished, when nothing else is left to do: it is checked
+        # whole, here, on a thread (the check runs in C without the GIL) while this one sorts it,
+        # rather than chunk by chunk on the engine's workers, which would cost more in copies
+        # than the check itself.
+        failures: list[BaseException] = []  # whatever stops the check stops the session
+
+        def check() -> None:
+            try:
+                self._suite.validate_rows(u_prime.tobytes())
+            except BaseException as exc:
+                failures.append(exc)
+
+        checking = threading.Thread(target=check, name="check-u-prime", daemon=True)
+        checking.start()
+        # One sort of U' tells whether it repeats a row and serves the match.
+        u_prime_index = RowIndex(u_prime)
+        checking.join()
+        if failures:
+            if isinstance(failures[0], InvalidElement):
+                raise shift_element_error(failures[0], 0, "encrypted advertiser set U'")
+            raise failures[0]
+        duplicate = u_prime_index.find_duplicate()
         if duplicate is not None:
             first, repeat = duplicate
             raise InvalidElement(f"encrypted advertiser set U': duplicate of row {first}", repeat)
+        self._u_prime_index = u_prime_index
         self._state = _State.AWAITING_RESULT
 
     def _take_result(self, result: pb.MatchResult) -> Iterator[pb.ClientMessage]:
@@ -613,7 +626,7 @@ class AdvertiserRole:
 
     def _matched_records(self) -> tuple[NDArray[np.int64], int]:
         """Return the matched record ids (as given) and the number of matched groups."""
-        u_index, _ = match_rows(self._u_prime.array, self._w_index)
+        u_index, _ = self._w_index.lookup(self._u_prime_index)
         matched_message = np.zeros(len(self._messages), dtype=bool)
         matched_message[self._u_source[u_index]] = True
         # A repeated identifier matched wherever its first occurrence did.

@@ -142,8 +142,16 @@ class RowIndex:
         """:func:`find_duplicate` of the table: only rows with equal keys can be equal."""
         return None if self._sorted is not None else find_duplicate(self.table)
 
-    def lookup(self, probe: NDArray[np.uint8]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-        """:func:`match_rows` of ``probe`` in this table (whose rows must be distinct)."""
+    def lookup(
+        self, probe: NDArray[np.uint8] | RowIndex
+    ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        """:func:`match_rows` of ``probe`` in this table (whose rows must be distinct).
+
+        A probe given as its own index is not sorted again.
+        """
+        # The probe's own sort, where it was indexed and its keys are distinct.
+        probe_sort = probe._sorted if isinstance(probe, RowIndex) else None
+        probe = probe.table if isinstance(probe, RowIndex) else probe
         table = self.table
         empty = np.zeros(0, dtype=np.intp)
         if len(probe) == 0 or len(table) == 0:
@@ -152,7 +160,13 @@ class RowIndex:
             return _match_whole(probe, table)
         order, sorted_keys = self._sorted
         probe_keys = _keys(probe)
-        position = np.minimum(_sorted_positions(sorted_keys, probe_keys), len(sorted_keys) - 1)
+        if probe_sort is None:
+            found = _sorted_positions(sorted_keys, probe_keys)
+        else:
+            probe_order, probe_sorted_keys = probe_sort
+            found = np.empty(len(probe), dtype=np.intp)
+            found[probe_order] = np.searchsorted(sorted_keys, probe_sorted_keys)
+        position = np.minimum(found, len(sorted_keys) - 1)
         probe_index = np.flatnonzero(sorted_keys[position] == probe_keys)
         table_index = order[position[probe_index]]
         same = np.all(probe[probe_index] == table[table_index], axis=1)
@@ -160,12 +174,12 @@ class RowIndex:
 
 
 def match_rows(
-    probe: NDArray[np.uint8], table: NDArray[np.uint8] | RowIndex
+    probe: NDArray[np.uint8] | RowIndex, table: NDArray[np.uint8] | RowIndex
 ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     """Find the rows of ``probe`` that occur in ``table``.
 
     Args:
-        probe: array of shape ``(n, element_size)``.
+        probe: array of shape ``(n, element_size)``, or its :class:`RowIndex`.
         table: array of shape ``(m, element_size)`` with distinct rows, or its :class:`RowIndex`.
 
     Returns:
