@@ -6,8 +6,11 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cleanroom.advertiser import PreparedList, prepare_list, read_customer_list
+from cleanroom.advertiser._prepare import _present
 from cleanroom.errors import InvalidInput
 from cleanroom.identifiers import hash_message, identifier_digest
 
@@ -107,3 +110,19 @@ def test_empty_list_prepares_nothing(tmp_path: Path) -> None:
     assert prepared.messages == []
     assert prepared.record_ids.shape == (0,)
     assert prepared.records_sent == 0
+
+
+def test_blank_cells_are_no_identifier_not_an_invalid_one(tmp_path: Path) -> None:
+    # Spaces, a tab, a no-break space and an ideographic space: blank, as if empty.
+    prepared = _prepare(tmp_path, "r1,  ,\t,\u00a0,yes\nr2,\u3000,, x@example.com ,yes\n")
+    problems = [(p.row, p.column, p.reason) for p in prepared.problems]
+    assert problems == [
+        (2, None, "no_identifier"),
+        (3, "maid", "invalid_maid"),
+        (3, None, "no_valid_identifier"),
+    ]
+
+
+@given(st.lists(st.text(alphabet=" \t\u00a0\u3000\u200bax@", max_size=4), max_size=40))
+def test_the_cells_present_are_those_strip_leaves_something_of(cells: list[str]) -> None:
+    assert _present(cells).tolist() == [i for i, cell in enumerate(cells) if cell.strip()]
