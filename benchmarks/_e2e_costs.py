@@ -141,14 +141,17 @@ def _child(*args: str) -> list[str]:
     return [sys.executable, str(HERE), *args]
 
 
-def measure_unit_costs(backend: str, count: int, cores: int) -> dict[str, Any]:
+def measure_unit_costs(
+    backend: str, count: int, cores: int, running: frozenset[int] = frozenset()
+) -> dict[str, Any]:
     """Per-operation costs on one core alone, then with one measuring process on every core.
 
     The second figure is what an operation costs while every core works, as in a session: on a
     shared VM it is higher (shared caches, memory bandwidth, clock, the neighbours).
+    ``running``: processes of this run that may be running meanwhile (an idle server).
     """
     argv = _child("unit", str(count))
-    _, stdout = run_measured(argv, set(), env=backend_env(backend))  # its stderr if it fails
+    _, stdout = run_measured(argv, set(running), env=backend_env(backend))  # its stderr if it fails
     costs: dict[str, Any] = json.loads(stdout)
     children = [
         subprocess.Popen(argv, env=backend_env(backend), stdout=subprocess.PIPE, text=True)

@@ -40,6 +40,7 @@ from _e2e_costs import measure_crypto_alone, measure_unit_costs
 from _e2e_data import Config, Inputs, canonical_emails, write_inputs, write_platform_csv
 from _e2e_figures import (
     BACKENDS,
+    CEILING_BACKEND,
     LIBRARY_BACKEND,
     Measurements,
     config_figures,
@@ -48,8 +49,8 @@ from _e2e_figures import (
 )
 from _e2e_platform import Platform
 from _e2e_render import plot, render, summary_line
-from _e2e_sessions import run_cli, run_library, run_openmined
-from _harness import become_subreaper, reap_orphans
+from _e2e_sessions import run_cli_sessions, run_library, run_openmined
+from _harness import Server, become_subreaper, reap_orphans
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OPENMINED_PYTHON = ROOT / ".venv-openmined" / "bin" / "python"
@@ -76,6 +77,14 @@ class Bench:
                 flush=True,
             )
         return costs
+
+    def costs_now(self, backends: list[str], server: Server) -> Costs:
+        """Per-operation costs of ``backends`` measured now, beside the idle ``server``."""
+        running = frozenset({server.process.pid})
+        return {
+            b: measure_unit_costs(b, self.args.unit_cost_messages, self.cores, running)
+            for b in backends
+        }
 
     def run(
         self, configs: list[Config], save: Callable[[list[dict[str, Any]]], None]
@@ -119,15 +128,22 @@ class Bench:
         work.mkdir()
         platform, reused_from = self.platform(config, emails)
         inputs = write_inputs(config, emails, self.args.seed, work)
-        cli, servers, library = {}, {}, {}
+        cli, servers, library, session_costs = {}, {}, {}, {}
         for backend in BACKENDS:
             platform.rotate(backend)
             server = platform.serve(backend, work / f"server-{backend}.log")
             try:
-                cli[backend] = {
-                    mode: run_cli(mode, backend, server, platform, inputs, work)
-                    for mode in ("count", "ids")
-                }
+                # The ceiling's costs (and the backend's own) just before and just after its
+                # sessions: the machine's speed drifts over the minutes of a configuration
+                # (OpenMined alone takes eight at 10^6), so the costs around the whole of it
+                # misjudge a session run at one end.
+                priced = sorted({CEILING_BACKEND, backend})
+                before = self.costs_now(priced, server)
+                cli[backend] = run_cli_sessions(
+                    backend, server, platform, inputs, work, self.args.cli_repeat
+                )
+                after = self.costs_now(priced, server)
+                session_costs[backend] = {b: costs_around(before[b], after[b]) for b in priced}
                 if backend == LIBRARY_BACKEND:
                     library = run_library(backend, server, platform, inputs, self.args.repeat)
                 servers[backend] = server.peak_rss_mb()
@@ -149,6 +165,7 @@ class Bench:
             crypto=crypto,
             openmined=openmined,
             costs={},  # filled in once the costs after it are measured
+            session_costs=session_costs,
         )
 
     def clean_up(self, inputs: Inputs) -> None:
@@ -165,6 +182,12 @@ def parse_args() -> argparse.Namespace:
     add("--overlap", type=float, default=0.5, help="share of n on the platform (%(default)s)")
     add("--seed", type=int, default=7, help="seed of the synthetic data (%(default)s)")
     add("--repeat", type=int, default=3, help="warm library matches per size (%(default)s)")
+    add(
+        "--cli-repeat",
+        type=int,
+        default=3,
+        help="warm CLI ids sessions per size and backend; the median counts (%(default)s)",
+    )
     add("--out", type=Path, metavar="FILE.json", help="write the results here")
     add(
         "--openmined-python",
