@@ -561,8 +561,10 @@ class AdvertiserRole:
 
         checking = threading.Thread(target=check, name="check-u-prime", daemon=True)
         checking.start()
-        # One sort of U' tells whether it repeats a row and serves the match.
+        # One sort of U' tells whether it repeats a row and serves the match, which is made
+        # meanwhile too; neither is used unless U' passes.
         u_prime_index = RowIndex(u_prime)
+        matched = self._w_index.lookup(u_prime_index)[0]
         checking.join()
         if failures:
             if isinstance(failures[0], InvalidElement):
@@ -572,7 +574,7 @@ class AdvertiserRole:
         if duplicate is not None:
             first, repeat = duplicate
             raise InvalidElement(f"encrypted advertiser set U': duplicate of row {first}", repeat)
-        self._u_prime_index = u_prime_index
+        self._u_prime_matched = matched
         self._state = _State.AWAITING_RESULT
 
     def _take_result(self, result: pb.MatchResult) -> Iterator[pb.ClientMessage]:
@@ -626,9 +628,8 @@ class AdvertiserRole:
 
     def _matched_records(self) -> tuple[NDArray[np.int64], int]:
         """Return the matched record ids (as given) and the number of matched groups."""
-        u_index, _ = self._w_index.lookup(self._u_prime_index)
         matched_message = np.zeros(len(self._messages), dtype=bool)
-        matched_message[self._u_source[u_index]] = True
+        matched_message[self._u_source[self._u_prime_matched]] = True
         # A repeated identifier matched wherever its first occurrence did.
         matched_message = matched_message[self._first]
         # Marks in arrays as long as the record and group counts instead of np.unique: linear
