@@ -64,9 +64,7 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any
 
 from cleanroom._output import NEUTRALIZED_CSV_HELP, printable
 from cleanroom._textfile import parse_delimiter
@@ -89,6 +87,9 @@ from cleanroom.errors import InvalidInput
 from cleanroom.identifiers import KINDS
 from cleanroom.policy import Mode
 from cleanroom.protocol import DEFAULT_MAX_PLATFORM_SET_SIZE
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 __all__ = ["register", "run_match"]
 
@@ -255,16 +256,23 @@ def _delimiter(text: str) -> str:
 
 
 class _Progress:
-    """One tqdm bar per phase on stderr, shown only on a terminal (``disable=None``)."""
+    """One tqdm bar per phase on stderr, shown only on a terminal.
+
+    Elsewhere (a pipe, a log file) nothing is shown, and tqdm is not even imported: a scripted
+    run does not pay for loading it.
+    """
 
     def __init__(self) -> None:
         self._bars: list[tqdm[Any]] = []
+        self._shown = sys.stderr.isatty()
 
     def __call__(self, phase: str, total: int | None) -> Callable[[int], object]:
+        if not self._shown:
+            return _no_progress
+        from tqdm import tqdm
+
         unit = "row" if total is None else "id"  # only the list's rows are not known in advance
-        bar: tqdm[Any] = tqdm(
-            total=total, desc=phase, unit=unit, unit_scale=True, disable=None, file=sys.stderr
-        )
+        bar: tqdm[Any] = tqdm(total=total, desc=phase, unit=unit, unit_scale=True, file=sys.stderr)
         self._bars.append(bar)
 
         def update(done: int) -> None:
@@ -280,3 +288,7 @@ class _Progress:
     def __exit__(self, *exc_info: object) -> None:
         for bar in self._bars:
             bar.close()
+
+
+def _no_progress(done: int) -> None:
+    del done
