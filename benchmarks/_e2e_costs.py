@@ -165,10 +165,15 @@ def measure_unit_costs(
     return costs
 
 
-def measure_crypto_alone(backend: str, big_n: int, n: int) -> dict[str, Any]:
-    """The session's crypto alone, in a fresh process (its peak RSS too)."""
+def measure_crypto_alone(
+    backend: str, big_n: int, n: int, running: frozenset[int] = frozenset()
+) -> dict[str, Any]:
+    """The session's crypto alone, in a fresh process (its peak RSS too).
+
+    ``running``: processes of this run that may be running meanwhile (an idle server).
+    """
     argv = _child("crypto", str(big_n), str(n))
-    measured, stdout = run_measured(argv, set(), env=backend_env(backend))
+    measured, stdout = run_measured(argv, set(running), env=backend_env(backend))
     result: dict[str, Any] = json.loads(stdout)
     result["process"] = dataclasses.asdict(measured)
     return result

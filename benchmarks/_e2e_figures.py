@@ -17,8 +17,9 @@ backend; ``cores`` = the cores this run may use):
   configuration.
 * *library_warm_s* = median wall of a long-lived Advertiser's warm ids matches (channel and
   workers kept between matches); per element, divided by n + N. *Crypto alone* = the session's
-  crypto on one batch engine over every core, back to back, no I/O; ``vs_crypto_alone`` =
-  session wall / crypto alone.
+  crypto on one batch engine over every core, back to back, no I/O, measured right after the
+  backend's sessions (the library's, for ifma); ``vs_crypto_alone`` = session wall / crypto
+  alone.
 * *Elements per core-second* = (n + N) / (wall × cores).
 * *Bytes each way* = the gRPC messages of the library's calls (protobuf plus the 5-byte gRPC
   prefix), counted by a client interceptor; HTTP/2 and TLS framing not counted. OpenMined: its

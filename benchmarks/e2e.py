@@ -5,11 +5,12 @@ For each configuration (N platform identifiers, n advertiser records; ``_e2e_dat
 1. the platform through the real CLI, one process per step (``_e2e_platform``): ``init``,
    ``import``, ``issue-cert`` once per N; then, for each backend (``CLEANROOM_X25519=ifma`` and
    ``=openssl``, given to the server and to every client process): ``epoch rotate``, ``serve``,
-   and ``cleanroom match --mode count`` then ``--mode ids --out`` as a user runs them
-   (``_e2e_sessions``);
+   and ``cleanroom match --mode count`` then ``--mode ids --out`` (three times) as a user runs
+   them (``_e2e_sessions``), with the per-operation costs measured just before and just after;
 2. on the ifma server, a long-lived ``Advertiser`` matching again and again (``_e2e_library``),
    which also counts the bytes each way;
-3. the session's crypto alone on each backend, and OpenMined PSI in its own venv;
+3. the session's crypto alone on that backend, right after its sessions; once both backends
+   are done, OpenMined PSI in its own venv;
 4. per-operation costs of both backends on one core before the first configuration and after
    each (``_e2e_costs``).
 
@@ -128,7 +129,7 @@ class Bench:
         work.mkdir()
         platform, reused_from = self.platform(config, emails)
         inputs = write_inputs(config, emails, self.args.seed, work)
-        cli, servers, library, session_costs = {}, {}, {}, {}
+        cli, servers, library, session_costs, crypto = {}, {}, {}, {}, {}
         for backend in BACKENDS:
             platform.rotate(backend)
             server = platform.serve(backend, work / f"server-{backend}.log")
@@ -146,11 +147,14 @@ class Bench:
                 session_costs[backend] = {b: costs_around(before[b], after[b]) for b in priced}
                 if backend == LIBRARY_BACKEND:
                     library = run_library(backend, server, platform, inputs, self.args.repeat)
+                # Right after the sessions it is compared with, for the same reason.
+                crypto[backend] = measure_crypto_alone(
+                    backend, config.big_n, config.n, frozenset({server.process.pid})
+                )
                 servers[backend] = server.peak_rss_mb()
             finally:
                 server.stop()
                 reap_orphans(set())
-        crypto = {b: measure_crypto_alone(b, config.big_n, config.n) for b in BACKENDS}
         openmined = run_openmined(self.args.openmined_python, inputs, work)
         self.clean_up(inputs)
         steps = {name: asdict(step) for name, step in platform.steps.items()}
