@@ -80,6 +80,7 @@ from cleanroom.protocol._wire import (
     new_session_id_ok,
     pb,
     rows_per_chunk,
+    run_on_thread,
     shift_element_error,
     stops_when_abandoned,
 )
@@ -551,25 +552,17 @@ class AdvertiserRole:
         # whole, here, on a thread (the check runs in C without the GIL) while this one sorts it,
         # rather than chunk by chunk on the engine's workers, which would cost more in copies
         # than the check itself.
-        failures: list[BaseException] = []  # whatever stops the check stops the session
-
-        def check() -> None:
-            try:
-                self._suite.validate_rows(u_prime.tobytes())
-            except BaseException as exc:
-                failures.append(exc)
-
-        checking = threading.Thread(target=check, name="check-u-prime", daemon=True)
-        checking.start()
+        checked = run_on_thread(
+            "check-u-prime", lambda: self._suite.validate_rows(u_prime.tobytes())
+        )
         # One sort of U' tells whether it repeats a row and serves the match, which is made
         # meanwhile too; neither is used unless U' passes.
         u_prime_index = RowIndex(u_prime)
         matched = self._w_index.lookup(u_prime_index)[0]
-        checking.join()
-        if failures:
-            if isinstance(failures[0], InvalidElement):
-                raise shift_element_error(failures[0], 0, "encrypted advertiser set U'")
-            raise failures[0]
+        try:
+            checked.result()
+        except InvalidElement as exc:
+            raise shift_element_error(exc, 0, "encrypted advertiser set U'") from exc
         duplicate = u_prime_index.find_duplicate()
         if duplicate is not None:
             first, repeat = duplicate

@@ -66,6 +66,7 @@ from cleanroom.protocol._wire import (
     mode_to_wire,
     pb,
     rows_per_chunk,
+    run_on_thread,
     shift_element_error,
     stops_when_abandoned,
 )
@@ -455,18 +456,13 @@ class PlatformRole:
         del self._u  # U itself is not kept: U' is what is matched (and returned)
         # U' is computed on a thread of its own, so that W's chunks are validated as they
         # arrive meanwhile instead of after it: only the match is left once the last one is in.
-        future: Future[NDArray[np.uint8]] = Future()
         key, report = self._inputs.epoch_key, self._u_progress
 
-        def compute() -> None:
-            try:
-                progress = stops_when_abandoned(self._abandoned, report, "U' was computed")
-                future.set_result(engine.encrypt(self._suite, key, valid_u, progress=progress))
-            except BaseException as exc:  # handed to the thread that waits for U'
-                future.set_exception(exc)
+        def compute() -> NDArray[np.uint8]:
+            progress = stops_when_abandoned(self._abandoned, report, "U' was computed")
+            return engine.encrypt(self._suite, key, valid_u, progress=progress)
 
-        self._u_prime_future = future
-        threading.Thread(target=compute, name="encrypt-u", daemon=True).start()
+        self._u_prime_future = run_on_thread("encrypt-u", compute)
         self._state = _State.RECEIVING_W
 
     def abandon(self) -> None:

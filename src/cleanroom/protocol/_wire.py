@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import CancelledError
+from concurrent.futures import CancelledError, Future
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,8 +23,11 @@ __all__ = [
     "mode_from_wire",
     "mode_to_wire",
     "pb",
+    "run_on_thread",
     "stops_when_abandoned",
 ]
+
+_T = TypeVar("_T")
 
 ProgressFactory = Callable[[str, int | None], Callable[[int], object]]
 """Called as ``factory(phase, total)`` when a long phase starts (``total`` is ``None`` when it is
@@ -59,6 +63,24 @@ def stops_when_abandoned(
             report(done)
 
     return progress
+
+
+def run_on_thread(name: str, work: Callable[[], _T]) -> Future[_T]:
+    """Start ``work`` on a daemon thread of its own, so the caller goes on meanwhile.
+
+    Returns:
+        What ``work`` returns, or whatever it raised, for the thread that waits for it.
+    """
+    future: Future[_T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(work())
+        except BaseException as exc:  # handed to the thread that waits for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
 
 
 _MODE_TO_WIRE: dict[Mode, pb.MatchMode] = {
