@@ -9,6 +9,7 @@ workers' logs; an address where no scheduler listens must fail fast with a clear
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -62,6 +63,19 @@ def _local_cluster() -> Any:
     return distributed.LocalCluster(
         n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
     )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _scheduler_logs_warnings_only() -> Iterator[None]:
+    """The module's schedulers run in this process and log each client that leaves, at INFO, on
+    their own thread and whenever the leaving is noticed: often after the test, once pytest has
+    closed the stream it captured, which the logging module then reports as an error of its
+    own. Set up before any of them and restored after the last is closed."""
+    logger = logging.getLogger("distributed.scheduler")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    yield
+    logger.setLevel(level)
 
 
 @pytest.fixture(scope="module")
