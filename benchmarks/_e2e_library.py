@@ -3,16 +3,20 @@
 Run by ``benchmarks/e2e.py`` in a process of its own::
 
     python benchmarks/_e2e_library.py --server HOST:PORT --tls-dir DIR --input customers.csv \\
-        --repeat R
+        --repeat R [--paced]
 
 One :class:`cleanroom.advertiser.Advertiser` (its TLS channel and batch-engine workers kept
 between matches) runs a count match, then R + 1 ids matches; the first ids match is reported
-apart, the R after it are the warm ones. A gRPC client interceptor counts every message each
-way on the wire, as gRPC frames it (the serialized protobuf plus its 5-byte prefix: a flag and
-the length; HTTP/2 and TLS framing are not counted); the policy call's answer is counted when
-it arrives, so the Advertiser still reads its list while the call is in flight. Prints JSON:
-each match's wall, phases, count and a digest of the matched rows (compared with the truth by
-the caller), the bytes per mode, and the X25519 backend.
+apart, the R after it are the warm ones. ``--paced``: before each warm match it prints
+``ready`` and waits for a line on stdin, so that the caller can measure something else (the
+crypto alone) just before each, with the Advertiser idle.
+
+A gRPC client interceptor counts every message each way on the wire, as gRPC frames it (the
+serialized protobuf plus its 5-byte prefix: a flag and the length; HTTP/2 and TLS framing are
+not counted); the policy call's answer is counted when it arrives, so the Advertiser still
+reads its list while the call is in flight. Prints JSON: each match's wall, phases, count and a
+digest of the matched rows (compared with the truth by the caller), the bytes per mode, and the
+X25519 backend.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +34,7 @@ from typing import Any
 import grpc  # type: ignore[import-untyped, unused-ignore]
 from _e2e_data import positions_digest
 
+READY = "ready"  # --paced: printed before each warm match
 GRPC_PREFIX_BYTES = 5  # gRPC's length-prefixed message framing: flag byte + uint32 length
 
 
@@ -96,6 +102,9 @@ def main() -> None:
     parser.add_argument("--tls-dir", type=Path, required=True)
     parser.add_argument("--input", type=Path, required=True)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--paced", action="store_true", help="wait for a line before each warm match"
+    )
     args = parser.parse_args()
     from cleanroom.advertiser import Advertiser
     from cleanroom.crypto import backend_info
@@ -103,7 +112,12 @@ def main() -> None:
     counter = WireCounter()
     with Advertiser(args.server, args.tls_dir, interceptors=[counter]) as advertiser:
         count = _run(advertiser, counter, args.input, "count")
-        runs = [_run(advertiser, counter, args.input, "ids") for _ in range(args.repeat + 1)]
+        runs = [_run(advertiser, counter, args.input, "ids")]
+        for _ in range(args.repeat):
+            if args.paced:
+                print(READY, flush=True)
+                sys.stdin.readline()
+            runs.append(_run(advertiser, counter, args.input, "ids"))
     result = {
         "backend": dataclasses.asdict(backend_info()),
         "count": count,

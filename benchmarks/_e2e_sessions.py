@@ -15,11 +15,14 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from _e2e_data import Inputs, positions_digest
+from _e2e_library import READY as LIBRARY_READY
 from _e2e_platform import Platform
 from _harness import Server, backend_env, cleanroom_executable, run_measured
 
@@ -98,15 +101,52 @@ def _check_cli(mode: str, report: dict[str, Any], out: Path, inputs: Inputs) -> 
 
 
 def run_library(
-    backend: str, server: Server, platform: Platform, inputs: Inputs, repeat: int
+    backend: str,
+    server: Server,
+    platform: Platform,
+    inputs: Inputs,
+    repeat: int,
+    before_each: Callable[[frozenset[int]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A long-lived Advertiser: a count match, then ``repeat + 1`` ids matches (the first warms
-    the workers); every result checked against the truth."""
+    the workers); every result checked against the truth.
+
+    ``before_each``: called just before each warm match, with the Advertiser idle, given the
+    processes left running meanwhile (the server and the Advertiser's); what it returns is in
+    ``paired``, one per warm match. The wall and CPU of what it runs are not counted in the
+    library's.
+    """
     argv = [sys.executable, str(LIBRARY_SCRIPT), "--server", server.address]
     argv += ["--tls-dir", str(platform.tls_dir), "--input", str(inputs.customers_csv)]
     argv += ["--repeat", str(repeat)]
+    paired: list[dict[str, Any]] = []
+
+    def converse(library: subprocess.Popen[str]) -> str:
+        assert before_each is not None and library.stdin and library.stdout
+        output = []
+        for line in library.stdout:
+            if line.strip() != LIBRARY_READY:
+                output.append(line)
+                continue
+            paired.append(before_each(frozenset({server.process.pid, library.pid})))
+            library.stdin.write("go\n")
+            library.stdin.flush()
+        return "".join(output)
+
     server_tree = server.tree_cpu_s()
-    measured, stdout = run_measured(argv, {server.process.pid}, env=backend_env(backend))
+    if before_each is None:
+        measured, stdout = run_measured(argv, {server.process.pid}, env=backend_env(backend))
+    else:
+        argv.append("--paced")
+        measured, stdout = run_measured(
+            argv, {server.process.pid}, env=backend_env(backend), converse=converse
+        )
+        # The library's own wall and CPU: less those of what ran while it waited.
+        measured = dataclasses.replace(
+            measured,
+            wall_s=measured.wall_s - sum(run["process"]["wall_s"] for run in paired),
+            cpu_s=measured.cpu_s - sum(run["process"]["cpu_s"] for run in paired),
+        )
     result: dict[str, Any] = json.loads(stdout)
     truth, digest = len(inputs.matched_positions), positions_digest(inputs.matched_positions)
     for run in [result["count"], *result["ids"]]:
@@ -116,6 +156,7 @@ def run_library(
         raise SystemExit("FAILED: the library's ids matches differ from the truth")
     result["process"] = dataclasses.asdict(measured)
     result["server_tree_cpu_s"] = server.tree_cpu_s() - server_tree
+    result["paired"] = paired
     walls = ", ".join(f"{run['wall_s']:.2f}" for run in result["ids"])
     print(
         f"  library ({backend}): count {result['count']['wall_s']:.2f} s, ids {walls} s; "

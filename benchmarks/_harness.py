@@ -20,8 +20,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 #: The advertiser of the benchmarks' platforms, and their policy: exact counts (epsilon 0), no
 #: size floors, and every mode, so that a benchmark measures the work and never a refusal.
@@ -122,8 +124,14 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+Conversation = Callable[["subprocess.Popen[str]"], str]
+
+
 def run_measured(
-    argv: list[str], keep: set[int], env: dict[str, str] | None = None
+    argv: list[str],
+    keep: set[int],
+    env: dict[str, str] | None = None,
+    converse: Conversation | None = None,
 ) -> tuple[Measured, str]:
     """Run a command to its end (and its orphaned workers); wall, tree CPU, peak RSS, stdout.
 
@@ -131,6 +139,9 @@ def run_measured(
         argv: the command.
         keep: children of this process that are not part of the run (a server).
         env: its environment (``None``: this process's).
+        converse: given, the command's stdin and stdout are pipes, and this talks with it
+            while it runs and returns what of its stdout is its output; the CPU of processes it
+            runs meanwhile is counted in the command's.
 
     Raises:
         SystemExit: the command failed (its stderr is in the message).
@@ -138,8 +149,27 @@ def run_measured(
     cpu_before = children_cpu_s()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        process = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
-        peaks = _PeakSampler(process.pid)
+        process: subprocess.Popen[Any]
+        said = None
+        if converse is None:
+            process = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
+            peaks = _PeakSampler(process.pid)
+        else:
+            pipe = subprocess.PIPE
+            talking = subprocess.Popen(
+                argv, stdin=pipe, stdout=pipe, stderr=err, env=env, text=True
+            )
+            process = talking
+            peaks = _PeakSampler(process.pid)
+            try:
+                said = converse(talking)
+            except BaseException:
+                talking.kill()  # it would wait for an answer for ever
+                raise
+            finally:
+                for pipe_end in (talking.stdin, talking.stdout):
+                    if pipe_end is not None:
+                        pipe_end.close()
         _, status, _usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - start
         peaks.stop()
@@ -147,7 +177,7 @@ def run_measured(
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        stdout, stderr = out.read().decode(), err.read().decode()
+        stdout, stderr = out.read().decode() if said is None else said, err.read().decode()
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({process.returncode}):\n{stderr}")
     # Not ru_maxrss: it survives exec, so a child forked from this (large) benchmark process

@@ -9,8 +9,9 @@ For each configuration (N platform identifiers, n advertiser records; ``_e2e_dat
    them (``_e2e_sessions``), with the per-operation costs measured just before and just after;
 2. on the ifma server, a long-lived ``Advertiser`` matching again and again (``_e2e_library``),
    which also counts the bytes each way;
-3. the session's crypto alone on that backend, right after its sessions; once both backends
-   are done, OpenMined PSI in its own venv;
+3. the session's crypto alone on that backend: for the library's, just before each of its warm
+   matches (the Advertiser waiting meanwhile), for the other, right after its sessions; once
+   both backends are done, OpenMined PSI in its own venv;
 4. per-operation costs of both backends on one core before the first configuration and after
    each (``_e2e_costs``).
 
@@ -47,6 +48,7 @@ from _e2e_figures import (
     config_figures,
     costs_around,
     evaluate_targets,
+    paired_crypto_alone,
 )
 from _e2e_platform import Platform
 from _e2e_render import plot, render, summary_line
@@ -145,12 +147,20 @@ class Bench:
                 )
                 after = self.costs_now(priced, server)
                 session_costs[backend] = {b: costs_around(before[b], after[b]) for b in priced}
+
+                # The crypto alone as close as can be to the sessions it is compared with, for
+                # the same reason: the library's each just before one of its warm matches,
+                # while the Advertiser waits; the other backend's right after its sessions.
+                def crypto_alone(running: frozenset[int], backend: str = backend) -> Any:
+                    return measure_crypto_alone(backend, config.big_n, config.n, running)
+
                 if backend == LIBRARY_BACKEND:
-                    library = run_library(backend, server, platform, inputs, self.args.repeat)
-                # Right after the sessions it is compared with, for the same reason.
-                crypto[backend] = measure_crypto_alone(
-                    backend, config.big_n, config.n, frozenset({server.process.pid})
-                )
+                    library = run_library(
+                        backend, server, platform, inputs, self.args.repeat, crypto_alone
+                    )
+                    crypto[backend] = paired_crypto_alone(library.pop("paired"))
+                else:
+                    crypto[backend] = crypto_alone(frozenset({server.process.pid}))
                 servers[backend] = server.peak_rss_mb()
             finally:
                 server.stop()
