@@ -392,7 +392,6 @@ PUBLIC_API: dict[str, set[str]] = {
         "DEFAULT_MAX_AGE",
         "EpochSummary",
         "EpochSummaryCache",
-        "require_current_epoch",
     },
     "cleanroom.service.platform_sessions": {
         "MatchSession",

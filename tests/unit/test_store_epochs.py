@@ -160,9 +160,9 @@ def test_orphans_of_a_killed_rotation_are_cleaned_next_time(
 
 
 def test_refresh_without_epoch_and_empty_epochs(db: Database, engine: BatchEngine) -> None:
-    with pytest.raises(StoreError, match="no current epoch"):
+    with pytest.raises(StoreError, match="no current epoch to refresh"):
         epochs.refresh(db, engine=engine)
-    with pytest.raises(StoreError, match="no current epoch"):
+    with pytest.raises(StoreError, match="no key epoch yet"):
         epochs.matchable_epoch(db)
     db.conn.execute("UPDATE identifiers SET consent = 'denied'")
     epoch = epochs.rotate(db, engine=engine)

@@ -26,12 +26,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from cleanroom.errors import StoreError
 from cleanroom.store.changes import audit_head, eligibility_changed_since
 from cleanroom.store.database import Database
-from cleanroom.store.epochs import EpochInfo, MatchableEpoch, current_epoch, matchable_epoch
+from cleanroom.store.epochs import (
+    EpochInfo,
+    MatchableEpoch,
+    matchable_epoch,
+    require_current_epoch,
+)
 
-__all__ = ["DEFAULT_MAX_AGE", "EpochSummary", "EpochSummaryCache", "require_current_epoch"]
+__all__ = ["DEFAULT_MAX_AGE", "EpochSummary", "EpochSummaryCache"]
 
 DEFAULT_MAX_AGE: Final = 60.0
 """Seconds a summary is kept at most, for changes that no audit entry announces."""
@@ -58,18 +62,6 @@ class _Entry:
     generation: int
     audit_seq: int  # the audit log's head when the summary was computed (or last rechecked)
     computed_at: float
-
-
-def require_current_epoch(db: Database) -> EpochInfo:
-    """The current epoch.
-
-    Raises:
-        StoreError: the platform has no key epoch yet.
-    """
-    epoch = current_epoch(db)
-    if epoch is None:
-        raise StoreError("the platform has no key epoch yet; run 'cleanroom platform epoch rotate'")
-    return epoch
 
 
 class EpochSummaryCache:

@@ -37,7 +37,6 @@ from cleanroom.crypto import BatchEngine
 from cleanroom.errors import (
     CleanroomError,
     SessionAborted,
-    StoreError,
     VersionMismatch,
 )
 from cleanroom.policy import Mode, Policy, SessionDecision, check_session
@@ -60,9 +59,9 @@ from cleanroom.store.database import Database, open_database, transaction, unix_
 from cleanroom.store.epochs import (
     EpochInfo,
     MatchableEpoch,
-    current_epoch,
     epoch_key,
     remove_leftovers,
+    require_current_epoch,
 )
 from cleanroom.store.matchable_cache import MatchableCache
 
@@ -260,7 +259,7 @@ class PlatformSessions:
                 self._refuse(db, advertiser, exc, None, None, now)
                 raise
             try:
-                epoch = _current_epoch(db)
+                epoch = require_current_epoch(db)
             except CleanroomError as exc:
                 self._refuse(db, advertiser, exc, request, None, now)
                 raise
@@ -567,13 +566,6 @@ def _with_receipt(
 
 
 # -- ledger + audit helpers (inside the caller's transaction) ---------------------------------
-
-
-def _current_epoch(db: Database) -> EpochInfo:
-    epoch = current_epoch(db)
-    if epoch is None:
-        raise StoreError("the platform has no key epoch yet; run 'cleanroom platform epoch rotate'")
-    return epoch
 
 
 def _reason(error: BaseException) -> str:

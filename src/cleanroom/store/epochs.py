@@ -312,11 +312,11 @@ def require_current_epoch(db: Database) -> EpochInfo:
     """The current epoch.
 
     Raises:
-        StoreError: there is none yet.
+        StoreError: the platform has no key epoch yet.
     """
     epoch = current_epoch(db)
     if epoch is None:
-        raise StoreError("no current epoch; run 'cleanroom platform epoch rotate'")
+        raise StoreError("the platform has no key epoch yet; run 'cleanroom platform epoch rotate'")
     return epoch
 
 
