@@ -88,6 +88,34 @@ def test_jobs_on_an_executor_equal_the_local_engine_and_stay_bounded() -> None:
     assert executor.closed
 
 
+@pytest.mark.parametrize(
+    ("suite_id", "on_the_executor"),
+    [("x25519-sha512-ell2-ro", False), ("p256-sha256-sswu-ro", True)],
+)
+def test_a_suite_checked_in_place_is_validated_in_the_calling_thread(
+    suite_id: str, on_the_executor: bool
+) -> None:
+    # X25519's check is cheaper than the copies to a worker and back; P-256's is not.
+    suite = get_suite(suite_id)
+    assert suite.checked_in_place is not on_the_executor
+    elements = BatchEngine(workers=1).hash_to_curve_many(
+        suite, [b"m%d" % i for i in range(5 * CHUNK + 3)], suite.dst
+    )
+    executor = ThreadExecutor(2)
+    with BatchEngine(executor=executor, chunk_size=CHUNK) as engine:
+        reported: list[int] = []
+        checked = engine.validate(suite, elements, progress=reported.append)
+        chunks = len(engine.chunk_bounds(len(elements)))
+        assert executor.submitted == (chunks if on_the_executor else 0)
+        assert np.array_equal(checked.array, elements)
+        assert len(reported) == chunks and sum(reported) == len(elements)
+        bad = elements.copy()
+        bad[4 * CHUNK + 1] = 0  # X25519: u = 0, of small order; P-256: no 0x02/0x03 prefix
+        with pytest.raises(InvalidElement) as caught:
+            engine.validate(suite, bad)
+        assert caught.value.row == 4 * CHUNK + 1
+
+
 def test_an_executor_of_one_slot_still_gets_the_large_jobs() -> None:
     executor = ThreadExecutor(1)
     with BatchEngine(executor=executor, chunk_size=CHUNK) as engine:

@@ -387,8 +387,10 @@ class BatchEngine:
     ) -> ValidatedElements:
         """Check that every row encodes a valid element of the suite's prime-order group.
 
-        A receiver validating the other party's set does it here, so that the work stays off the
-        thread that serves the connection.
+        A receiver validating the other party's set does it here. For a suite whose check is
+        cheaper than sending the rows to a worker and back (:attr:`Suite.checked_in_place`:
+        X25519's, one C call a chunk that releases the GIL), the chunks are checked in the
+        calling thread; otherwise on the workers, off the thread that serves the connection.
 
         Args:
             suite: the elements' suite.
@@ -409,7 +411,10 @@ class BatchEngine:
 
         # The tasks return the bytes they checked: those, not the caller's array (which it may
         # still change), are what the result holds.
-        checked = self._run(len(elements), suite.element_size, task, progress)
+        if suite.checked_in_place:
+            checked = self._run_here(len(elements), suite.element_size, task, progress)
+        else:
+            checked = self._run(len(elements), suite.element_size, task, progress)
         return ValidatedElements(suite, checked.tobytes(), _made_by=_VALIDATION)
 
     def hash_to_curve_many(
@@ -505,16 +510,27 @@ class BatchEngine:
         task: Callable[[int, int], tuple[Callable[..., ChunkResult], tuple[Any, ...]]],
         progress: ProgressCallback | None,
     ) -> NDArray[np.uint8]:
-        out = np.empty((n, element_size), dtype=np.uint8)
         bounds = self.chunk_bounds(n)
         if (self._workers == 1 and self._remote is None) or len(bounds) <= 1:
-            for start, stop in bounds:
-                function, args = task(start, stop)
-                _store(out, start, stop, function(*args))
-                if progress is not None:
-                    progress(stop - start)
-            return out
+            return self._run_here(n, element_size, task, progress)
+        out = np.empty((n, element_size), dtype=np.uint8)
         self._run_in_pool(out, bounds, task, progress)
+        return out
+
+    def _run_here(
+        self,
+        n: int,
+        element_size: int,
+        task: Callable[[int, int], tuple[Callable[..., ChunkResult], tuple[Any, ...]]],
+        progress: ProgressCallback | None,
+    ) -> NDArray[np.uint8]:
+        """Run the tasks of every chunk in the calling thread, in order."""
+        out = np.empty((n, element_size), dtype=np.uint8)
+        for start, stop in self.chunk_bounds(n):
+            function, args = task(start, stop)
+            _store(out, start, stop, function(*args))
+            if progress is not None:
+                progress(stop - start)
         return out
 
     def _run_in_pool(

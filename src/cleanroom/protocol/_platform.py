@@ -477,7 +477,6 @@ class PlatformRole:
         check_session_id(self.session_id, chunk.session_id)
         offset, rows = self._w.accept(chunk.offset, chunk.count, chunk.elements)
         try:
-            # On the batch engine: off the thread that carries the connection.
             self._engine.validate(self._suite, rows)
         except InvalidElement as exc:
             raise shift_element_error(exc, offset, "encrypted platform set W") from exc
