@@ -411,10 +411,9 @@ class BatchEngine:
 
         # The tasks return the bytes they checked: those, not the caller's array (which it may
         # still change), are what the result holds.
-        if suite.checked_in_place:
-            checked = self._run_here(len(elements), suite.element_size, task, progress)
-        else:
-            checked = self._run(len(elements), suite.element_size, task, progress)
+        checked = self._run(
+            len(elements), suite.element_size, task, progress, here=suite.checked_in_place
+        )
         return ValidatedElements(suite, checked.tobytes(), _made_by=_VALIDATION)
 
     def hash_to_curve_many(
@@ -509,28 +508,20 @@ class BatchEngine:
         element_size: int,
         task: Callable[[int, int], tuple[Callable[..., ChunkResult], tuple[Any, ...]]],
         progress: ProgressCallback | None,
+        *,
+        here: bool = False,
     ) -> NDArray[np.uint8]:
+        """Run the task of every chunk; on the workers unless ``here`` (the calling thread)."""
+        out = np.empty((n, element_size), dtype=np.uint8)
         bounds = self.chunk_bounds(n)
-        if (self._workers == 1 and self._remote is None) or len(bounds) <= 1:
-            return self._run_here(n, element_size, task, progress)
-        out = np.empty((n, element_size), dtype=np.uint8)
+        if here or (self._workers == 1 and self._remote is None) or len(bounds) <= 1:
+            for start, stop in bounds:
+                function, args = task(start, stop)
+                _store(out, start, stop, function(*args))
+                if progress is not None:
+                    progress(stop - start)
+            return out
         self._run_in_pool(out, bounds, task, progress)
-        return out
-
-    def _run_here(
-        self,
-        n: int,
-        element_size: int,
-        task: Callable[[int, int], tuple[Callable[..., ChunkResult], tuple[Any, ...]]],
-        progress: ProgressCallback | None,
-    ) -> NDArray[np.uint8]:
-        """Run the tasks of every chunk in the calling thread, in order."""
-        out = np.empty((n, element_size), dtype=np.uint8)
-        for start, stop in self.chunk_bounds(n):
-            function, args = task(start, stop)
-            _store(out, start, stop, function(*args))
-            if progress is not None:
-                progress(stop - start)
         return out
 
     def _run_in_pool(
