@@ -549,11 +549,10 @@ class AdvertiserRole:
             return
         u_prime = self._u_prime.array
         # U' comes once the platform has finished, when nothing else is left to do: it is checked
-        # whole, here, on a thread (the check runs in C without the GIL) while this one sorts it,
-        # rather than chunk by chunk on the engine's workers, which would cost more in copies
-        # than the check itself.
+        # whole, on a thread (X25519's check runs in the calling thread, in C without the GIL),
+        # while this one sorts it.
         checked = run_on_thread(
-            "check-u-prime", lambda: self._suite.validate_rows(u_prime.tobytes())
+            "check-u-prime", lambda: self._engine.validate(self._suite, u_prime)
         )
         # One sort of U' tells whether it repeats a row and serves the match, which is made
         # meanwhile too; neither is used unless U' passes.
