@@ -149,25 +149,21 @@ def run_measured(
     cpu_before = children_cpu_s()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        process: subprocess.Popen[Any]
+        # Talked with, its stdin and stdout are pipes; otherwise its output goes to a file.
+        pipe = subprocess.PIPE if converse is not None else None
+        process: subprocess.Popen[Any] = subprocess.Popen(
+            argv, stdin=pipe, stdout=pipe or out, stderr=err, env=env, text=pipe is not None
+        )
+        peaks = _PeakSampler(process.pid)
         said = None
-        if converse is None:
-            process = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
-            peaks = _PeakSampler(process.pid)
-        else:
-            pipe = subprocess.PIPE
-            talking = subprocess.Popen(
-                argv, stdin=pipe, stdout=pipe, stderr=err, env=env, text=True
-            )
-            process = talking
-            peaks = _PeakSampler(process.pid)
+        if converse is not None:
             try:
-                said = converse(talking)
+                said = converse(process)
             except BaseException:
-                talking.kill()  # it would wait for an answer for ever
+                process.kill()  # it would wait for an answer for ever
                 raise
             finally:
-                for pipe_end in (talking.stdin, talking.stdout):
+                for pipe_end in (process.stdin, process.stdout):
                     if pipe_end is not None:
                         pipe_end.close()
         _, status, _usage = os.wait4(process.pid, 0)
