@@ -32,7 +32,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -69,25 +69,23 @@ class Bench:
         self.platforms: dict[int, tuple[Platform, Config]] = {}
         self.cores = len(os.sched_getaffinity(0))
 
-    def unit_costs(self, when: str) -> Costs:
+    def unit_costs(
+        self, when: str, backends: Sequence[str] = BACKENDS, server: Server | None = None
+    ) -> Costs:
+        """Per-operation costs of ``backends`` measured now (beside the idle ``server``)."""
         print(f"per-operation costs on one core, {when}:", flush=True)
+        running = frozenset() if server is None else frozenset({server.process.pid})
         costs = {}
-        for backend in BACKENDS:
-            costs[backend] = measure_unit_costs(backend, self.args.unit_cost_messages, self.cores)
+        for backend in backends:
+            costs[backend] = measure_unit_costs(
+                backend, self.args.unit_cost_messages, self.cores, running
+            )
             print(
                 f"  {backend}: hash_to_curve {costs[backend]['hash_to_curve_us']:.2f} µs, "
                 f"exchange {costs[backend]['exchange_us']:.2f} µs",
                 flush=True,
             )
         return costs
-
-    def costs_now(self, backends: list[str], server: Server) -> Costs:
-        """Per-operation costs of ``backends`` measured now, beside the idle ``server``."""
-        running = frozenset({server.process.pid})
-        return {
-            b: measure_unit_costs(b, self.args.unit_cost_messages, self.cores, running)
-            for b in backends
-        }
 
     def run(
         self, configs: list[Config], save: Callable[[list[dict[str, Any]]], None]
@@ -141,11 +139,11 @@ class Bench:
                 # (OpenMined alone takes eight at 10^6), so the costs around the whole of it
                 # misjudge a session run at one end.
                 priced = sorted({CEILING_BACKEND, backend})
-                before = self.costs_now(priced, server)
+                before = self.unit_costs(f"before the {backend} sessions", priced, server)
                 cli[backend] = run_cli_sessions(
                     backend, server, platform, inputs, work, self.args.cli_repeat
                 )
-                after = self.costs_now(priced, server)
+                after = self.unit_costs(f"after the {backend} sessions", priced, server)
                 session_costs[backend] = {b: costs_around(before[b], after[b]) for b in priced}
 
                 # The crypto alone as close as can be to the sessions it is compared with, for
