@@ -7,6 +7,7 @@ import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cleanroom.advertiser import (
@@ -226,6 +227,22 @@ def test_a_list_without_quotes_is_copied_line_for_line(tmp_path: Path) -> None:
         rows = [cells for cells in csv.reader(f) if cells]
     with out.open(encoding="utf-8", newline="") as f:
         assert list(csv.reader(f)) == [rows[0], rows[1], rows[2], rows[4]]
+
+
+def test_matched_rows_given_as_an_array_write_the_same_file(tmp_path: Path) -> None:
+    # The Advertiser hands over the result's array of matched rows as it is.
+    path = _write(tmp_path, HEADER + "".join(f"r{i},u{i}@example.com,,,yes\n" for i in range(6)))
+    as_tuple, as_array = tmp_path / "tuple.csv", tmp_path / "array.csv"
+    assert write_matched_rows(path, as_tuple, (4, 0, 2)) == 3
+    assert write_matched_rows(path, as_array, np.array([4, 0, 2], dtype=np.int64)) == 3
+    assert as_array.read_bytes() == as_tuple.read_bytes()
+    assert as_tuple.read_text(encoding="utf-8").splitlines()[1:] == [
+        "r0,u0@example.com,,,yes",
+        "r2,u2@example.com,,,yes",
+        "r4,u4@example.com,,,yes",
+    ]
+    assert write_matched_rows(path, as_array, np.empty(0, dtype=np.int64)) == 0
+    assert as_array.read_text(encoding="utf-8") == HEADER
 
 
 def test_write_to_an_unwritable_place_leaves_nothing(tmp_path: Path) -> None:

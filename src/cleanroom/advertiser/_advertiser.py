@@ -347,7 +347,9 @@ class Advertiser:
             if out is not None:
                 assert isinstance(source, Path)  # checked by match
                 with _timed(phases, "write_out"):
-                    write_matched_rows(source, out, matched, delimiter=customers.delimiter)
+                    write_matched_rows(
+                        source, out, result.matched_record_ids, delimiter=customers.delimiter
+                    )
         if receipt is not None:
             _write_receipt(receipt, result)
         return MatchReport(

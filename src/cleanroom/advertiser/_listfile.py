@@ -617,7 +617,11 @@ def check_output_path(out: Path, list_path: Path | None) -> None:
 
 
 def write_matched_rows(
-    list_path: Path, out: Path, matched_rows: Collection[int], *, delimiter: str = ","
+    list_path: Path,
+    out: Path,
+    matched_rows: Collection[int] | NDArray[np.integer],
+    *,
+    delimiter: str = ",",
 ) -> int:
     """Write the header and the matched rows of the list, in input order, in its format.
 
@@ -629,7 +633,8 @@ def write_matched_rows(
     Args:
         list_path: the list that was read (re-read here, so it must be unchanged).
         out: the CSV file to write.
-        matched_rows: positions among the data rows (:attr:`CustomerList.rows` values).
+        matched_rows: positions among the data rows (:attr:`CustomerList.rows` values), or
+            an array of them.
         delimiter: the list's delimiter (:attr:`CustomerList.delimiter`).
 
     Returns:
@@ -638,7 +643,10 @@ def write_matched_rows(
     Raises:
         ImportFailed: the list cannot be re-read or ``out`` cannot be written.
     """
-    positions = np.fromiter(matched_rows, dtype=np.int64, count=len(matched_rows))
+    if isinstance(matched_rows, np.ndarray):
+        positions = matched_rows.astype(np.int64, copy=False).reshape(-1)
+    else:
+        positions = np.fromiter(matched_rows, dtype=np.int64, count=len(matched_rows))
     wanted = np.zeros(int(positions.max()) + 1 if len(positions) else 0, dtype=bool)
     wanted[positions] = True
     temporary = out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")
