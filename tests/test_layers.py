@@ -9,8 +9,8 @@ never from its own layer's other packages or from above)::
     protocol, store
     policy
     crypto, identifiers, tls
-    _files, _output, _signing, _textfile (private helpers: files, printing, signatures, input
-        formats)
+    _files, _fork_server, _output, _signing, _textfile (private helpers: files, the workers'
+        fork server, printing, signatures, input formats)
     errors, _proto (generated), the package root (its version)
 
 Every import counts for the layers: at module level, inside functions (imported lazily), and
@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "identifiers": 3,
     "tls": 3,
     "_files": 2,
+    "_fork_server": 2,
     "_output": 2,
     "_signing": 2,
     "_textfile": 2,

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from cleanroom.cli import COMMANDS, build_parser
+from cleanroom.cli import (
+    _EARLY_FORK_SERVER_BYTES,
+    COMMANDS,
+    _match_needs_workers,
+    build_parser,
+)
 
 
 def modules_after(argv: list[str]) -> set[str]:
@@ -66,3 +72,61 @@ def test_an_unknown_command_is_a_usage_error_naming_the_choices(
     assert "invalid choice: 'no-such-command'" in err
     for name in COMMANDS:
         assert name in err
+
+
+@pytest.fixture
+def lists(tmp_path: Path) -> tuple[Path, Path]:
+    """A list file past the size at which match starts the fork server early, and a small one."""
+    large, small = tmp_path / "large.csv", tmp_path / "small.csv"
+    large.write_bytes(b"x" * _EARLY_FORK_SERVER_BYTES)
+    small.write_bytes(b"x" * (_EARLY_FORK_SERVER_BYTES - 1))
+    return large, small
+
+
+def test_a_match_of_a_large_list_starts_the_fork_server_early(lists: tuple[Path, Path]) -> None:
+    large, small = lists
+    base = ["match", "--server", "127.0.0.1:7443", "--mode", "count"]
+    assert _match_needs_workers([*base, "--input", str(large)])
+    assert _match_needs_workers([*base, f"--input={large}"])
+    assert _match_needs_workers([*base, "--input", str(large), "--workers", "2"])
+    # Work that never reaches this process's pool, or no pool worth starting.
+    assert not _match_needs_workers([*base, "--input", str(small)])
+    assert not _match_needs_workers([*base, "--input", str(large), "--workers", "1"])
+    assert not _match_needs_workers([*base, "--input", str(large), "--workers=1"])
+    assert not _match_needs_workers([*base, "--input", str(large), "--dask-scheduler", "h:8786"])
+    assert not _match_needs_workers([*base, "--input", str(large.with_name("missing.csv"))])
+    assert not _match_needs_workers([*base, "--input", "bad\x00path"])
+    assert not _match_needs_workers([*base, "--input"])
+    assert not _match_needs_workers(base)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads parents from /proc")
+def test_the_pool_forks_its_workers_from_the_fork_server_started_early() -> None:
+    # In a fresh interpreter: which processes start_fork_server started, and whose children
+    # the engine's workers are.
+    code = (
+        "import os\n"
+        "from pathlib import Path\n"
+        "from cleanroom._fork_server import start_fork_server\n"
+        "def parent(pid):\n"
+        "    try:\n"
+        "        stat = Path(f'/proc/{pid}/stat').read_text()\n"
+        "    except OSError:  # gone meanwhile\n"
+        "        return None\n"
+        "    return int(stat.rsplit(')', 1)[1].split()[1])\n"
+        "def children():\n"
+        "    pids = (int(p) for p in os.listdir('/proc') if p.isdigit())\n"
+        "    return {p for p in pids if parent(p) == os.getpid()}\n"
+        "start_fork_server()\n"
+        "early = children()\n"
+        "from cleanroom.crypto import BatchEngine\n"
+        "with BatchEngine(workers=2) as engine:\n"
+        "    engine.start()\n"
+        "    print(len(early), sorted({parent(p) in early for p in engine.worker_pids}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    started, workers_from_early = out.split(maxsplit=1)
+    assert int(started) >= 1  # the fork server (and the resource tracker)
+    assert workers_from_early.strip() == "[True]"

@@ -30,9 +30,10 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 from cleanroom import __version__
+from cleanroom._fork_server import start_fork_server
 from cleanroom._output import printable
 from cleanroom.errors import CleanroomError, InvalidInput, PlatformError
 
@@ -165,7 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = [argument for argument in arguments if argument != _VERBOSE_FLAG]
     json_errors = _JSON_FLAG in arguments
     _Parser.json_errors = json_errors
-    parser = build_parser(next((a for a in arguments if not a.startswith("-")), None))
+    command = next((a for a in arguments if not a.startswith("-")), None)
+    if command == "match" and _match_needs_workers(arguments):
+        start_fork_server()  # it loads the crypto modules while this process imports the rest
+    parser = build_parser(command)
     args = parser.parse_args(arguments)
     args.verbose = verbose
     args.command_line = ["cleanroom", *([_VERBOSE_FLAG] if verbose else []), *arguments]
@@ -189,6 +193,38 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(error_object("Interrupted", "interrupted", EXIT_INTERRUPTED)))
         return EXIT_INTERRUPTED
     return code
+
+
+_EARLY_FORK_SERVER_BYTES: Final = 1 << 20
+"""A list file this large holds more records than the Advertiser reads before it starts its
+worker processes (a block of them), so ``match`` starts their fork server at once."""
+
+
+def _match_needs_workers(arguments: Sequence[str]) -> bool:
+    """Whether a ``match`` command line hashes a list large enough for the worker processes.
+
+    A guess from the arguments before they are parsed (a prefix of an option name is not
+    recognized): a wrong one costs a fork server started for nothing, or the time this saves,
+    never a result.
+    """
+    if _option(arguments, "--dask-scheduler") is not None or _option(arguments, "--workers") == "1":
+        return False
+    path = _option(arguments, "--input")
+    try:
+        return path is not None and os.stat(path).st_size >= _EARLY_FORK_SERVER_BYTES
+    except (OSError, ValueError):  # no such file, or a path the OS cannot take
+        return False
+
+
+def _option(arguments: Sequence[str], name: str) -> str | None:
+    """The value given as ``name VALUE`` or ``name=VALUE`` (the last one), if any."""
+    value = None
+    for at, argument in enumerate(arguments):
+        if argument == name and at + 1 < len(arguments):
+            value = arguments[at + 1]
+        elif argument.startswith(f"{name}="):
+            value = argument.removeprefix(f"{name}=")
+    return value
 
 
 def console_main() -> NoReturn:

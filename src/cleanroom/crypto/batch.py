@@ -52,6 +52,7 @@ from typing import Any, Final, NamedTuple, Protocol, final, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
+from cleanroom._fork_server import worker_context
 from cleanroom.crypto.keys import SecretKey
 from cleanroom.crypto.suites import Suite
 from cleanroom.errors import InvalidElement
@@ -153,10 +154,6 @@ def _hash_and_encrypt_task(
     suite: Suite, key_bytes: bytes, msgs: Sequence[bytes], dst: bytes
 ) -> ChunkResult:
     return suite.hash_and_encrypt_rows(suite.key_from_bytes(key_bytes), msgs, dst)
-
-
-# What every worker needs; the fork server imports it once, before it forks any worker.
-_PRELOAD: Final = ["cleanroom.crypto"]
 
 
 def _init_worker(started: multiprocessing.queues.Queue[int]) -> None:
@@ -299,7 +296,7 @@ class BatchEngine:
     @property
     def start_method(self) -> str:
         """How worker processes start: ``"forkserver"``, or ``"spawn"`` where that is missing."""
-        return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        return worker_context().get_start_method()
 
     @property
     def worker_pids(self) -> frozenset[int]:
@@ -601,11 +598,9 @@ class BatchEngine:
             return self._remote
         with self._lock:
             if self._pool is None:
-                context = multiprocessing.get_context(self.start_method)
-                if isinstance(context, multiprocessing.context.ForkServerContext):
-                    # Takes effect when the fork server starts (with the first pool of this
-                    # process); the fork server runs no threads of its own, so forking it is safe.
-                    context.set_forkserver_preload(_PRELOAD)
+                # The fork server starts with the first pool of this process, unless the CLI
+                # started it already.
+                context = worker_context()
                 self._started = context.Queue()
                 self._worker_pids = set()
                 self._pool = ProcessPoolExecutor(
