@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -130,3 +131,30 @@ def test_the_pool_forks_its_workers_from_the_fork_server_started_early() -> None
     started, workers_from_early = out.split(maxsplit=1)
     assert int(started) >= 1  # the fork server (and the resource tracker)
     assert workers_from_early.strip() == "[True]"
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="counts threads in /proc")
+def test_the_console_script_keeps_numpy_to_one_blas_thread() -> None:
+    # OpenBLAS would start a thread per core when numpy loads; the CLI does no linear algebra.
+    code = (
+        "import os, sys\n"
+        "import cleanroom.cli as cli\n"
+        "def main():\n"
+        "    import numpy\n"
+        "    threads = open('/proc/self/status').read().split('Threads:')[1].split()[0]\n"
+        "    print(os.environ.get('OPENBLAS_NUM_THREADS'), threads)\n"
+        "    return 0\n"
+        "cli.main = main\n"
+        "sys.argv = ['cleanroom']\n"
+        "cli.console_main()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=env,
+    ).stdout
+    assert out.split() == ["1", "1"]

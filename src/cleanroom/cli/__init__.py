@@ -63,6 +63,7 @@ _JSON_FLAG = "--json"
 # gRPC's C core reads this when it starts: ERROR keeps its INFO lines (a failed TLS handshake
 # logs one before the client's own error says the same) off the terminal.
 _GRPC_VERBOSITY = "GRPC_VERBOSITY"
+_BLAS_THREADS = "OPENBLAS_NUM_THREADS"
 
 
 def exit_code(error: CleanroomError) -> int:
@@ -231,6 +232,10 @@ def console_main() -> NoReturn:
     """The ``cleanroom`` console script: :func:`main`, then exit with its code."""
     if _VERBOSE_FLAG not in sys.argv[1:]:
         os.environ.setdefault(_GRPC_VERBOSITY, "ERROR")  # before anything imports grpc
+    # numpy's OpenBLAS starts a thread per core as it loads, and they spin for a while: CPU
+    # taken from the work, in this process and in the workers' fork server. cleanroom does no
+    # linear algebra; set before anything imports numpy, and inherited by the workers.
+    os.environ.setdefault(_BLAS_THREADS, "1")
     try:
         code = main()
         sys.stdout.flush()  # here, where a reader that went away can still be caught
