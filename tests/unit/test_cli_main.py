@@ -28,10 +28,19 @@ def modules_after(argv: list[str]) -> set[str]:
         "    pass\n"
         "print(' '.join(m for m in sys.modules if m.startswith('cleanroom')))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    return set(python_output(code).split())
+
+
+def python_output(code: str, env: dict[str, str] | None = None) -> str:
+    """What ``code`` prints, run in a fresh interpreter."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=env,
     ).stdout
-    return set(out.split())
 
 
 def test_match_imports_neither_the_platform_nor_the_demo() -> None:
@@ -125,10 +134,7 @@ def test_the_pool_forks_its_workers_from_the_fork_server_started_early() -> None
         "    engine.start()\n"
         "    print(len(early), sorted({parent(p) in early for p in engine.worker_pids}))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    ).stdout
-    started, workers_from_early = out.split(maxsplit=1)
+    started, workers_from_early = python_output(code).split(maxsplit=1)
     assert int(started) >= 1  # the fork server (and the resource tracker)
     assert workers_from_early.strip() == "[True]"
 
@@ -149,12 +155,4 @@ def test_the_console_script_keeps_numpy_to_one_blas_thread() -> None:
         "cli.console_main()\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        env=env,
-    ).stdout
-    assert out.split() == ["1", "1"]
+    assert python_output(code, env).split() == ["1", "1"]
