@@ -10,13 +10,23 @@ loads the crypto modules on another core while the CLI imports the rest, instead
 from __future__ import annotations
 
 import multiprocessing
+import os
 from multiprocessing import forkserver
 from typing import Final
 
-__all__ = ["PRELOAD", "start_fork_server", "worker_context"]
+__all__ = ["PRELOAD", "available_cpus", "start_fork_server", "worker_context"]
 
 PRELOAD: Final = ["cleanroom.crypto"]
 """What every worker needs; the fork server imports it once, before it forks any worker."""
+
+
+def available_cpus() -> int:
+    """The CPU cores this process may run on: a default engine's worker count (one runs every
+    job in this process, without a pool)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def worker_context() -> multiprocessing.context.BaseContext:

@@ -110,6 +110,22 @@ def test_a_match_of_a_large_list_starts_the_fork_server_early(lists: tuple[Path,
     assert not _match_needs_workers(base)
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="pins a process to one core")
+def test_on_a_single_core_match_starts_no_fork_server_unless_told_to(
+    lists: tuple[Path, Path],
+) -> None:
+    # The default engine there has one worker and runs every job without a pool.
+    large = str(lists[0])
+    code = (
+        "import os\n"
+        "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "from cleanroom.cli import _match_needs_workers\n"
+        f"base = ['match', '--input', {large!r}]\n"
+        "print(_match_needs_workers(base), _match_needs_workers([*base, '--workers', '2']))\n"
+    )
+    assert python_output(code).split() == ["False", "True"]
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads parents from /proc")
 def test_the_pool_forks_its_workers_from_the_fork_server_started_early() -> None:
     # In a fresh interpreter: which processes start_fork_server started, and whose children

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from typing import Any, Final, NoReturn
 
 from cleanroom import __version__
-from cleanroom._fork_server import start_fork_server
+from cleanroom._fork_server import available_cpus, start_fork_server
 from cleanroom._output import printable
 from cleanroom.errors import CleanroomError, InvalidInput, PlatformError
 
@@ -208,7 +208,10 @@ def _match_needs_workers(arguments: Sequence[str]) -> bool:
     recognized): a wrong one costs a fork server started for nothing, or the time this saves,
     never a result.
     """
-    if _option(arguments, "--dask-scheduler") is not None or _option(arguments, "--workers") == "1":
+    if _option(arguments, "--dask-scheduler") is not None:
+        return False
+    # One worker (given, or the default on a single core) runs every job without a pool.
+    if (_option(arguments, "--workers") or str(available_cpus())) == "1":
         return False
     path = _option(arguments, "--input")
     try:

@@ -52,7 +52,7 @@ from typing import Any, Final, NamedTuple, Protocol, final, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
-from cleanroom._fork_server import worker_context
+from cleanroom._fork_server import available_cpus, worker_context
 from cleanroom.crypto.keys import SecretKey
 from cleanroom.crypto.suites import Suite
 from cleanroom.errors import InvalidElement
@@ -178,13 +178,6 @@ def _ready() -> None:
     """A task that does nothing: submitted only to start the pool's processes early."""
 
 
-def _available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 # The one object that lets ValidatedElements be constructed: private to this module, so nothing
 # but BatchEngine.validate can make one.
 _VALIDATION: Final = object()
@@ -264,7 +257,7 @@ class BatchEngine:
                 raise ValueError("give workers or an executor, not both")
             workers = executor.slots
         if workers is None:
-            workers = _available_cpus()
+            workers = available_cpus()
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         if chunk_size < 1:
