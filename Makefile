@@ -124,4 +124,4 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py constraints.txt $(wildcard src/c
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) $(OM_VENV) $(FLOORS_VENV) build test-artifacts src/*.egg-info src/cleanroom/crypto/*.so src/cleanroom/identifiers/*.so .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(OM_VENV) $(FLOORS_VENV) build test-artifacts src/*.egg-info src/cleanroom/*/*.so .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -40,5 +40,12 @@ setup(
             ["src/cleanroom/identifiers/_batch.c"],
             extra_compile_args=C_FLAGS,
         ),
+        # Plain blocks of an advertiser's list taken whole (see
+        # src/cleanroom/advertiser/_plain_block.c).
+        Extension(
+            "cleanroom.advertiser._plain_block",
+            ["src/cleanroom/advertiser/_plain_block.c"],
+            extra_compile_args=C_FLAGS,
+        ),
     ],
 )

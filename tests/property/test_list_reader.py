@@ -2,7 +2,9 @@
 
 The reference is the reading the chunked one replaced: :func:`csv.reader` over the file, each
 row with the reader's own line count after it (``RowByRowChunks``), taken one at a time
-(``_Records.take_rows``).
+(``_Records.take_rows``), with the record ids in a dict. The chunked reader is held to it twice:
+with plain blocks taken whole in C (``_plain_block.c``) where they can be, and as it reads where
+that module was not built, every block split and taken in Python.
 
 Hypothesis writes lists with every anomaly the reader handles: short, long and blank rows (and
 rows of spaces), quoted cells over several lines (``\\n``, ``\\r\\n``, ``\\r`` inside), quotes
@@ -29,6 +31,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import event, example, given, settings
@@ -134,9 +137,21 @@ def list_files(draw: st.DrawFn) -> ListFile:
         st.lists(text_cell, max_size=width + 2),  # short, long, or of the header's width
         st.sampled_from([[], ["  "]]),  # a blank line; a line of spaces (a row of one cell)
     )
-    rows = draw(st.lists(row, min_size=draw(st.sampled_from([0, 5, 20, 40])), max_size=80))
-    quoting = draw(st.sampled_from(["minimal", "minimal", "all", "raw"]))
-    endings = draw(st.lists(st.sampled_from(["\n", "\r\n", "\r"]), min_size=1, max_size=3))
+    clean = draw(st.integers(0, 2)) == 0
+    if clean:
+        # A clean list, which the C takes whole, with now and then what makes it hand a block
+        # back: a repeated id, one str.strip trims further, a consent it does not know.
+        rows = draw(st.lists(clean_rows(fields), min_size=8, max_size=80))
+        if "record_id" in fields:
+            at = fields.index("record_id")
+            for number, cells in enumerate(rows):
+                odd = [f" id{number}\x1f", "id0", f"\xa0id{number}", f"é{number}", f"{number}é", ""]
+                cells[at] = draw(st.sampled_from([f"id{number}"] * 30 + odd))
+    else:
+        rows = draw(st.lists(row, min_size=draw(st.sampled_from([0, 5, 20, 40])), max_size=80))
+    quoting = draw(st.sampled_from(["minimal", "raw"] if clean else ["minimal", "all", "raw"]))
+    ends = ["\n", "\r\n"] if clean else ["\n", "\r\n", "\r"]
+    endings = draw(st.lists(st.sampled_from(ends), min_size=1, max_size=3))
     lines = []
     for number, cells in enumerate([header, *rows]):
         if quoting == "raw":  # delimiters and quotes in cells as they come
@@ -167,6 +182,16 @@ def list_files(draw: st.DrawFn) -> ListFile:
     return ListFile(data, draw(st.sampled_from([delimiter, delimiter, None])))
 
 
+def clean_rows(fields: list[str]) -> st.SearchStrategy[list[str]]:
+    """Rows of the header's width, mostly of two consent spellings, each readable (if ASCII)."""
+    readable = [c for c in CONSENTS if _consent.parse_marketing_consent(c) is not None]
+    consent = st.sampled_from(["yes"] * 90 + ["no"] * 30 + readable + ["\x1cYES", "yes\xa0"])
+    cell = st.sampled_from([*CELLS[:5]] * 4 + ["é😀", "\ufeff", "x\ty"])
+    return st.tuples(*(consent if name == "marketing_consent" else cell for name in fields)).map(
+        list
+    )
+
+
 Outcome = tuple[object, ...]
 
 
@@ -187,8 +212,9 @@ def _outcome(read: Callable[..., CustomerList]) -> Outcome:
     )
 
 
-def _both(read: Callable[..., CustomerList], sizes: Sizes) -> tuple[Outcome, Outcome]:
-    """The outcome of the chunked reader and of the reference, at the given sizes."""
+def _all(read: Callable[..., CustomerList], sizes: Sizes) -> tuple[Outcome, Outcome, Outcome]:
+    """The outcome of the chunked reader with and without its C, and of the reference, at the
+    given sizes."""
     limit = csv.field_size_limit(sizes.field_size_limit)
     try:
         with pytest.MonkeyPatch.context() as patch:
@@ -199,14 +225,28 @@ def _both(read: Callable[..., CustomerList], sizes: Sizes) -> tuple[Outcome, Out
             patch.setattr(_listfile, "_PROGRESS_EVERY", sizes.progress_every)
             patch.setattr(_listfile, "_PROBLEMS_STEPPED_OVER", sizes.problems_stepped_over)
             patch.setattr(_consent.ConsentCells, "LIMIT", sizes.consent_spellings)
+            taken: list[bool] = []
+            take_plain = _listfile._c_take_plain
+            if take_plain is not None:
+
+                def counted(*args: Any) -> Any:
+                    result = take_plain(*args)
+                    taken.append(result is not None)
+                    return result
+
+                patch.setattr(_listfile, "_c_take_plain", counted)
             chunked = _outcome(read)
+            event(f"plain blocks taken in C: {'some' if any(taken) else 'none'}")
+            patch.setattr(_listfile, "_c_take_plain", None)
+            patch.setattr(_listfile, "_new_ids", dict)
+            in_python = _outcome(read)
             patch.setattr(_listfile, "FileChunks", RowByRowChunks)
             patch.setattr(_chunks, "CHUNK_ROWS", 1)
             patch.setattr(_listfile._Records, "take_chunk", _take_one_by_one)
             reference = _outcome(read)
     finally:
         csv.field_size_limit(limit)
-    return chunked, reference
+    return chunked, in_python, reference
 
 
 @settings(max_examples=EXAMPLES)
@@ -229,8 +269,9 @@ def test_a_list_read_in_chunks_is_what_it_is_read_row_by_row(file: ListFile, siz
         def read(**callbacks: Callable[..., object]) -> CustomerList:
             return _listfile.read_customer_list(path, delimiter=file.delimiter, **callbacks)
 
-        chunked, reference = _both(read, sizes)
+        chunked, in_python, reference = _all(read, sizes)
     assert chunked == reference
+    assert in_python == reference
 
 
 values = st.one_of(
@@ -266,5 +307,6 @@ def test_rows_in_memory_read_in_chunks_are_what_they_are_read_row_by_row(
     def read(**callbacks: Callable[..., object]) -> CustomerList:
         return _listfile.read_customer_rows(iter(rows), **callbacks)
 
-    chunked, reference = _both(read, sizes)
+    chunked, in_python, reference = _all(read, sizes)
     assert chunked == reference
+    assert in_python == reference

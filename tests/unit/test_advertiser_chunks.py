@@ -1,4 +1,5 @@
-"""A list file's rows in chunks: plain text as columns, the rest through the CSV reader."""
+"""A list file's rows in chunks: plain text as it is (split, as columns), the rest through the
+CSV reader."""
 
 from __future__ import annotations
 
@@ -11,11 +12,24 @@ from cleanroom.advertiser import _chunks
 from cleanroom.advertiser._chunks import Chunk, FileChunks, line_numbers, numbered_chunks
 
 
-def _chunks_of(text: str, width: int, delimiter: str = ",") -> list[Chunk]:
+def _chunks_of(text: str, width: int, delimiter: str = ",", *, split: bool = True) -> list[Chunk]:
+    """The chunks of the text after its header; with ``split``, plain text split into rows."""
     stream = io.StringIO(text, newline="")
     header = next(csv.reader(stream, delimiter=delimiter))
     assert len(header) == width
-    return list(FileChunks(stream, delimiter, width, line_num=1))
+    chunks = list(FileChunks(stream, delimiter, width, line_num=1))
+    if not split:
+        return chunks
+    return [
+        part
+        for chunk in chunks
+        for part in ([chunk] if chunk.plain is None else chunk.plain.chunks(range(*_span(chunk))))
+    ]
+
+
+def _span(chunk: Chunk) -> tuple[int, int]:
+    assert isinstance(chunk.lines, range)
+    return chunk.lines.start, chunk.lines.stop
 
 
 def _rows(chunks: list[Chunk]) -> list[tuple[int, list[str]]]:
@@ -40,8 +54,11 @@ def test_a_plain_list_comes_out_as_columns_block_by_block(
 ) -> None:
     monkeypatch.setattr(_chunks, "BLOCK_CHARS", 20)
     text = "id;email\r\n" + "".join(f"r{i};u{i}@example.com\r\n" for i in range(9))
+    plain = _chunks_of(text, 2, ";", split=False)
+    assert len(plain) > 1 and all(chunk.plain is not None for chunk in plain)
+    assert plain[0].plain is not None and plain[0].plain.text == "r0;u0@example.com\r\n"
     chunks = _chunks_of(text, 2, ";")
-    assert len(chunks) > 1 and all(chunk.rows is None for chunk in chunks)
+    assert len(chunks) == len(plain) and all(chunk.rows is None for chunk in chunks)
     assert _rows(chunks) == _as_csv_reads(text, ";")
     assert chunks[0].columns == [["r0"], ["u0@example.com"]]
 

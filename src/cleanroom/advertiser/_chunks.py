@@ -1,8 +1,9 @@
 """The rows of a list file after its header, in chunks, as the CSV reader reads them.
 
 Most lists are plain: no quote character, so every line is one row whose cells are the line cut
-at the delimiter. Such text is read a block at a time and split with string methods, the block's
-cells come out column by column without a list per row, and only the rest (quotes, NULs, carriage
+at the delimiter. Such text is read a block at a time and handed on as it is (:class:`PlainText`),
+for the list reader to take whole in C where it can, or to split with string methods, the block's
+cells coming out column by column without a list per row. Only the rest (quotes, NULs, carriage
 returns that do not end a line, a line longer than a field may be) goes through the CSV reader.
 What comes out is what :func:`csv.reader` gives, with the line number it would report after each
 row; ``tests/property/test_list_reader.py`` holds it to :class:`RowByRowChunks`, which is that.
@@ -15,13 +16,14 @@ import io
 import itertools
 import operator
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, TextIO
 
 __all__ = [
     "CHUNK_ROWS",
     "Chunk",
     "FileChunks",
+    "PlainText",
     "RowByRowChunks",
     "line_numbers",
     "numbered_chunks",
@@ -46,17 +48,95 @@ _LINE_MARK: Final = "\x00"
 
 @dataclass(frozen=True)
 class Chunk:
-    """Consecutive rows, either as rows or, where every row has the same width, as columns.
+    """Consecutive rows: as rows, as columns (where every row has the same width), or as the
+    plain text they were read from.
 
     Attributes:
-        lines: the line each row ends on (for rows in memory: its position, from 1).
-        rows: each row's cells (a blank line has none), or ``None`` when ``columns`` are given.
-        columns: each column's cells, one per row, or ``None`` when ``rows`` are given.
+        lines: the line each row ends on (for rows in memory: its position, from 1); for plain
+            text, each line's number, blank lines included.
+        rows: each row's cells (a blank line has none), or ``None``.
+        columns: each column's cells, one per row, or ``None``.
+        plain: the lines as plain text, or ``None``; :meth:`PlainText.chunks` gives their rows.
     """
 
     lines: Sequence[int]
     rows: list[list[str]] | None = None
     columns: Sequence[Sequence[str]] | None = None
+    plain: PlainText | None = None
+
+
+@dataclass(frozen=True)
+class PlainText:
+    """Whole lines of a list file that are plain: no quote, no NUL, every carriage return part of
+    a ``\\r\\n`` line end, so every line is one row whose cells are the line cut at the delimiter.
+
+    Attributes:
+        text: the lines, each ending in ``\\n`` or ``\\r\\n``.
+        delimiter: the field delimiter.
+        width: the header's width (at least 2).
+    """
+
+    text: str = field(repr=False)
+    delimiter: str
+    width: int
+
+    def chunks(self, lines: range) -> list[Chunk]:
+        """The rows of the text, whose lines are numbered ``lines``.
+
+        The lines of the header's width come out as columns, a run at a time; the others
+        (blank, shorter, longer) as rows, unless there are many.
+        """
+        text, width, delimiter = self.text, self.width, self.delimiter
+        line_end = "\n"
+        if "\r" in text:
+            if text.count("\r\n") == len(lines):
+                line_end = "\r\n"
+            else:  # some lines end in "\n" alone
+                text = text.replace("\r\n", "\n")
+        count = len(lines)
+        stride = width + 1
+        # Line ends become "<delimiter>NUL<delimiter>": a NUL cell after every ``width`` cells
+        # then shows that every line has ``width`` cells.
+        cells = text.replace(line_end, f"{delimiter}{_LINE_MARK}{delimiter}").split(delimiter)
+        if len(cells) == stride * count + 1 and cells[width::stride].count(_LINE_MARK) == count:
+            return [self._columns(cells, 0, lines)]
+        # Line k's cells are those between the marks ending lines k - 1 and k.
+        marks = list(
+            itertools.compress(
+                itertools.count(), map(operator.eq, cells, itertools.repeat(_LINE_MARK))
+            )
+        )
+        starts = [0, *map((1).__add__, marks)]
+        del starts[-1]
+        widths = list(map(operator.sub, marks, starts))
+        odd = list(itertools.compress(itertools.count(), map(width.__ne__, widths)))
+        if len(odd) > _ODD_LINES_AS_ROWS:
+            return [Chunk(lines, rows=list(map(self._row, itertools.repeat(cells), starts, marks)))]
+        chunks = []
+        start = 0
+        for at in [*odd, count]:
+            if at > start:
+                chunks.append(self._columns(cells, starts[start], lines[start:at]))
+            if at < count:
+                chunks.append(
+                    Chunk(lines[at : at + 1], rows=[self._row(cells, starts[at], marks[at])])
+                )
+            start = at + 1
+        return chunks
+
+    def _columns(self, cells: list[str], start: int, lines: range) -> Chunk:
+        """The lines from ``cells[start]`` on, each of the header's width, as columns."""
+        stride = self.width + 1
+        end = start + stride * len(lines)
+        return Chunk(
+            lines, columns=[cells[at:end:stride] for at in range(start, start + self.width)]
+        )
+
+    @staticmethod
+    def _row(cells: list[str], start: int, end: int) -> list[str]:
+        row = cells[start:end]
+        # The CSV reader gives no cells for an empty line, where split gives one empty cell.
+        return [] if row == [""] else row
 
 
 class FileChunks:
@@ -79,9 +159,6 @@ class FileChunks:
         self._stream = stream
         self._delimiter = delimiter
         self._width = width
-        # Line ends become "<delimiter>NUL<delimiter>": a NUL cell after every ``width`` cells
-        # then shows that every line has ``width`` cells.
-        self._marked_end = f"{delimiter}{_LINE_MARK}{delimiter}"
         self._text = ""  # read but not yet taken; it starts at a line start
 
     def __iter__(self) -> Iterator[Chunk]:
@@ -100,11 +177,7 @@ class FileChunks:
                 yield from chunks
 
     def _plain(self, block: str) -> list[Chunk] | None:
-        """The block's rows, split at the delimiter; ``None`` if it is not plain text.
-
-        The lines of the header's width come out as columns, a run at a time; the others
-        (blank, shorter, longer) as rows, unless there are many.
-        """
+        """The block as one plain chunk; ``None`` if it is not plain text."""
         # No longer than a field may be, it cannot hold a field the CSV reader would refuse.
         if '"' in block or _LINE_MARK in block or len(block) > csv.field_size_limit():
             return None
@@ -112,63 +185,13 @@ class FileChunks:
             return None
         if not block.endswith("\n"):  # the file's last line: "\r" or nothing ends it
             block += "\n"
-        line_end = "\n"
-        if "\r" in block:
-            ends = block.count("\r\n")
-            if block.count("\r") != ends:
-                return None  # a "\r" alone ends a line, but not a block split at "\n"
-            if ends == block.count("\n"):
-                line_end = "\r\n"
-            else:  # some lines end in "\n" alone
-                block = block.replace("\r\n", "\n")
+        if "\r" in block and block.count("\r") != block.count("\r\n"):
+            return None  # a "\r" alone ends a line, but not a block split at "\n"
         first = self.line_num + 1
-        count = block.count(line_end)
+        count = block.count("\n")
         self.line_num += count
-        lines = range(first, first + count)
-        stride = self._width + 1
-        cells = block.replace(line_end, self._marked_end).split(self._delimiter)
-        if (
-            len(cells) == stride * count + 1
-            and cells[self._width :: stride].count(_LINE_MARK) == count
-        ):
-            return [self._columns(cells, 0, lines)]
-        # Line k's cells are those between the marks ending lines k - 1 and k.
-        marks = list(
-            itertools.compress(
-                itertools.count(), map(operator.eq, cells, itertools.repeat(_LINE_MARK))
-            )
-        )
-        starts = [0, *map((1).__add__, marks)]
-        del starts[-1]
-        widths = list(map(operator.sub, marks, starts))
-        odd = list(itertools.compress(itertools.count(), map(self._width.__ne__, widths)))
-        if len(odd) > _ODD_LINES_AS_ROWS:
-            return [Chunk(lines, rows=list(map(self._row, itertools.repeat(cells), starts, marks)))]
-        chunks = []
-        start = 0
-        for at in [*odd, count]:
-            if at > start:
-                chunks.append(self._columns(cells, starts[start], lines[start:at]))
-            if at < count:
-                chunks.append(
-                    Chunk(lines[at : at + 1], rows=[self._row(cells, starts[at], marks[at])])
-                )
-            start = at + 1
-        return chunks
-
-    def _columns(self, cells: list[str], start: int, lines: range) -> Chunk:
-        """The lines from ``cells[start]`` on, each of the header's width, as columns."""
-        stride = self._width + 1
-        end = start + stride * len(lines)
-        return Chunk(
-            lines, columns=[cells[at:end:stride] for at in range(start, start + self._width)]
-        )
-
-    @staticmethod
-    def _row(cells: list[str], start: int, end: int) -> list[str]:
-        row = cells[start:end]
-        # The CSV reader gives no cells for an empty line, where split gives one empty cell.
-        return [] if row == [""] else row
+        plain = PlainText(block, self._delimiter, self._width)
+        return [Chunk(range(first, first + count), plain=plain)]
 
     def _through_csv(self, block: str) -> Iterator[Chunk]:
         """Read the block, the text read after it, and the rows running on past them, as CSV."""

@@ -24,14 +24,14 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, TextIO
+from typing import TYPE_CHECKING, Final, Protocol, TextIO
 
 import numpy as np
 from numpy.typing import NDArray
 
 from cleanroom._output import csv_writer
 from cleanroom._textfile import DELIMITER_NAMES, HEAD_BYTES, not_text_message, sniff_delimiter
-from cleanroom.advertiser._chunks import Chunk, FileChunks, numbered_chunks
+from cleanroom.advertiser._chunks import Chunk, FileChunks, PlainText, numbered_chunks
 from cleanroom.advertiser._columns import CONSENT_FIELD, FIELDS, RECORD_ID_FIELD, map_columns
 from cleanroom.advertiser._consent import ConsentCells, parse_marketing_consent
 from cleanroom.advertiser._copy_rows import NotPlain, copy_plain_rows
@@ -41,6 +41,25 @@ from cleanroom.identifiers import KINDS
 
 if TYPE_CHECKING:
     from _csv import Reader
+
+
+class _IdLines(Protocol):
+    """Record id -> the line of its record: a dict, or the C's RecordIds that behaves as one."""
+
+    def setdefault(self, record_id: str, line: int, /) -> int: ...
+
+
+# Plain blocks taken whole in C, and the ids seen held there (_plain_block.c); where it was not
+# built, blocks are split and taken by the Python below, which is also the reference the C is
+# held to, and the ids are a dict.
+_new_ids: Callable[[], _IdLines]
+_c_take_plain: Callable[..., tuple[int, list[int], list[int], tuple[list[str], ...]] | None] | None
+try:
+    from cleanroom.advertiser import _plain_block
+except ImportError:  # pragma: no cover - built without a C compiler
+    _new_ids, _c_take_plain = dict, None
+else:
+    _new_ids, _c_take_plain = _plain_block.RecordIds, _plain_block.take_plain
 
 __all__ = [
     "CustomerList",
@@ -355,15 +374,8 @@ class _Records:
         self.lines: list[int] = []
         self.identifiers: dict[str, list[str]] = {kind: [] for kind in self.kind_at}
         self.problems: list[ListProblem] = []
-        # Record ids of the kept records: a set to look them up, a list in ``lines`` order.
-        # Until an id repeats, a run's ids are added in one step and the set's size says
-        # whether all were new.
-        self.seen_ids: set[str] = set()
-        self.record_ids: list[str] = []
-        self.ids_repeat = False
-        # (position in problems, id) of each repeated id: which line had it first is looked up
-        # once at the end, rather than kept for every id.
-        self.repeated_ids: list[tuple[int, str]] = []
+        # The record id of each kept record -> its line: a repeated id's problem names it.
+        self.ids = _new_ids()
         self.read = 0
         self.without_consent = 0
         self.block_start = 0
@@ -396,12 +408,11 @@ class _Records:
                 if not record_id:
                     self.problems.append(ListProblem(line, column, "missing_record_id", "empty"))
                     continue
-                if record_id in self.seen_ids:
-                    self.repeated_ids.append((len(self.problems), record_id))
-                    self.problems.append(ListProblem(line, column, "duplicate_record_id", ""))
+                first = self.ids.setdefault(record_id, line)
+                if first != line:
+                    detail = f"the same id as row {first}"
+                    self.problems.append(ListProblem(line, column, "duplicate_record_id", detail))
                     continue
-                self.seen_ids.add(record_id)
-                self.record_ids.append(record_id)
             self.rows.append(ordinal)
             self.lines.append(line)
             for kind, at in self.kind_at.items():
@@ -411,6 +422,12 @@ class _Records:
 
     def take_chunk(self, chunk: Chunk) -> None:
         """Take a chunk's rows as :meth:`take_rows` does, a column at a time where it can."""
+        if chunk.plain is not None:
+            assert isinstance(chunk.lines, range)
+            if _c_take_plain is None or not self._take_plain(chunk.plain, chunk.lines):
+                for part in chunk.plain.chunks(chunk.lines):
+                    self.take_chunk(part)
+            return
         if chunk.columns is not None:
             self._take_columns(chunk.columns, chunk.lines)
             return
@@ -436,6 +453,28 @@ class _Records:
             start = malformed + 1
         if start < len(rows):
             self._take_columns(list(zip(*rows[start:], strict=True)), lines[start:])
+
+    def _take_plain(self, plain: PlainText, lines: range) -> bool:
+        """Take plain text whole, in C; ``False`` if it holds something only the Python takes
+        (then nothing was taken)."""
+        assert _c_take_plain is not None
+        taken = _c_take_plain(
+            plain.text,
+            plain.delimiter,
+            plain.width,
+            lines.start,
+            self.read,
+            self.consent_at,
+            -1 if self.record_id_at is None else self.record_id_at,
+            tuple(self.kind_at.values()),
+            self.consent,
+            self.ids,
+        )
+        if taken is None:
+            return False
+        read, rows, kept_lines, columns = taken
+        self._keep(read, rows, kept_lines, columns)
+        return True
 
     def _take_columns(self, columns: Sequence[Sequence[str]], lines: Sequence[int]) -> None:
         """Take rows of the header's width, given as columns.
@@ -484,54 +523,52 @@ class _Records:
         """Take the rows from ``start`` on, before ``end``, up to the first whose record id is
         empty or seen already; return where the rows taken end."""
         run = consents[start:end]
-        if self.record_id_at is not None:
-            run_ids = ids[first_id : first_id + run.count(True)]
-            new = self._add_new_ids(run_ids)
-            if new < len(run_ids):
-                del run[_nth_true(run, new) :]
-        end = start + len(run)
         kept_lines = list(itertools.compress(lines[start:end], run))
+        if self.record_id_at is not None:
+            new = self._add_new_ids(ids[first_id : first_id + len(kept_lines)], kept_lines)
+            if new < len(kept_lines):
+                del run[_nth_true(run, new) :]
+                del kept_lines[new:]
+        end = start + len(run)
         ordinal = self.read
-        kept_before = len(self.rows)
-        self.rows.extend(itertools.compress(range(ordinal, ordinal + len(run)), run))
-        self.lines.extend(kept_lines)
-        for kind, at in self.kind_at.items():
-            self.identifiers[kind].extend(itertools.compress(columns[at][start:end], run))
-        if self.blocks is not None and len(self.rows) - self.block_start >= BLOCK_RECORDS:
-            # A block carries the counts as of the row of its last record.
-            at_row = list(itertools.compress(itertools.count(), run))
-            while len(self.rows) - self.block_start >= BLOCK_RECORDS:
-                last = self.block_start + BLOCK_RECORDS - 1 - kept_before
-                row = at_row[last]
-                self._hand_out_block(ordinal + row + 1, self.without_consent + row - last)
-        self.read += len(run)
-        self.without_consent += len(run) - len(kept_lines)
+        self._keep(
+            len(run),
+            list(itertools.compress(range(ordinal, ordinal + len(run)), run)),
+            kept_lines,
+            [list(itertools.compress(columns[at][start:end], run)) for at in self.kind_at.values()],
+        )
         return end
 
-    def _add_new_ids(self, ids: list[str]) -> int:
-        """Record the leading ids that are neither empty nor seen before; return how many."""
-        if not all(ids):
-            ids = ids[: ids.index("")]
-        if self.ids_repeat and not self.seen_ids.isdisjoint(ids):
-            seen_at = itertools.compress(itertools.count(), map(self.seen_ids.__contains__, ids))
-            ids = ids[: next(seen_at)]
-        seen = len(self.seen_ids)
-        self.seen_ids.update(ids)
-        if len(self.seen_ids) - seen < len(ids):
-            if not self.ids_repeat:
-                # The first repeated id: the set is made again of the kept ids, and from now on
-                # ids are looked up before they are added, which costs a lookup more.
-                self.ids_repeat = True
-                self.seen_ids = set(self.record_ids)
-                return self._add_new_ids(ids)
-            # An id repeats among them; none was seen before, so all are taken back, and added
-            # again up to where one comes a second time.
-            self.seen_ids.difference_update(ids)
-            first_at = dict(zip(reversed(ids), range(len(ids) - 1, -1, -1), strict=True))
-            again = map(operator.ne, map(first_at.__getitem__, ids), itertools.count())
-            ids = ids[: next(itertools.compress(itertools.count(), again))]
-            self.seen_ids.update(ids)
-        self.record_ids.extend(ids)
+    def _keep(
+        self, read: int, rows: list[int], lines: list[int], columns: Sequence[list[str]]
+    ) -> None:
+        """Keep the records of ``read`` rows without a problem, the others lacking consent.
+
+        Args:
+            read: the rows read.
+            rows, lines: each kept record's row and line.
+            columns: the kept records' cells of each identifier column, in ``kind_at`` order.
+        """
+        read_before, kept_before = self.read, len(self.rows)
+        self.rows.extend(rows)
+        self.lines.extend(lines)
+        for kind, cells in zip(self.kind_at, columns, strict=True):
+            self.identifiers[kind].extend(cells)
+        while self.blocks is not None and len(self.rows) - self.block_start >= BLOCK_RECORDS:
+            # A block carries the counts as of the row of its last record.
+            last = self.block_start + BLOCK_RECORDS - 1 - kept_before
+            row = rows[last]
+            self._hand_out_block(row + 1, self.without_consent + row - read_before - last)
+        self.read += read
+        self.without_consent += read - len(rows)
+
+    def _add_new_ids(self, ids: list[str], lines: list[int]) -> int:
+        """Record the leading ids that are neither empty nor seen before, each with its line;
+        return how many."""
+        setdefault = self.ids.setdefault
+        for added, (record_id, line) in enumerate(zip(ids, lines, strict=True)):
+            if not record_id or setdefault(record_id, line) != line:
+                return added
         return len(ids)
 
     def _hand_out_block(self, read: int, without_consent: int) -> None:
@@ -549,16 +586,6 @@ class _Records:
 
     def whole(self) -> CustomerList:
         """The whole list as read, with every problem."""
-        if self.repeated_ids:
-            repeated = {record_id for _, record_id in self.repeated_ids}
-            kept_at = itertools.compress(
-                itertools.count(), map(repeated.__contains__, self.record_ids)
-            )
-            first_line = {self.record_ids[at]: self.lines[at] for at in kept_at}
-            for at, record_id in self.repeated_ids:
-                detail = f"the same id as row {first_line[record_id]}"
-                self.problems[at] = dataclasses.replace(self.problems[at], detail=detail)
-            self.repeated_ids = []
         return CustomerList(
             path=self.path,
             header=self.header,
