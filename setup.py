@@ -33,6 +33,12 @@ setup(
             extra_compile_args=C_FLAGS,
             depends=FIELD,
         ),
+        # Fisher-Yates over words from the OS CSPRNG (see src/cleanroom/crypto/_permutation.c).
+        Extension(
+            "cleanroom.crypto._permutation",
+            ["src/cleanroom/crypto/_permutation.c"],
+            extra_compile_args=C_FLAGS,
+        ),
         # Email normalization and hash-to-curve messages for whole columns (see
         # src/cleanroom/identifiers/_batch.c).
         Extension(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import collections
 import math
 import os
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from cleanroom.crypto import random_permutation
+from cleanroom.crypto import _permutation, random_permutation
 
 
 def test_is_a_permutation() -> None:
@@ -27,9 +30,19 @@ def test_first_position_is_uniform() -> None:
     counts = np.bincount([int(random_permutation(n)[0]) for _ in range(trials)], minlength=n)
     expected = trials / n
     chi2 = float(((counts - expected) ** 2 / expected).sum())
-    # chi-square with 7 degrees of freedom exceeds 45 with probability below 1e-7.
+    # chi-square with 7 degrees of freedom exceeds 45 with probability below 2e-7.
     assert chi2 < 45, counts
     assert math.isclose(counts.sum(), trials)
+
+
+def test_every_order_of_four_is_as_likely() -> None:
+    trials = 24_000
+    orders = collections.Counter(tuple(random_permutation(4).tolist()) for _ in range(trials))
+    assert len(orders) == 24
+    expected = trials / 24
+    chi2 = sum((count - expected) ** 2 / expected for count in orders.values())
+    # chi-square with 23 degrees of freedom exceeds 80 with probability below 1e-7.
+    assert chi2 < 80, orders
 
 
 def test_the_index_type_and_a_negative_length() -> None:
@@ -38,9 +51,49 @@ def test_the_index_type_and_a_negative_length() -> None:
         random_permutation(-1)
 
 
-def test_a_tie_between_keys_is_drawn_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The first draw gives two equal keys: keeping it would order them as they came. The
-    # permutation comes from the second draw, whatever the first said.
-    draws = iter([bytes(8) * 3, (2).to_bytes(8, "little") + bytes(8) + (1).to_bytes(8, "little")])
+def _reference_shuffle(n: int, words: bytes) -> list[int] | None:
+    """The shuffle of _permutation.c in Python: its steps, word for word."""
+    order = list(range(n))
+    for step, i in enumerate(range(n - 1, 0, -1)):
+        word = int.from_bytes(words[8 * step : 8 * step + 8], "little")
+        product = word * (i + 1)
+        low = product % 2**64
+        if low < (2**64 - (i + 1)) % (i + 1):
+            return None  # refused: low falls in the part of the range that would bias j
+        j = product >> 64
+        order[i], order[j] = order[j], order[i]
+    return order
+
+
+@settings(max_examples=300)
+@given(
+    st.integers(0, 40).flatmap(
+        lambda n: st.tuples(
+            st.just(n), st.binary(min_size=8 * max(n - 1, 0), max_size=8 * max(n - 1, 0))
+        )
+    )
+)
+def test_the_shuffle_follows_its_reference_word_for_word(drawn: tuple[int, bytes]) -> None:
+    n, words = drawn
+    order = np.empty(n, dtype=np.int64)
+    expected = _reference_shuffle(n, words)
+    assert _permutation.shuffle(order, words) is (expected is not None)
+    if expected is not None:
+        assert order.tolist() == expected
+
+
+def test_a_refused_word_has_every_word_drawn_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # For the draw over 0..2, the word 0 is refused (2^64 mod 3 = 1 > 0 = its low half):
+    # keeping it would favour position 0. The permutation comes from the second draw.
+    second = (2**63).to_bytes(8, "little") + (2**63).to_bytes(8, "little")
+    draws = iter([bytes(8) + (2**63).to_bytes(8, "little"), second])
     monkeypatch.setattr(os, "urandom", lambda size: next(draws))
-    assert random_permutation(3).tolist() == [1, 2, 0]
+    assert random_permutation(3).tolist() == _reference_shuffle(3, second) == [0, 2, 1]
+    assert _reference_shuffle(3, bytes(16)) is None
+
+
+def test_the_shuffle_refuses_buffers_of_the_wrong_size() -> None:
+    with pytest.raises(ValueError, match="n - 1 words"):
+        _permutation.shuffle(np.empty(3, dtype=np.int64), bytes(8))
+    with pytest.raises(TypeError):
+        _permutation.shuffle(np.empty(3, dtype=np.int64).tobytes(), bytes(16))

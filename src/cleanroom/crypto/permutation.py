@@ -6,10 +6,9 @@ tags, the shuffled ``W``. A permutation drawn from a seeded PRNG (``numpy.random
 seeded from ``secrets``) is not acceptable: its whole output is a function of a 64–128-bit
 state, far less than the log2(N!) bits of a permutation of millions, and a state recovered from
 a leak or a weak seed reproduces the order, letting the other party undo the shuffle. Here every
-position draws its own 64 bits from ``os.urandom`` and the permutation is the order that sorts
-those keys. Two equal keys (probability about N²/2⁶⁵, under 10⁻⁵ for N = 10⁷) would make the
-relative order of those two entries follow their original order, so on a tie the keys are drawn
-again: every order is exactly equally likely.
+step of a Fisher–Yates shuffle draws its own 64 bits from ``os.urandom`` (``_permutation.c``,
+which says how a word becomes a position without bias); a word it must refuse, a chance of
+about N²/2⁶⁵, has all the words drawn again, so every order is exactly equally likely.
 """
 
 from __future__ import annotations
@@ -18,6 +17,8 @@ import os
 
 import numpy as np
 from numpy.typing import NDArray
+
+from cleanroom.crypto import _permutation
 
 __all__ = ["random_permutation"]
 
@@ -37,9 +38,7 @@ def random_permutation(n: int) -> NDArray[np.intp]:
     """
     if n < 0:
         raise ValueError("a permutation length cannot be negative")
-    while True:
-        keys = np.frombuffer(os.urandom(8 * n), dtype=np.uint64)
-        order = np.argsort(keys)  # ties are drawn again, so the sort need not be stable
-        ordered = keys[order]
-        if not np.any(ordered[1:] == ordered[:-1]):
-            return order.astype(np.intp, copy=False)
+    order = np.empty(n, dtype=np.int64)
+    while not _permutation.shuffle(order, os.urandom(8 * max(n - 1, 0))):
+        pass  # a refused word: every word is drawn again
+    return order.astype(np.intp, copy=False)
