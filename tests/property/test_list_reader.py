@@ -225,18 +225,19 @@ def _all(read: Callable[..., CustomerList], sizes: Sizes) -> tuple[Outcome, Outc
             patch.setattr(_listfile, "_PROGRESS_EVERY", sizes.progress_every)
             patch.setattr(_listfile, "_PROBLEMS_STEPPED_OVER", sizes.problems_stepped_over)
             patch.setattr(_consent.ConsentCells, "LIMIT", sizes.consent_spellings)
-            taken: list[bool] = []
+            taken: list[tuple[int, bool]] = []  # a call each: rows taken, a line handed back
             take_plain = _listfile._c_take_plain
             if take_plain is not None:
 
                 def counted(*args: Any) -> Any:
                     result = take_plain(*args)
-                    taken.append(result is not None)
+                    taken.append((result[0], result[5] < len(args[0])))
                     return result
 
                 patch.setattr(_listfile, "_c_take_plain", counted)
             chunked = _outcome(read)
-            event(f"plain blocks taken in C: {'some' if any(taken) else 'none'}")
+            event(f"rows taken in C: {'some' if any(r for r, _ in taken) else 'none'}")
+            event(f"lines handed back by the C: {'some' if any(b for _, b in taken) else 'none'}")
             patch.setattr(_listfile, "_c_take_plain", None)
             patch.setattr(_listfile, "_new_ids", dict)
             in_python = _outcome(read)

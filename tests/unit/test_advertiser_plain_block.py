@@ -1,8 +1,8 @@
-"""The C that takes plain blocks of a list whole, and the record ids it keeps.
+"""The C that takes plain blocks of a list, and the record ids it keeps.
 
 What it takes is held to the Python reader by ``tests/property/test_list_reader.py``; here, that
-it takes a clean list's blocks at all, and that whatever it hands back to the Python leaves no
-trace: no id kept from a block it did not take.
+it takes a clean list's blocks at all, that it stops at each line only the Python can read,
+keeping nothing of it, and that the reader goes on past such lines in C.
 """
 
 from __future__ import annotations
@@ -25,10 +25,19 @@ LAYOUT = {"width": 4, "consent_at": 3, "record_id_at": 0, "kinds_at": (1, 2)}
 KNOWN = {"yes": True, "no": False, "Y": True}
 
 
-def _take(text: str, ids: Any, *, first_line: int = 2, first_row: int = 0, **layout: Any) -> Any:
+def _take(
+    text: str,
+    ids: Any,
+    *,
+    start: tuple[int, int] = (0, 0),
+    first_line: int = 2,
+    first_row: int = 0,
+    **layout: Any,
+) -> Any:
     at = {**LAYOUT, **layout}
     return take_plain(
         text,
+        *start,
         ",",
         at["width"],
         first_line,
@@ -65,8 +74,9 @@ def test_record_ids_grow_and_find_every_id() -> None:
 def test_a_clean_block_is_taken_whole() -> None:
     ids = RecordIds()
     text = "r1,a@example.com,,yes\r\n r2 ,,+1 415 555 2671,no\n r3\x1f,é@example.com,,Y\n"
-    read, rows, lines, columns = _take(text, ids, first_line=10, first_row=7)
+    read, rows, lines, columns, stop_byte, stop_char = _take(text, ids, first_line=10, first_row=7)
     assert (read, rows, lines) == (3, [7, 9], [10, 12])
+    assert (stop_byte, stop_char) == (len(text.encode()), len(text))
     assert columns == (["a@example.com", "é@example.com"], ["", ""])
     # The stripped ids of the records kept; the row without consent gives nothing.
     assert len(ids) == 2 and ids.setdefault("r3", 0) == 12 and "r2" not in ids
@@ -77,36 +87,49 @@ def test_without_a_record_id_column_nothing_is_kept_but_the_records() -> None:
     taken = _take(
         "a@example.com,yes\n,no\n", ids, width=2, consent_at=1, record_id_at=-1, kinds_at=(0,)
     )
-    assert taken == (2, [0], [2], (["a@example.com"],))
+    assert taken == (2, [0], [2], (["a@example.com"],), 22, 22)
     assert len(ids) == 0
 
 
 @pytest.mark.parametrize(
     ("text", "why"),
     [
-        ("r1,a,,yes\n\nr2,b,,yes\n", "a blank line"),
-        ("r1,a,,yes\nr2,b,yes\n", "a short line"),
-        ("r1,a,,yes\nr2,b,,,yes\n", "a long line"),
-        ("r1,a,,yes\nr2,b,,maybe\n", "a consent spelling not known"),
-        ("r1,a,,yes\nr2,b,,yes\u00a0\n", "a consent that is not ASCII"),
-        ("r1,a,,yes\n ,b,,yes\n", "an empty record id"),
-        ("r1,a,,yes\nr0,b,,yes\n", "an id seen in an earlier block"),
-        ("r1,a,,yes\nr2,b,,yes\nr1,c,,yes\n", "an id twice in the block"),
-        ("r1,a,,yes\n\u00a0r2,b,,yes\n", "an id that str.strip trims further"),
-        ("r1,a,,yes\nr2,b,,yes", "no line end at the end"),
+        ("r1,é,,yes\n\nr2,b,,yes\n", "a blank line"),
+        ("r1,é,,yes\nr2,b,yes\n", "a short line"),
+        ("r1,é,,yes\nr2,b,,,yes\n", "a long line"),
+        ("r1,é,,yes\nr2,b,,maybe\n", "a consent spelling not known"),
+        ("r1,é,,yes\nr2,b,,yes\u00a0\n", "a consent that is not ASCII"),
+        ("r1,é,,yes\n ,b,,yes\n", "an empty record id"),
+        ("r1,é,,yes\nr0,b,,yes\n", "an id seen in an earlier block"),
+        ("r1,é,,yes\nr1,b,,yes\n", "an id twice in the block"),
+        ("r1,é,,yes\n\u00a0r2,b,,yes\n", "an id that str.strip trims further"),
     ],
 )
-def test_a_block_the_python_must_read_is_handed_back_untouched(text: str, why: str) -> None:
+def test_the_c_stops_at_a_line_only_the_python_reads(text: str, why: str) -> None:
     ids = RecordIds()
     ids.setdefault("r0", 1)
-    assert _take(text, ids) is None, why
-    assert len(ids) == 1 and "r1" not in ids and "r2" not in ids
+    read, rows, lines, columns, stop_byte, stop_char = _take(text, ids)
+    # The first line is taken; the second is for the Python, and nothing of it is kept.
+    assert (read, rows, lines, columns) == (1, [0], [2], (["é"], [""])), why
+    assert (stop_byte, stop_char) == (len("r1,é,,yes\n".encode()), len("r1,é,,yes\n"))
+    assert len(ids) == 2 and "r1" in ids and "r2" not in ids
+    # Called again after that line, it takes what follows.
+    after = text.index("\n", stop_char) + 1
+    rest = _take(text, ids, start=(len(text[:after].encode()), after), first_line=4, first_row=2)
+    assert rest[4:] == (len(text.encode()), len(text))
+
+
+def test_a_call_starts_only_at_a_line_start_of_whole_lines() -> None:
+    with pytest.raises(ValueError, match="whole lines"):
+        _take("r1,a,,yes\nr2,b,,yes", RecordIds())
+    with pytest.raises(ValueError, match="whole lines"):
+        _take("r1,a,,yes\n", RecordIds(), start=(3, 3))
 
 
 def test_rows_without_consent_are_not_read_further() -> None:
     # An empty id is a problem only on a record that is kept.
     ids = RecordIds()
-    assert _take(" ,a,,no\nr1,b,,yes\n", ids) == (2, [1], [3], (["b"], [""]))
+    assert _take(" ,a,,no\nr1,b,,yes\n", ids)[:4] == (2, [1], [3], (["b"], [""]))
 
 
 def test_the_reader_takes_a_clean_lists_blocks_in_c(
@@ -116,18 +139,18 @@ def test_the_reader_takes_a_clean_lists_blocks_in_c(
     path = tmp_path / "customers.csv"
     body = "".join(f"r{n},u{n}@example.com,yes\r\n" for n in range(3000))
     path.write_text("record_id,email,marketing_consent\r\n" + body, newline="")
-    taken: list[bool] = []
+    taken: list[int] = []
 
     def counted(*args: Any) -> Any:
         result = take_plain(*args)
-        taken.append(result is not None)
+        taken.append(result[0])
         return result
 
     monkeypatch.setattr(_listfile, "_c_take_plain", counted)
     customers = _listfile.read_customer_list(path)
     assert len(customers.rows) == 3000 and customers.identifiers["email"][-1] == "u2999@example.com"
-    # Only the first block goes to the Python, which learns the consent spelling.
-    assert len(taken) > 50 and taken[0] is False and all(taken[1:])
+    # Only the first line goes to the Python, which learns the consent spelling.
+    assert len(taken) > 50 and sum(taken) == 3000 - 1 and taken[0] == 0
     # A repeated id further down is still found, with the line of the first.
     path.write_text(
         "record_id,email,marketing_consent\r\n" + body + "r5,again@example.com,yes\r\n",

@@ -53,7 +53,9 @@ class _IdLines(Protocol):
 # built, blocks are split and taken by the Python below, which is also the reference the C is
 # held to, and the ids are a dict.
 _new_ids: Callable[[], _IdLines]
-_c_take_plain: Callable[..., tuple[int, list[int], list[int], tuple[list[str], ...]] | None] | None
+# (rows read, their kept rows, lines, identifier columns; where the C stopped, in bytes and chars)
+_Taken = tuple[int, list[int], list[int], tuple[list[str], ...], int, int]
+_c_take_plain: Callable[..., _Taken] | None
 try:
     from cleanroom.advertiser import _plain_block
 except ImportError:  # pragma: no cover - built without a C compiler
@@ -73,8 +75,8 @@ __all__ = [
 _PROGRESS_EVERY = 10_000
 
 _PROBLEMS_STEPPED_OVER = 32
-"""Rows with a problem taken one by one out of rows taken as columns, before the rest of them is
-taken row by row."""
+"""Rows with a problem taken one by one out of rows taken as columns (or lines the C hands back
+out of a plain block), before the rest of them is taken row by row (or split)."""
 
 BLOCK_RECORDS: Final = 16_384
 """Kept records per block handed to a ``blocks`` callback while the list is read."""
@@ -424,9 +426,11 @@ class _Records:
         """Take a chunk's rows as :meth:`take_rows` does, a column at a time where it can."""
         if chunk.plain is not None:
             assert isinstance(chunk.lines, range)
-            if _c_take_plain is None or not self._take_plain(chunk.plain, chunk.lines):
+            if _c_take_plain is None:
                 for part in chunk.plain.chunks(chunk.lines):
                     self.take_chunk(part)
+            else:
+                self._take_plain(chunk.plain, chunk.lines)
             return
         if chunk.columns is not None:
             self._take_columns(chunk.columns, chunk.lines)
@@ -454,27 +458,44 @@ class _Records:
         if start < len(rows):
             self._take_columns(list(zip(*rows[start:], strict=True)), lines[start:])
 
-    def _take_plain(self, plain: PlainText, lines: range) -> bool:
-        """Take plain text whole, in C; ``False`` if it holds something only the Python takes
-        (then nothing was taken)."""
+    def _take_plain(self, plain: PlainText, lines: range) -> None:
+        """Take plain text in C, but for the lines it hands back (a problem, a consent spelling
+        not read yet), each taken here; after :data:`_PROBLEMS_STEPPED_OVER` of them, the rest
+        of the text is."""
         assert _c_take_plain is not None
-        taken = _c_take_plain(
-            plain.text,
-            plain.delimiter,
-            plain.width,
-            lines.start,
-            self.read,
-            self.consent_at,
-            -1 if self.record_id_at is None else self.record_id_at,
-            tuple(self.kind_at.values()),
-            self.consent,
-            self.ids,
-        )
-        if taken is None:
-            return False
-        read, rows, kept_lines, columns = taken
-        self._keep(read, rows, kept_lines, columns)
-        return True
+        text, delimiter, width = plain.text, plain.delimiter, plain.width
+        start_byte = start_char = 0
+        line = lines.start
+        for _ in range(_PROBLEMS_STEPPED_OVER + 1):
+            read, rows, kept_lines, columns, start_byte, start_char = _c_take_plain(
+                text,
+                start_byte,
+                start_char,
+                delimiter,
+                width,
+                line,
+                self.read,
+                self.consent_at,
+                -1 if self.record_id_at is None else self.record_id_at,
+                tuple(self.kind_at.values()),
+                self.consent,
+                self.ids,
+            )
+            self._keep(read, rows, kept_lines, columns)
+            line += read  # the C takes no blank line: each line it took was a row
+            if start_char == len(text):
+                return
+            end = text.index("\n", start_char) + 1
+            one = PlainText(text[start_char:end], delimiter, width)
+            for part in one.chunks(range(line, line + 1)):
+                self.take_chunk(part)
+            line += 1
+            start_byte += len(one.text.encode())
+            start_char = end
+        if start_char < len(text):
+            rest = PlainText(text[start_char:], delimiter, width)
+            for part in rest.chunks(range(line, lines.stop)):
+                self.take_chunk(part)
 
     def _take_columns(self, columns: Sequence[Sequence[str]], lines: Sequence[int]) -> None:
         """Take rows of the header's width, given as columns.

@@ -8,18 +8,18 @@
  * is read from them; each kept record gives its row, its line, its record id (stripped) to the
  * ids seen so far and its identifier cells as they are.
  *
- * It takes a block only when it can decide all of it exactly as the Python does, and otherwise
- * returns None having changed nothing, so the Python reads the block and reports its problems in
- * its own words: a line not of the header's width (a blank one included), a consent spelling
- * not already known to the reader's cache (the Python reads it and remembers it), a record id
- * that is empty, seen before, or has a byte that is not ASCII at either end (where str.strip
- * might trim more than the ASCII whitespace trimmed here). A property test holds the two paths
- * to the same records, counts, blocks and problems.
+ * It takes lines as long as it can decide them exactly as the Python does, and stops at the
+ * first it cannot, saying where, so the Python reads that line (and reports its problem in its
+ * own words) and calls again after it: a line not of the header's width (a blank one included),
+ * a consent spelling not already known to the reader's cache (the Python reads it and remembers
+ * it), a record id that is empty, seen before, or has a byte that is not ASCII at either end
+ * (where str.strip might trim more than the ASCII whitespace trimmed here). A property test
+ * holds the two paths to the same records, counts, blocks and problems.
  *
  * RecordIds holds the record ids seen, each with the line of its record, as the UTF-8 bytes of
  * the id in one growing buffer and an open-addressing table of their hashes: a list of a million
  * records would otherwise make a million str objects only to look them up, which costs more than
- * the rest of the reading. Its hash is CPython's keyed hash of bytes (SipHash, keyed per
+ * the rest of the reading. On an error (no memory) take_plain takes back the ids it added. Its hash is CPython's keyed hash of bytes (SipHash, keyed per
  * process), so ids chosen to collide cannot be made to. The Python path uses it through
  * setdefault, as it would a dict (the reference, where the module was not built).
  *
@@ -95,8 +95,8 @@ consent_of(const char *cell, Py_ssize_t len, PyObject *known, Spelling *seen, in
 }
 
 /* ---------------------------------------------------------------------------------------------
- * RecordIds: id (UTF-8 bytes) -> line, added to and looked up, never removed but for the ids an
- * unfinished take_plain added (taken back newest first, which linear probing allows: no id added
+ * RecordIds: id (UTF-8 bytes) -> line, added to and looked up, never removed but for the ids a
+ * failed take_plain added (taken back newest first, which linear probing allows: no id added
  * before one can have probed past its slot).
  */
 
@@ -328,13 +328,15 @@ static PyTypeObject RecordIdsType = {
  */
 
 PyDoc_STRVAR(take_plain_doc,
-             "take_plain(text, delimiter, width, first_line, first_row, consent_at, record_id_at, "
-             "kinds_at, spellings, ids)\n--\n\n"
-             "The kept records of a plain block, or None where the Python must read it.\n\n"
-             "Returns (rows read, rows, lines, columns): the rows and lines of the kept records, "
-             "and for each position in kinds_at the cells of that column. Each kept record id is "
-             "added to ids (a RecordIds) with its line; record_id_at is -1 without a record id "
-             "column.");
+             "take_plain(text, start_byte, start_char, delimiter, width, first_line, first_row, "
+             "consent_at, record_id_at, kinds_at, spellings, ids)\n--\n\n"
+             "The kept records of a plain block's lines from a line start on, up to the first "
+             "line the Python must read.\n\n"
+             "Returns (rows read, rows, lines, columns, stop_byte, stop_char): the rows and lines "
+             "of the kept records, for each position in kinds_at the cells of that column, and "
+             "where the lines taken end in the text's UTF-8 and in its characters (its end, or "
+             "the start of the line for the Python). Each kept record id is added to ids (a "
+             "RecordIds) with its line; record_id_at is -1 without a record id column.");
 
 static PyObject *
 take_plain(PyObject *Py_UNUSED(module), PyObject *args)
@@ -342,10 +344,11 @@ take_plain(PyObject *Py_UNUSED(module), PyObject *args)
     PyObject *text, *spellings, *kinds_at;
     RecordIds *ids;
     int delimiter;
-    Py_ssize_t width, first_line, first_row, consent_at, record_id_at;
-    if (!PyArg_ParseTuple(args, "UCnnnnnO!O!O!:take_plain", &text, &delimiter, &width, &first_line,
-                          &first_row, &consent_at, &record_id_at, &PyTuple_Type, &kinds_at,
-                          &PyDict_Type, &spellings, &RecordIdsType, &ids)) {
+    Py_ssize_t start_byte, start_char, width, first_line, first_row, consent_at, record_id_at;
+    if (!PyArg_ParseTuple(args, "UnnCnnnnnO!O!O!:take_plain", &text, &start_byte, &start_char,
+                          &delimiter, &width, &first_line, &first_row, &consent_at, &record_id_at,
+                          &PyTuple_Type, &kinds_at, &PyDict_Type, &spellings, &RecordIdsType,
+                          &ids)) {
         return NULL;
     }
     Py_ssize_t kinds = PyTuple_GET_SIZE(kinds_at);
@@ -377,7 +380,6 @@ take_plain(PyObject *Py_UNUSED(module), PyObject *args)
     PyObject *rows = PyList_New(0), *lines = PyList_New(0);
     Py_ssize_t ids_before = ids->count;
     PyObject *columns = PyTuple_New(kinds);
-    int declined = 0;
     Py_ssize_t size;
     const char *utf8 = PyUnicode_AsUTF8AndSize(text, &size);
     if (rows == NULL || lines == NULL || columns == NULL || utf8 == NULL) {
@@ -390,21 +392,21 @@ take_plain(PyObject *Py_UNUSED(module), PyObject *args)
         }
         PyTuple_SET_ITEM(columns, k, column);
     }
-    if (size == 0 || utf8[size - 1] != '\n') {
-        declined = 1; /* whole lines only */
+    if (size == 0 || utf8[size - 1] != '\n' || start_byte < 0 || start_byte > size ||
+        (start_byte > 0 && utf8[start_byte - 1] != '\n')) {
+        PyErr_SetString(PyExc_ValueError, "take_plain: whole lines only, from a line start");
         goto done;
     }
 
     Spelling seen[SPELLINGS];
     int seen_count = 0;
     Py_ssize_t line = first_line, row = first_row;
-    const char *at = utf8, *end = utf8 + size;
+    const char *at = utf8 + start_byte, *end = utf8 + size;
     while (at < end) {
         const char *newline = memchr(at, '\n', (size_t)(end - at));
         const char *line_end = newline > at && newline[-1] == '\r' ? newline - 1 : newline;
         if (line_end == at) {
-            declined = 1; /* a blank line: no row, which the Python counts out */
-            goto done;
+            break; /* a blank line: no row, which the Python counts out */
         }
         /* The cells: width - 1 delimiters, and none after them. */
         const char *cell = at;
@@ -418,8 +420,7 @@ take_plain(PyObject *Py_UNUSED(module), PyObject *args)
             cell = cut + 1;
         }
         if (c < width - 1 || memchr(cell, delimiter, (size_t)(line_end - cell)) != NULL) {
-            declined = 1; /* not of the header's width: a malformed row */
-            goto done;
+            break; /* not of the header's width: a malformed row */
         }
         starts[width - 1] = cell - utf8;
         starts[width] = line_end - utf8 + 1; /* one past a delimiter, as for the other cells */
@@ -432,8 +433,7 @@ take_plain(PyObject *Py_UNUSED(module), PyObject *args)
             goto done;
         }
         if (consent == -1) {
-            declined = 1;
-            goto done;
+            break; /* unreadable, or not yet read by the Python */
         }
         if (consent == 1) {
             PyObject *line_number = PyLong_FromSsize_t(line);
@@ -453,14 +453,15 @@ take_plain(PyObject *Py_UNUSED(module), PyObject *args)
                 if (id_len == 0 || (unsigned char)id[0] >= 0x80 ||
                     (unsigned char)id[id_len - 1] >= 0x80) {
                     Py_DECREF(line_number);
-                    declined = 1; /* empty, or str.strip might trim more */
-                    goto done;
+                    break; /* empty, or str.strip might trim more */
                 }
                 Py_ssize_t first = ids_setdefault(ids, id, id_len, line);
                 if (first != line) {
-                    declined = first >= 0; /* seen before: a repeated record id */
                     Py_DECREF(line_number);
-                    goto done;
+                    if (first < 0) {
+                        goto done;
+                    }
+                    break; /* seen before: a repeated record id */
                 }
             }
             PyObject *ordinal = PyLong_FromSsize_t(row);
@@ -487,7 +488,13 @@ take_plain(PyObject *Py_UNUSED(module), PyObject *args)
         row++;
         at = newline + 1;
     }
-    result = Py_BuildValue("nOOO", row - first_row, rows, lines, columns);
+    /* Where the lines taken end, in characters too: a character is a byte that does not
+     * continue one (10xxxxxx). */
+    Py_ssize_t stop_byte = at - utf8, stop_char = start_char;
+    for (const char *byte = utf8 + start_byte; byte < at; byte++) {
+        stop_char += ((unsigned char)*byte & 0xC0) != 0x80;
+    }
+    result = Py_BuildValue("nOOOnn", row - first_row, rows, lines, columns, stop_byte, stop_char);
 
 done:
     if (result == NULL) {
@@ -498,9 +505,6 @@ done:
     Py_XDECREF(rows);
     Py_XDECREF(lines);
     Py_XDECREF(columns);
-    if (declined && !PyErr_Occurred()) {
-        Py_RETURN_NONE;
-    }
     return result;
 }
 

@@ -6,6 +6,8 @@ class RecordIds:
 
 def take_plain(
     text: str,
+    start_byte: int,
+    start_char: int,
     delimiter: str,
     width: int,
     first_line: int,
@@ -16,4 +18,4 @@ def take_plain(
     spellings: dict[str, bool | None],
     ids: RecordIds,
     /,
-) -> tuple[int, list[int], list[int], tuple[list[str], ...]] | None: ...
+) -> tuple[int, list[int], list[int], tuple[list[str], ...], int, int]: ...
