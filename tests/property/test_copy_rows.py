@@ -48,3 +48,35 @@ def test_copied_lines_are_the_wanted_rows_in_order(
     kept = [rows[0], *(row for row, keep in zip(rows[1:], wanted, strict=True) if keep)]
     assert written == len(kept) - 1
     assert out.getvalue() == "".join(kept).encode()
+
+
+# Any text: quotes, carriage returns alone or not, formula triggers at cell starts or not.
+rough = st.lists(
+    st.sampled_from(
+        ["a", "1", ",", ";", '"', "\r", "\n", "\r\n", "=", "+", "-", "@", "\t", " ", "é"]
+    ),
+    max_size=60,
+).map("".join)
+
+
+@pytest.mark.skipif(_copy_rows._c_copy_rows is None, reason="the C extensions were not built")
+@pytest.mark.parametrize("block_bytes", [7, 1 << 23])
+@given(body=rough, delimiter=st.sampled_from([",", ";", "\t"]), data=st.data())
+def test_the_c_copies_and_refuses_exactly_as_the_reference(
+    block_bytes: int, body: str, delimiter: str, data: st.DataObject
+) -> None:
+    wanted = np.array(data.draw(st.lists(st.booleans(), max_size=40)), dtype=bool)
+    outcomes = []
+    with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_copy_rows, "_BLOCK_BYTES", block_bytes)
+        path = Path(folder) / "list.csv"
+        path.write_bytes(("id,email\n" + body).encode())
+        for c_copy in (_copy_rows._c_copy_rows, None):
+            patch.setattr(_copy_rows, "_c_copy_rows", c_copy)
+            out = io.BytesIO()
+            try:
+                written: int | None = copy_plain_rows(path, wanted, delimiter, out)
+            except _copy_rows.NotPlain:
+                written = None
+            outcomes.append((written, out.getvalue() if written is not None else None))
+    assert outcomes[0] == outcomes[1]

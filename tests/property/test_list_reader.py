@@ -3,8 +3,8 @@
 The reference is the reading the chunked one replaced: :func:`csv.reader` over the file, each
 row with the reader's own line count after it (``RowByRowChunks``), taken one at a time
 (``_Records.take_rows``), with the record ids in a dict. The chunked reader is held to it twice:
-with plain blocks taken whole in C (``_plain_block.c``) where they can be, and as it reads where
-that module was not built, every block split and taken in Python.
+with plain blocks taken in C (``_plain_block.c``) but for the lines it hands back, and as it
+reads where that module was not built, every block split and taken in Python.
 
 Hypothesis writes lists with every anomaly the reader handles: short, long and blank rows (and
 rows of spaces), quoted cells over several lines (``\\n``, ``\\r\\n``, ``\\r`` inside), quotes

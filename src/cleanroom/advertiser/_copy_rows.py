@@ -4,14 +4,15 @@ A list without a quote character has exactly one row per non-empty line, so the 
 can be copied as lines. It must also have no cell that a spreadsheet would read as a formula
 (such a list goes through the CSV writer, which neutralizes it) and no carriage return that does
 not end a line (which the CSV reader would count as a line break). Blocks of a few megabytes are
-checked, split into lines and copied with bytes and numpy operations, without a Python step
-per line.
+checked, split into lines and copied in one pass in C (``_plain_block.c``), or, where that was
+not built, with bytes and numpy operations (the reference the C is held to); neither takes a
+Python step per line.
 """
 
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Final
 
@@ -21,6 +22,17 @@ from numpy.typing import NDArray
 from cleanroom._output import FORMULA_TRIGGERS
 
 __all__ = ["NotPlain", "copy_plain_rows"]
+
+# (block, wanted, its first row's ordinal, delimiter, triggers) -> (lines, rows, data rows kept),
+# or None for a block that is not plain.
+_CopyRows = Callable[[bytes, NDArray[np.bool_], int, str, bytes], tuple[bytes, int, int] | None]
+_c_copy_rows: _CopyRows | None
+try:
+    from cleanroom.advertiser import _plain_block
+except ImportError:  # pragma: no cover - built without a C compiler
+    _c_copy_rows = None
+else:
+    _c_copy_rows = _plain_block.copy_rows
 
 _BLOCK_BYTES: Final = 1 << 23
 _BOM: Final = codecs.BOM_UTF8
@@ -32,9 +44,7 @@ class NotPlain(Exception):
     """The list cannot be copied line by line (a quote, a formula cell or a bare CR)."""
 
 
-def _plain_block(
-    block: bytes, data: NDArray[np.uint8], delimiter: int, triggers: list[int]
-) -> bool:
+def _is_plain(block: bytes, data: NDArray[np.uint8], delimiter: int, triggers: list[int]) -> bool:
     """No quote, no bare CR, and no cell (after a line start or a delimiter) starting a formula.
 
     Searches and array operations over the whole block: a regular expression with line anchors
@@ -75,9 +85,19 @@ def copy_plain_rows(path: Path, wanted: NDArray[np.bool_], delimiter: str, out: 
     triggers = [ord(t) for t in FORMULA_TRIGGERS if t not in (delimiter, "\r")]
     ordinal = -1  # of the next non-empty line: the header is row -1, the first data row 0
     written = 0
+    wanted = np.ascontiguousarray(wanted, dtype=np.bool_)
     for block in _blocks(path):
+        if _c_copy_rows is not None:
+            copied = _c_copy_rows(block, wanted, ordinal, delimiter, bytes(triggers))
+            if copied is None:
+                raise NotPlain(str(path))
+            lines, rows, kept = copied
+            out.write(lines)
+            ordinal += rows
+            written += kept
+            continue
         data = np.frombuffer(block, dtype=np.uint8)
-        if not _plain_block(block, data, ord(delimiter), triggers):
+        if not _is_plain(block, data, ord(delimiter), triggers):
             raise NotPlain(str(path))
         ends = np.flatnonzero(data == _NEWLINE)  # each line's newline
         if not ends.size or ends[-1] != len(data) - 1:

@@ -1,3 +1,6 @@
+import numpy as np
+from numpy.typing import NDArray
+
 class RecordIds:
     def __init__(self) -> None: ...
     def setdefault(self, record_id: str, line: int, /) -> int: ...
@@ -19,3 +22,11 @@ def take_plain(
     ids: RecordIds,
     /,
 ) -> tuple[int, list[int], list[int], tuple[list[str], ...], int, int]: ...
+def copy_rows(
+    block: bytes,
+    wanted: NDArray[np.bool_],
+    ordinal: int,
+    delimiter: str,
+    triggers: bytes,
+    /,
+) -> tuple[bytes, int, int] | None: ...
