@@ -46,7 +46,7 @@ setup(
             ["src/cleanroom/identifiers/_batch.c"],
             extra_compile_args=C_FLAGS,
         ),
-        # Plain blocks of an advertiser's list taken whole (see
+        # Plain blocks of an advertiser's list read, their record ids, matched rows copied (see
         # src/cleanroom/advertiser/_plain_block.c).
         Extension(
             "cleanroom.advertiser._plain_block",

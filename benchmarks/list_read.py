@@ -3,7 +3,7 @@
 In one run, on lists of N customer rows (``record_id,email,phone,maid,marketing_consent``; a
 tenth without consent, phones on a third of the rows; fixed seed), CPU seconds of the main
 process for ``read_customer_list``:
-  * ``now``: as the library reads (plain text a block at a time, taken whole in C where it
+  * ``now``: as the library reads (plain text a block at a time, taken in C where it
     can be, else split and taken a column at a time; the rest through the CSV reader);
   * the baseline, ``before``: ``read_customer_list`` of ``--before REV`` (default: the last
     revision that read lists row by row), loaded from git into this process, so both read with

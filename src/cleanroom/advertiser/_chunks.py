@@ -2,7 +2,7 @@
 
 Most lists are plain: no quote character, so every line is one row whose cells are the line cut
 at the delimiter. Such text is read a block at a time and handed on as it is (:class:`PlainText`),
-for the list reader to take whole in C where it can, or to split with string methods, the block's
+for the list reader to take in C where it can, or to split with string methods, the block's
 cells coming out column by column without a list per row. Only the rest (quotes, NULs, carriage
 returns that do not end a line, a line longer than a field may be) goes through the CSV reader.
 What comes out is what :func:`csv.reader` gives, with the line number it would report after each

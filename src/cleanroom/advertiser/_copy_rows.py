@@ -83,12 +83,13 @@ def copy_plain_rows(path: Path, wanted: NDArray[np.bool_], delimiter: str, out: 
     # A CR that ends a line (CRLF) is a terminator, not a cell's first character; any other CR
     # is refused before these are looked for.
     triggers = [ord(t) for t in FORMULA_TRIGGERS if t not in (delimiter, "\r")]
+    trigger_bytes = bytes(triggers)
     ordinal = -1  # of the next non-empty line: the header is row -1, the first data row 0
     written = 0
     wanted = np.ascontiguousarray(wanted, dtype=np.bool_)
     for block in _blocks(path):
         if _c_copy_rows is not None:
-            copied = _c_copy_rows(block, wanted, ordinal, delimiter, bytes(triggers))
+            copied = _c_copy_rows(block, wanted, ordinal, delimiter, trigger_bytes)
             if copied is None:
                 raise NotPlain(str(path))
             lines, rows, kept = copied

@@ -1,6 +1,6 @@
 /*
- * The C half of advertiser/_listfile.py: a plain block of a customer list taken whole, and the
- * record ids seen so far.
+ * The C half of advertiser/_listfile.py and advertiser/_copy_rows.py: the plain blocks of a
+ * customer list read, the record ids seen so far, and the matched rows copied.
  *
  * take_plain reads a block that _chunks.FileChunks found plain (no quote, no NUL, every carriage
  * return part of a "\r\n" line end, whole lines only) and keeps its consenting records, as
@@ -19,9 +19,10 @@
  * RecordIds holds the record ids seen, each with the line of its record, as the UTF-8 bytes of
  * the id in one growing buffer and an open-addressing table of their hashes: a list of a million
  * records would otherwise make a million str objects only to look them up, which costs more than
- * the rest of the reading. On an error (no memory) take_plain takes back the ids it added. Its hash is CPython's keyed hash of bytes (SipHash, keyed per
- * process), so ids chosen to collide cannot be made to. The Python path uses it through
- * setdefault, as it would a dict (the reference, where the module was not built).
+ * the rest of the reading. On an error (no memory) take_plain takes back the ids it added. Its
+ * hash is CPython's keyed hash of bytes (SipHash, keyed per process), so ids chosen to collide
+ * cannot be made to. The Python path uses it through setdefault, as it would a dict (the
+ * reference, where the module was not built).
  *
  * copy_rows is the C half of advertiser/_copy_rows.py: the wanted rows of a block of a plain
  * list, byte for byte, in one pass that also checks that the block is plain (no quote, no
@@ -607,7 +608,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "cleanroom.advertiser._plain_block",
-    .m_doc = "A plain block of a customer list taken whole (see _plain_block.c).",
+    .m_doc = "Plain blocks of a customer list: read, their record ids, rows copied.",
     .m_size = 0,
     .m_methods = methods,
 };

@@ -11,9 +11,9 @@
  * return False, and the caller draws all the words again: each draw is uniform given that none was
  * refused, and the draws are independent, so every order stays exactly equally likely.
  *
- * It replaces sorting n random keys, which cost several times more (a sort of the keys and a
- * pass to find ties) and touched twice the memory. The Python reference of the same steps is in
- * the tests, which hold this to it word for word.
+ * It replaces sorting n random keys and checking them for ties, a sort where a shuffle needs
+ * one pass. The Python reference of the same steps is in the tests, which hold this to it word
+ * for word.
  *
  * The order is no secret from the process that draws it, so the code branches and indexes on
  * the drawn values; nothing else can observe it.
