@@ -762,53 +762,29 @@ PyDoc_STRVAR(hash_to_curve_many_doc,
 /* Set once at import: this CPU and OS can run the IFMA code. */
 static int have_ifma = 0;
 
-static PyObject *py_hash_to_curve_many(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
-    static char *keywords[] = {"", "", "ifma", NULL};
-    PyObject *msgs;
-    Py_buffer dst;
-    int ifma = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oy*|p", keywords, &msgs, &dst, &ifma))
-        return NULL;
+/* Offsets are int64 on the wire between processes and Py_ssize_t in hash_many: the same. */
+_Static_assert(sizeof(Py_ssize_t) == sizeof(int64_t), "a 64-bit build");
+
+/* Hash n packed messages (message i is data[offsets[i]:offsets[i + 1]]) into a new bytes object
+ * of 32 n bytes, without the GIL; returns (bytes, list of exceptional indices) or NULL. */
+static PyObject *hash_packed(const uint8_t *data, const Py_ssize_t *offsets, Py_ssize_t n,
+                             const Py_buffer *dst, int ifma) {
     PyObject *result = NULL, *out = NULL, *failed_list = NULL;
-    Py_ssize_t *offsets = NULL;
-    uint8_t *data = NULL;
-    size_t *failed = NULL;
-    uint8_t *scratch = NULL;
-    PyObject *seq = PySequence_Fast(msgs, "msgs must be a sequence of bytes");
-    if (seq == NULL) goto done;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject **items = PySequence_Fast_ITEMS(seq);
-    /* Copy the messages out so the computation can run without the GIL. */
-    offsets = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(n + 1));
-    if (offsets == NULL) { PyErr_NoMemory(); goto done; }
-    offsets[0] = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (!PyBytes_Check(items[i])) {
-            PyErr_Format(PyExc_TypeError, "message %zd is %.100s, not bytes", i,
-                         Py_TYPE(items[i])->tp_name);
-            goto done;
-        }
-        offsets[i + 1] = offsets[i] + PyBytes_GET_SIZE(items[i]);
-    }
-    data = PyMem_Malloc((size_t)offsets[n] + 1);
-    failed = PyMem_Malloc(sizeof(size_t) * (size_t)(n + 1));
     size_t longest = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         size_t len = (size_t)(offsets[i + 1] - offsets[i]);
         longest = len > longest ? len : longest;
     }
-    size_t per_lane = scratch_size(longest, (size_t)dst.len);
-    scratch = PyMem_Malloc(GROUP * per_lane);
-    if (data == NULL || failed == NULL || scratch == NULL) { PyErr_NoMemory(); goto done; }
-    for (Py_ssize_t i = 0; i < n; i++)
-        memcpy(data + offsets[i], PyBytes_AS_STRING(items[i]), (size_t)(offsets[i + 1] - offsets[i]));
+    size_t per_lane = scratch_size(longest, (size_t)dst->len);
+    size_t *failed = PyMem_Malloc(sizeof(size_t) * (size_t)(n + 1));
+    uint8_t *scratch = PyMem_Malloc(GROUP * per_lane);
+    if (failed == NULL || scratch == NULL) { PyErr_NoMemory(); goto done; }
     out = PyBytes_FromStringAndSize(NULL, 32 * n);
     if (out == NULL) goto done;
     uint8_t *out_bytes = (uint8_t *)PyBytes_AS_STRING(out);
     size_t n_failed;
     Py_BEGIN_ALLOW_THREADS
-    n_failed = hash_many(data, offsets, (size_t)n, dst.buf, (size_t)dst.len, out_bytes, failed,
+    n_failed = hash_many(data, offsets, (size_t)n, dst->buf, (size_t)dst->len, out_bytes, failed,
                          ifma && have_ifma, scratch, per_lane);
     Py_END_ALLOW_THREADS
     failed_list = PyList_New((Py_ssize_t)n_failed);
@@ -823,11 +799,116 @@ static PyObject *py_hash_to_curve_many(PyObject *self, PyObject *args, PyObject 
 done:
     Py_XDECREF(out);
     Py_XDECREF(failed_list);
-    Py_XDECREF(seq);
-    PyMem_Free(offsets);
-    PyMem_Free(data);
     PyMem_Free(failed);
     PyMem_Free(scratch);
+    return result;
+}
+
+/* The offsets of a sequence of bytes objects (n + 1 of them, from 0) and their concatenation,
+ * as two new bytes objects; NULL with an exception if an item is not bytes. */
+static int pack_messages(PyObject *msgs, PyObject **data_out, PyObject **offsets_out) {
+    *data_out = *offsets_out = NULL;
+    PyObject *seq = PySequence_Fast(msgs, "msgs must be a sequence of bytes");
+    if (seq == NULL) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    PyObject *offsets_obj = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(int64_t) * (n + 1));
+    if (offsets_obj == NULL) goto fail;
+    int64_t *offsets = (int64_t *)PyBytes_AS_STRING(offsets_obj);
+    offsets[0] = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyBytes_Check(items[i])) {
+            PyErr_Format(PyExc_TypeError, "message %zd is %.100s, not bytes", i,
+                         Py_TYPE(items[i])->tp_name);
+            goto fail;
+        }
+        offsets[i + 1] = offsets[i] + PyBytes_GET_SIZE(items[i]);
+    }
+    PyObject *data_obj = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)offsets[n]);
+    if (data_obj == NULL) goto fail;
+    char *data = PyBytes_AS_STRING(data_obj);
+    for (Py_ssize_t i = 0; i < n; i++)
+        memcpy(data + offsets[i], PyBytes_AS_STRING(items[i]), (size_t)(offsets[i + 1] - offsets[i]));
+    Py_DECREF(seq);
+    *data_out = data_obj;
+    *offsets_out = offsets_obj;
+    return 0;
+fail:
+    Py_XDECREF(offsets_obj);
+    Py_DECREF(seq);
+    return -1;
+}
+
+static PyObject *py_hash_to_curve_many(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *keywords[] = {"", "", "ifma", NULL};
+    PyObject *msgs, *data, *offsets;
+    Py_buffer dst;
+    int ifma = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oy*|p", keywords, &msgs, &dst, &ifma))
+        return NULL;
+    PyObject *result = NULL;
+    /* Packed first, so the computation can run without the GIL. */
+    if (pack_messages(msgs, &data, &offsets) == 0) {
+        Py_ssize_t n = PyBytes_GET_SIZE(offsets) / (Py_ssize_t)sizeof(int64_t) - 1;
+        result = hash_packed((const uint8_t *)PyBytes_AS_STRING(data),
+                             (const Py_ssize_t *)PyBytes_AS_STRING(offsets), n, &dst, ifma);
+        Py_DECREF(data);
+        Py_DECREF(offsets);
+    }
+    PyBuffer_Release(&dst);
+    return result;
+}
+
+PyDoc_STRVAR(pack_doc,
+"pack(msgs, /) -> (bytes, bytes)\n\n"
+"The messages concatenated, and their n + 1 offsets into that (native int64, from 0): message i\n"
+"is data[offsets[i]:offsets[i + 1]]. Two objects pickle as fast as a copy; a million small\n"
+"bytes objects do not.");
+
+static PyObject *py_pack(PyObject *self, PyObject *msgs) {
+    (void)self;
+    PyObject *data, *offsets;
+    if (pack_messages(msgs, &data, &offsets) < 0) return NULL;
+    PyObject *result = PyTuple_Pack(2, data, offsets);
+    Py_DECREF(data);
+    Py_DECREF(offsets);
+    return result;
+}
+
+PyDoc_STRVAR(hash_to_curve_packed_doc,
+"hash_to_curve_packed(data, offsets, dst_prime, /, ifma=True) -> (bytes, list[int])\n\n"
+"hash_to_curve_many of messages as pack returns them. ValueError if the offsets are not n + 1\n"
+"native int64 values from 0, never decreasing, ending at len(data).");
+
+static PyObject *py_hash_to_curve_packed(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *keywords[] = {"", "", "", "ifma", NULL};
+    PyObject *data, *offsets; /* bytes, which no other thread can change while the GIL is off */
+    Py_buffer dst;
+    int ifma = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "SSy*|p", keywords, &data, &offsets, &dst,
+                                     &ifma))
+        return NULL;
+    PyObject *result = NULL;
+    const int64_t *at = (const int64_t *)PyBytes_AS_STRING(offsets);
+    Py_ssize_t size = PyBytes_GET_SIZE(offsets);
+    Py_ssize_t n = size / (Py_ssize_t)sizeof(int64_t) - 1;
+    if (size % (Py_ssize_t)sizeof(int64_t) != 0 || n < 0 || at[0] != 0 ||
+        at[n] != (int64_t)PyBytes_GET_SIZE(data)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "offsets must be n + 1 int64 values from 0 to the data's length");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (at[i + 1] < at[i]) {
+            PyErr_Format(PyExc_ValueError, "offset %zd is below offset %zd", i + 1, i);
+            goto done;
+        }
+    }
+    result = hash_packed((const uint8_t *)PyBytes_AS_STRING(data), (const Py_ssize_t *)at, n,
+                         &dst, ifma);
+done:
     PyBuffer_Release(&dst);
     return result;
 }
@@ -835,6 +916,9 @@ done:
 static PyMethodDef methods[] = {
     {"hash_to_curve_many", (PyCFunction)(void (*)(void))py_hash_to_curve_many,
      METH_VARARGS | METH_KEYWORDS, hash_to_curve_many_doc},
+    {"hash_to_curve_packed", (PyCFunction)(void (*)(void))py_hash_to_curve_packed,
+     METH_VARARGS | METH_KEYWORDS, hash_to_curve_packed_doc},
+    {"pack", py_pack, METH_O, pack_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -54,6 +54,7 @@ from numpy.typing import NDArray
 
 from cleanroom._fork_server import available_cpus, worker_context
 from cleanroom.crypto.keys import SecretKey
+from cleanroom.crypto.packed import PackedMessages
 from cleanroom.crypto.suites import Suite
 from cleanroom.errors import InvalidElement
 
@@ -427,7 +428,7 @@ class BatchEngine:
         """
 
         def task(start: int, stop: int) -> tuple[Callable[..., ChunkResult], tuple[Any, ...]]:
-            return _hash_task, (suite, list(msgs[start:stop]), dst)
+            return _hash_task, (suite, PackedMessages.pack(msgs[start:stop]), dst)
 
         return self._run(len(msgs), suite.element_size, task, progress)
 
@@ -459,7 +460,8 @@ class BatchEngine:
         key_bytes = key.to_bytes()
 
         def task(start: int, stop: int) -> tuple[Callable[..., ChunkResult], tuple[Any, ...]]:
-            return _hash_and_encrypt_task, (suite, key_bytes, list(msgs[start:stop]), dst)
+            messages = PackedMessages.pack(msgs[start:stop])
+            return _hash_and_encrypt_task, (suite, key_bytes, messages, dst)
 
         return self._run(len(msgs), suite.element_size, task, progress)
 
@@ -721,7 +723,7 @@ class HashAndEncryptJob:
             suite, key_bytes, dst = self._suite, self._key.to_bytes(), self._dst
 
             def task(msgs: list[bytes]) -> tuple[Callable[..., ChunkResult], tuple[Any, ...]]:
-                return _hash_and_encrypt_task, (suite, key_bytes, msgs, dst)
+                return _hash_and_encrypt_task, (suite, key_bytes, PackedMessages.pack(msgs), dst)
 
             self._feeder = _Feeder(self._engine, task, suite.element_size)
         messages, self._buffer = self._buffer, []

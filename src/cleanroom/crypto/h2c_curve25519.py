@@ -16,6 +16,8 @@ Two implementations of the same function live here on purpose:
   x-only doublings in projective coordinates, and one inversion per block of messages
   (Montgomery's trick); on a CPU with AVX-512 IFMA it runs eight messages at a time. It returns
   the same bytes as :func:`hash_to_curve` for every message, on either path (tests check this).
+  It also takes the messages as :class:`~cleanroom.crypto.packed.PackedMessages`, the form in
+  which the batch engine sends a chunk of them to a worker.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from gmpy2 import mpz
 from numpy.typing import NDArray
 
 from cleanroom.crypto import _h2c25519, h2c
+from cleanroom.crypto.packed import PackedMessages
 
 __all__ = [
     "ELEMENT_SIZE",
@@ -263,7 +266,11 @@ def hash_to_curve_many(msgs: Sequence[bytes], dst: bytes) -> NDArray[np.uint8]:
     Raises:
         ValueError: the DST is empty.
     """
-    encoded, exceptional = _h2c25519.hash_to_curve_many(msgs, h2c.dst_prime(dst, _HASH))
+    dst_prime = h2c.dst_prime(dst, _HASH)
+    if isinstance(msgs, PackedMessages):  # a chunk sent to a worker: read as it came
+        encoded, exceptional = _h2c25519.hash_to_curve_packed(msgs.data, msgs.offsets, dst_prime)
+    else:
+        encoded, exceptional = _h2c25519.hash_to_curve_many(msgs, dst_prime)
     out = np.frombuffer(bytearray(encoded), dtype=np.uint8).reshape(len(msgs), ELEMENT_SIZE)
     # Q0 = +-Q1, a map output (0, 0), or a sum of order dividing 8: chance about 2^-250 per
     # message, where the projective formulas do not apply. The affine path handles them exactly.
