@@ -180,6 +180,22 @@ def test_progress_reports_every_chunk(
     assert all(0 < count <= CHUNK for count in reported)
 
 
+@pytest.mark.parametrize("engine_name", ["pooled", "in_process"])
+@pytest.mark.parametrize("n", [0, CHUNK, 4 * CHUNK + 3])
+def test_landed_gets_every_chunk_of_the_output_once(
+    engine_name: str, n: int, request: pytest.FixtureRequest, elements: NDArray[np.uint8]
+) -> None:
+    engine: BatchEngine = request.getfixturevalue(engine_name)
+    landed: list[tuple[int, bytes]] = []
+
+    def take(start: int, rows: NDArray[np.uint8]) -> None:
+        landed.append((start, rows.tobytes()))  # copied now: the final rows, as they landed
+
+    encrypted = engine.encrypt(X25519, X25519.generate_key(), elements[:n], landed=take)
+    assert sorted(start for start, _ in landed) == [start for start, _ in engine.chunk_bounds(n)]
+    assert b"".join(rows for _, rows in sorted(landed)) == encrypted.tobytes()
+
+
 def test_hashing_messages_of_any_sequence_type(pooled: BatchEngine) -> None:
     msgs = tuple(b"msg-%d" % i for i in range(2 * CHUNK + 1))
     hashed = pooled.hash_to_curve_many(X25519, msgs, X25519.dst)

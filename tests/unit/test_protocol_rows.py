@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import random
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cleanroom.protocol._rows import (
+    ChunkedLookup,
     RowIndex,
     find_duplicate,
     first_occurrence,
@@ -129,3 +131,64 @@ class _SameHash(bytes):
 def test_first_occurrence_of_messages_when_every_key_collides() -> None:
     messages = [_SameHash(m) for m in (b"a", b"b", b"a", b"c", b"b", b"a")]
     assert first_occurrence_of_messages(messages).tolist() == [0, 1, 0, 3, 1, 0]
+
+
+@settings(max_examples=100)
+@given(
+    st.lists(st.integers(0, 30), max_size=60),
+    st.lists(st.integers(0, 30), max_size=60, unique=True),
+    st.booleans(),
+    st.lists(st.integers(1, 9), max_size=12),
+    st.randoms(use_true_random=False),
+)
+def test_a_probe_looked_up_chunk_by_chunk_matches_as_a_whole(
+    probe_ids: list[int],
+    table_ids: list[int],
+    collide: bool,
+    sizes: list[int],
+    rng: random.Random,
+) -> None:
+    palette = _colliding_rows(31) if collide else _random_rows(31)
+    probe = palette[probe_ids].reshape(-1, SIZE)
+    table = palette[table_ids].reshape(-1, SIZE)
+    bounds, start = [], 0
+    for size in [*sizes, len(probe)]:
+        stop = min(start + size, len(probe))
+        if stop > start:
+            bounds.append((start, stop))
+        start = stop
+    rng.shuffle(bounds)  # chunks land in any order
+    table_at = rng.randint(0, len(bounds))  # and the table comes before, among or after them
+    lookup = ChunkedLookup()
+    for i, (start, stop) in enumerate(bounds):
+        if i == table_at:
+            lookup.set_table(RowIndex(table))
+        lookup.add(start, probe[start:stop])
+    if table_at == len(bounds):
+        lookup.set_table(RowIndex(table))
+    expected = match_rows(probe, table)
+    assert [found.tolist() for found in lookup.result(probe)] == [
+        found.tolist() for found in expected
+    ]
+
+
+def test_a_table_whose_keys_collide_is_looked_up_once_at_the_end() -> None:
+    # Its lookup sorts the whole table: once per chunk would let the party that sent it make
+    # the other side sort a million rows for every chunk.
+    table = _colliding_rows(50)
+    probe = np.concatenate([table[[7, 3]], _colliding_rows(6)])
+    lookup = ChunkedLookup()
+    lookup.set_table(RowIndex(table))
+    for start in range(0, len(probe), 2):
+        lookup.add(start, probe[start : start + 2])
+    assert lookup._found == []
+    assert [found.tolist() for found in lookup.result(probe)] == [[0, 1], [7, 3]]
+
+
+def test_rows_no_chunk_covered_are_looked_up_at_the_end() -> None:
+    table = _random_rows(40)
+    probe = np.concatenate([table[[9]], _random_rows(3), table[[2]]])
+    lookup = ChunkedLookup()
+    lookup.set_table(RowIndex(table))
+    lookup.add(0, probe[:2])  # the rest never added
+    assert [found.tolist() for found in lookup.result(probe)] == [[0, 4], [9, 2]]

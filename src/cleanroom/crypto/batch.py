@@ -65,6 +65,7 @@ __all__ = [
     "ChunkFailure",
     "ChunkResult",
     "HashAndEncryptJob",
+    "LandedCallback",
     "ProgressCallback",
     "ValidatedElements",
     "default_engine",
@@ -84,6 +85,9 @@ _REPORT_TIMEOUT: Final = 10.0
 ProgressCallback = Callable[[int], object]
 """Called with the number of rows just completed, once per chunk (e.g. a progress bar's
 ``update``)."""
+
+LandedCallback = Callable[[int, NDArray[np.uint8]], object]
+"""Called with where a chunk's rows start in a job's output and those rows, once they are final."""
 
 
 class ChunkFailure(NamedTuple):
@@ -327,6 +331,7 @@ class BatchEngine:
         elements: NDArray[np.uint8] | ValidatedElements,
         *,
         progress: ProgressCallback | None = None,
+        landed: LandedCallback | None = None,
     ) -> NDArray[np.uint8]:
         """Encrypt every element with ``key``: ``E_k`` of each row, validating each first.
 
@@ -336,6 +341,9 @@ class BatchEngine:
             elements: array of shape ``(n, element_size)``, e.g. received from the other party,
                 or what :meth:`validate` returned for such an array (then not checked again).
             progress: called with the number of rows just completed, once per chunk.
+            landed: called as ``landed(start, rows)`` with each chunk's final rows of the output
+                (a view) and where they start, as soon as the chunk is done, on the thread that
+                runs the job, so a caller can use them before the whole job ends.
 
         Returns:
             A new array of the same shape.
@@ -360,14 +368,14 @@ class BatchEngine:
             ) -> tuple[Callable[..., ChunkResult], tuple[Any, ...]]:
                 return _encrypt_validated_task, (suite, key_bytes, validated.rows(start, stop))
 
-            return self._run(len(validated), suite.element_size, valid_task, progress)
+            return self._run(len(validated), suite.element_size, valid_task, progress, landed)
         suite.check_array(elements)
         array = elements
 
         def task(start: int, stop: int) -> tuple[Callable[..., ChunkResult], tuple[Any, ...]]:
             return _encrypt_task, (suite, key_bytes, array[start:stop].tobytes())
 
-        return self._run(len(array), suite.element_size, task, progress)
+        return self._run(len(array), suite.element_size, task, progress, landed)
 
     def validate(
         self,
@@ -500,6 +508,7 @@ class BatchEngine:
         element_size: int,
         task: Callable[[int, int], tuple[Callable[..., ChunkResult], tuple[Any, ...]]],
         progress: ProgressCallback | None,
+        landed: LandedCallback | None = None,
         *,
         here: bool = False,
     ) -> NDArray[np.uint8]:
@@ -512,8 +521,10 @@ class BatchEngine:
                 _store(out, start, stop, function(*args))
                 if progress is not None:
                     progress(stop - start)
+                if landed is not None:
+                    landed(start, out[start:stop])
             return out
-        self._run_in_pool(out, bounds, task, progress)
+        self._run_in_pool(out, bounds, task, progress, landed)
         return out
 
     def _run_in_pool(
@@ -522,6 +533,7 @@ class BatchEngine:
         bounds: list[tuple[int, int]],
         task: Callable[[int, int], tuple[Callable[..., ChunkResult], tuple[Any, ...]]],
         progress: ProgressCallback | None,
+        landed: LandedCallback | None,
     ) -> None:
         pool = self._executor()
         waiting = iter(bounds)
@@ -541,6 +553,7 @@ class BatchEngine:
                 submit_next()
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                stored = []
                 for future in done:
                     start, stop = pending.pop(future)
                     result = future.result()
@@ -549,6 +562,7 @@ class BatchEngine:
                             failure = (start, result)
                     else:
                         _store(out, start, stop, result)
+                        stored.append((start, stop))
                         if progress is not None:
                             progress(stop - start)
                 if failure is None:
@@ -557,6 +571,9 @@ class BatchEngine:
                         submit_next()
                         if len(pending) == before:
                             break
+                    if landed is not None:  # once the workers have their next chunks
+                        for start, stop in stored:
+                            landed(start, out[start:stop])
                 else:
                     # Later chunks cannot hold the first bad row: drop those not yet started.
                     for future, (start, _stop) in list(pending.items()):

@@ -56,7 +56,7 @@ from cleanroom.protocol._constants import (
     RECORD_TAG_SIZE,
     SESSION_ID_SIZE,
 )
-from cleanroom.protocol._rows import RowIndex, find_duplicate, match_rows
+from cleanroom.protocol._rows import ChunkedLookup, RowIndex, find_duplicate
 from cleanroom.protocol._wire import (
     ChunkReceiver,
     ProgressFactory,
@@ -307,6 +307,7 @@ class PlatformRole:
         # U' = E_b(U): started once all of U has passed its checks, computed while W arrives.
         self._u_prime = np.empty((0, size), dtype=np.uint8)
         self._u_prime_future: Future[NDArray[np.uint8]] | None = None
+        self._u_prime_in_w = ChunkedLookup()
         self._abandoned = threading.Event()
         self._tags = np.empty(request.identifier_count, dtype=np.uint32)
         self._u_progress = self._progress_for("encrypt advertiser set", request.identifier_count)
@@ -455,12 +456,13 @@ class PlatformRole:
             raise shift_element_error(exc, 0, "advertiser set U") from exc
         del self._u  # U itself is not kept: U' is what is matched (and returned)
         # U' is computed on a thread of its own, so that W's chunks are validated as they
-        # arrive meanwhile instead of after it: only the match is left once the last one is in.
-        key, report = self._inputs.epoch_key, self._u_progress
+        # arrive meanwhile instead of after it; each chunk of U' is looked up in W as soon as
+        # both are there, so once the last chunk is in, the match is nearly made.
+        key, report, lookup = self._inputs.epoch_key, self._u_progress, self._u_prime_in_w
 
         def compute() -> NDArray[np.uint8]:
             progress = stops_when_abandoned(self._abandoned, report, "U' was computed")
-            return engine.encrypt(self._suite, key, valid_u, progress=progress)
+            return engine.encrypt(self._suite, key, valid_u, progress=progress, landed=lookup.add)
 
         self._u_prime_future = run_on_thread("encrypt-u", compute)
         self._state = _State.RECEIVING_W
@@ -488,13 +490,14 @@ class PlatformRole:
             first, repeat = duplicate
             raise InvalidElement(f"encrypted platform set W: duplicate of row {first}", repeat)
         assert self._u_prime_future is not None  # set when the state became RECEIVING_W
+        self._u_prime_in_w.set_table(w_index)  # the chunks of U' already computed, meanwhile
         self._u_prime = self._u_prime_future.result()
         self.outcome = self._match(w_index)
         self._state = _State.AWAITING_CLOSE
         return self._stream_result(self.outcome)
 
     def _match(self, w: RowIndex) -> PlatformOutcome:
-        u_index, w_index = match_rows(self._u_prime, w)
+        u_index, w_index = self._u_prime_in_w.result(self._u_prime)
         mode = self._request.mode
         matched_users: NDArray[np.int64] | None = None
         matched_rows: NDArray[np.int64] | None = None

@@ -8,6 +8,7 @@ by sorting the full rows, so the answer is always exact and the cost never quadr
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 __all__ = [
+    "ChunkedLookup",
     "RowIndex",
     "find_duplicate",
     "first_occurrence",
@@ -142,6 +144,11 @@ class RowIndex:
         """:func:`find_duplicate` of the table: only rows with equal keys can be equal."""
         return None if self._sorted is not None else find_duplicate(self.table)
 
+    @property
+    def keys_distinct(self) -> bool:
+        """Whether every row has a key of its own, so a lookup sorts only the probe."""
+        return self._sorted is not None or len(self.table) == 0
+
     def lookup(
         self, probe: NDArray[np.uint8] | RowIndex
     ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
@@ -171,6 +178,62 @@ class RowIndex:
         table_index = order[position[probe_index]]
         same = np.all(probe[probe_index] == table[table_index], axis=1)
         return probe_index[same], table_index[same]
+
+
+class ChunkedLookup:
+    """:func:`match_rows` of a probe that is computed chunk by chunk, against a table that may
+    be complete only later: each chunk is looked up as soon as both are there, so that once the
+    last chunk is in, only that one is left to look up.
+
+    Chunks come from one thread (:meth:`add`, e.g. a batch job's ``landed``) and the table from
+    another (:meth:`set_table`); :meth:`result` is called once both are done. A table whose keys
+    collide (by chance, or made so by the party that sent it) is looked up in once, at the end,
+    with the whole probe, because its lookup sorts the whole table every time.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._table: RowIndex | None = None
+        self._waiting: list[tuple[int, NDArray[np.uint8]]] = []
+        self._found: list[tuple[int, NDArray[np.intp], NDArray[np.intp]]] = []
+        self._rows = 0
+
+    def add(self, start: int, rows: NDArray[np.uint8]) -> None:
+        """Take the probe's rows from ``start`` on (they must not change afterwards)."""
+        with self._lock:
+            self._rows += len(rows)
+            table = self._table
+            if table is None:
+                self._waiting.append((start, rows))
+                return
+        self._look_up(table, [(start, rows)])
+
+    def set_table(self, table: RowIndex) -> None:
+        """Take the table, and look up the chunks that came before it."""
+        with self._lock:
+            self._table = table
+            waiting, self._waiting = self._waiting, []
+        self._look_up(table, waiting)
+
+    def result(self, probe: NDArray[np.uint8]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        """``match_rows(probe, table)``, given the whole probe every chunk was part of."""
+        table = self._table
+        assert table is not None  # set_table was called
+        if not table.keys_distinct or self._rows != len(probe) or not self._found:
+            return table.lookup(probe)  # also whatever no chunk covered
+        found = sorted(self._found, key=lambda chunk: chunk[0])
+        return (
+            np.concatenate([probe_index for _, probe_index, _ in found]),
+            np.concatenate([table_index for _, _, table_index in found]),
+        )
+
+    def _look_up(self, table: RowIndex, chunks: list[tuple[int, NDArray[np.uint8]]]) -> None:
+        if not table.keys_distinct:
+            return  # looked up whole, at the end
+        for start, rows in chunks:
+            probe_index, table_index = table.lookup(rows)
+            with self._lock:
+                self._found.append((start, probe_index + start, table_index))
 
 
 def match_rows(
