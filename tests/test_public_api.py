@@ -109,6 +109,7 @@ PUBLIC_API: dict[str, set[str]] = {
         "ChunkResult",
         "DEFAULT_CHUNK_SIZE",
         "HashAndEncryptJob",
+        "LandedCallback",
         "ProgressCallback",
         "ValidatedElements",
         "default_engine",
@@ -140,6 +141,9 @@ PUBLIC_API: dict[str, set[str]] = {
     },
     "cleanroom.crypto.keys": {
         "SecretKey",
+    },
+    "cleanroom.crypto.packed": {
+        "PackedMessages",
     },
     "cleanroom.crypto.permutation": {
         "random_permutation",

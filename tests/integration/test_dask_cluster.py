@@ -37,6 +37,7 @@ from _platform_processes import (
 from numpy.typing import NDArray
 
 from cleanroom.crypto import SUITE_IDS, BatchEngine, Suite, get_suite
+from cleanroom.crypto.batch import _hash_and_encrypt_task
 from cleanroom.demo import generate_people
 from cleanroom.errors import ClusterUnreachable, InvalidElement
 from cleanroom.identifiers.messages import hash_message, normalized_digest
@@ -159,9 +160,14 @@ def test_nothing_stays_on_the_cluster_and_a_failing_task_logs_no_key(
     key = suite.generate_key()
     secret = key.to_bytes()
     msgs: list[bytes] = _messages(3 * CHUNK, salt=9)
-    msgs[CHUNK + 2] = "not bytes"  # type: ignore[call-overload]
+    on_cluster.hash_and_encrypt(suite, key, msgs, suite.dst)
+    # A task that fails on a worker, with the key among its arguments: the engine's own task
+    # given a message that is not bytes (the engine itself refuses those before sending).
+    failing = on_cluster._executor().submit(
+        _hash_and_encrypt_task, suite, secret, [msgs[0], "not bytes"], suite.dst
+    )
     with pytest.raises(TypeError):
-        on_cluster.hash_and_encrypt(suite, key, msgs, suite.dst)
+        failing.result()
     leaks = (secret.hex(), repr(secret)[2:-1], msgs[0].hex(), repr(msgs[0])[2:-1])
     with _second_client(scheduler) as client:
 

@@ -6,7 +6,8 @@ module so its worker processes start once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from numpy.typing import NDArray
 
 from cleanroom.crypto import SUITE_IDS, BatchEngine, default_engine, get_suite
+from cleanroom.crypto.batch import ChunkResult, _hash_task
 from cleanroom.errors import InvalidElement
 
 CHUNK = 8
@@ -202,16 +204,34 @@ def test_hashing_messages_of_any_sequence_type(pooled: BatchEngine) -> None:
     assert bytes(hashed[-1]) == X25519.hash_to_curve(msgs[-1], X25519.dst)
 
 
-def test_other_worker_errors_reach_the_caller_and_the_pool_survives(
+def test_a_message_that_is_not_bytes_is_refused_and_the_pool_survives(
     pooled: BatchEngine,
 ) -> None:
     msgs: list[bytes] = [b"fine"] * (3 * CHUNK)
     msgs[2 * CHUNK + 1] = "not bytes"  # type: ignore[call-overload]
     pids = pooled.worker_pids
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=f"message {2 * CHUNK + 1} is str, not bytes"):
         pooled.hash_to_curve_many(X25519, msgs, X25519.dst)
     hashed = pooled.hash_to_curve_many(X25519, [b"fine"] * (3 * CHUNK), X25519.dst)
     assert len(hashed) == 3 * CHUNK
+    assert pooled.worker_pids == pids or not pids
+
+
+def test_an_error_raised_in_a_worker_reaches_the_caller_and_the_pool_survives(
+    pooled: BatchEngine,
+) -> None:
+    def task(start: int, stop: int) -> tuple[Callable[..., ChunkResult], tuple[Any, ...]]:
+        # The hashing task given a list, not packed messages, with a str in the second chunk:
+        # the worker's C raises.
+        msgs: list[Any] = [b"fine"] * (stop - start)
+        if start > 0:
+            msgs[0] = "not bytes"
+        return _hash_task, (X25519, msgs, X25519.dst)
+
+    pids = pooled.worker_pids
+    with pytest.raises(TypeError, match="message 0 is str, not bytes"):
+        pooled._run(3 * CHUNK, X25519.element_size, task, None)
+    assert len(pooled.hash_to_curve_many(X25519, [b"fine"] * (3 * CHUNK), X25519.dst)) == 3 * CHUNK
     assert pooled.worker_pids == pids or not pids
 
 
@@ -404,12 +424,13 @@ def test_job_stops_when_its_progress_raises(pooled: BatchEngine) -> None:
     )
 
 
-def test_job_raises_a_worker_error_when_finished(pooled: BatchEngine) -> None:
+def test_job_raises_a_message_that_is_not_bytes_when_finished(pooled: BatchEngine) -> None:
     msgs: list[bytes] = _messages(3 * CHUNK)
     msgs[CHUNK + 2] = "not bytes"  # type: ignore[call-overload]
     job = pooled.hash_and_encrypt_job(X25519, X25519.generate_key(), X25519.dst)
-    job.add(msgs)
-    with pytest.raises(TypeError):
+    job.add(msgs[:CHUNK])
+    job.add(msgs[CHUNK:])
+    with pytest.raises(TypeError, match=f"message {CHUNK + 2} is str, not bytes"):
         job.finish()
 
 

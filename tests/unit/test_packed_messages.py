@@ -52,9 +52,11 @@ def test_an_index_out_of_range_is_refused(index: int) -> None:
         PackedMessages.pack([b"a", b"b"])[index]
 
 
-def test_only_bytes_are_packed() -> None:
+def test_only_bytes_are_packed_and_a_refusal_numbers_the_message_in_its_list() -> None:
     with pytest.raises(TypeError, match="message 1 is str, not bytes"):
         PackedMessages.pack([b"a", "b"])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="message 8193 is int, not bytes"):
+        PackedMessages.pack([b"a", 7], first=8192)  # type: ignore[list-item]
 
 
 def test_the_repr_shows_sizes_not_messages() -> None:

@@ -805,8 +805,10 @@ done:
 }
 
 /* The offsets of a sequence of bytes objects (n + 1 of them, from 0) and their concatenation,
- * as two new bytes objects; NULL with an exception if an item is not bytes. */
-static int pack_messages(PyObject *msgs, PyObject **data_out, PyObject **offsets_out) {
+ * as two new bytes objects; -1 with an exception if an item is not bytes (numbered from first:
+ * a chunk's messages are numbered as in the whole list). */
+static int pack_messages(PyObject *msgs, Py_ssize_t first, PyObject **data_out,
+                         PyObject **offsets_out) {
     *data_out = *offsets_out = NULL;
     PyObject *seq = PySequence_Fast(msgs, "msgs must be a sequence of bytes");
     if (seq == NULL) return -1;
@@ -818,7 +820,7 @@ static int pack_messages(PyObject *msgs, PyObject **data_out, PyObject **offsets
     offsets[0] = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         if (!PyBytes_Check(items[i])) {
-            PyErr_Format(PyExc_TypeError, "message %zd is %.100s, not bytes", i,
+            PyErr_Format(PyExc_TypeError, "message %zd is %.100s, not bytes", first + i,
                          Py_TYPE(items[i])->tp_name);
             goto fail;
         }
@@ -849,7 +851,7 @@ static PyObject *py_hash_to_curve_many(PyObject *self, PyObject *args, PyObject 
         return NULL;
     PyObject *result = NULL;
     /* Packed first, so the computation can run without the GIL. */
-    if (pack_messages(msgs, &data, &offsets) == 0) {
+    if (pack_messages(msgs, 0, &data, &offsets) == 0) {
         Py_ssize_t n = PyBytes_GET_SIZE(offsets) / (Py_ssize_t)sizeof(int64_t) - 1;
         result = hash_packed((const uint8_t *)PyBytes_AS_STRING(data),
                              (const Py_ssize_t *)PyBytes_AS_STRING(offsets), n, &dst, ifma);
@@ -861,15 +863,17 @@ static PyObject *py_hash_to_curve_many(PyObject *self, PyObject *args, PyObject 
 }
 
 PyDoc_STRVAR(pack_doc,
-"pack(msgs, /) -> (bytes, bytes)\n\n"
+"pack(msgs, first=0, /) -> (bytes, bytes)\n\n"
 "The messages concatenated, and their n + 1 offsets into that (native int64, from 0): message i\n"
 "is data[offsets[i]:offsets[i + 1]]. Two objects pickle as fast as a copy; a million small\n"
-"bytes objects do not.");
+"bytes objects do not. A message that is not bytes is a TypeError naming it as first + i.");
 
-static PyObject *py_pack(PyObject *self, PyObject *msgs) {
+static PyObject *py_pack(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *data, *offsets;
-    if (pack_messages(msgs, &data, &offsets) < 0) return NULL;
+    PyObject *msgs, *data, *offsets;
+    Py_ssize_t first = 0;
+    if (!PyArg_ParseTuple(args, "O|n", &msgs, &first)) return NULL;
+    if (pack_messages(msgs, first, &data, &offsets) < 0) return NULL;
     PyObject *result = PyTuple_Pack(2, data, offsets);
     Py_DECREF(data);
     Py_DECREF(offsets);
@@ -918,7 +922,7 @@ static PyMethodDef methods[] = {
      METH_VARARGS | METH_KEYWORDS, hash_to_curve_many_doc},
     {"hash_to_curve_packed", (PyCFunction)(void (*)(void))py_hash_to_curve_packed,
      METH_VARARGS | METH_KEYWORDS, hash_to_curve_packed_doc},
-    {"pack", py_pack, METH_O, pack_doc},
+    {"pack", py_pack, METH_VARARGS, pack_doc},
     {NULL, NULL, 0, NULL},
 };
 

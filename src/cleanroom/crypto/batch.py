@@ -436,7 +436,7 @@ class BatchEngine:
         """
 
         def task(start: int, stop: int) -> tuple[Callable[..., ChunkResult], tuple[Any, ...]]:
-            return _hash_task, (suite, PackedMessages.pack(msgs[start:stop]), dst)
+            return _hash_task, (suite, PackedMessages.pack(msgs[start:stop], start), dst)
 
         return self._run(len(msgs), suite.element_size, task, progress)
 
@@ -468,7 +468,7 @@ class BatchEngine:
         key_bytes = key.to_bytes()
 
         def task(start: int, stop: int) -> tuple[Callable[..., ChunkResult], tuple[Any, ...]]:
-            messages = PackedMessages.pack(msgs[start:stop])
+            messages = PackedMessages.pack(msgs[start:stop], start)
             return _hash_and_encrypt_task, (suite, key_bytes, messages, dst)
 
         return self._run(len(msgs), suite.element_size, task, progress)
@@ -739,13 +739,19 @@ class HashAndEncryptJob:
         if self._feeder is None:
             suite, key_bytes, dst = self._suite, self._key.to_bytes(), self._dst
 
-            def task(msgs: list[bytes]) -> tuple[Callable[..., ChunkResult], tuple[Any, ...]]:
-                return _hash_and_encrypt_task, (suite, key_bytes, PackedMessages.pack(msgs), dst)
+            def task(chunk: _Chunk) -> tuple[Callable[..., ChunkResult], tuple[Any, ...]]:
+                first, msgs = chunk
+                messages = PackedMessages.pack(msgs, first)
+                return _hash_and_encrypt_task, (suite, key_bytes, messages, dst)
 
             self._feeder = _Feeder(self._engine, task, suite.element_size)
         messages, self._buffer = self._buffer, []
+        sent = self._added - len(messages)  # the number of messages[0] among those added
         for start, stop in self._engine.chunk_bounds(len(messages)):
-            self._feeder.put(messages[start:stop])
+            self._feeder.put((sent + start, messages[start:stop]))
+
+
+_Chunk = tuple[int, list[bytes]]  # a chunk of a job's messages: the number of its first, them
 
 
 class _Feeder:
@@ -759,13 +765,13 @@ class _Feeder:
     def __init__(
         self,
         engine: BatchEngine,
-        task: Callable[[list[bytes]], tuple[Callable[..., ChunkResult], tuple[Any, ...]]],
+        task: Callable[[_Chunk], tuple[Callable[..., ChunkResult], tuple[Any, ...]]],
         element_size: int,
     ) -> None:
         self._engine = engine
         self._task = task
         self._size = element_size
-        self._queue: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Chunk | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._wake: Future[None] = Future()
@@ -777,7 +783,7 @@ class _Feeder:
         self._thread = threading.Thread(target=self._run, name="hash-and-encrypt", daemon=True)
         self._thread.start()
 
-    def put(self, chunk: list[bytes] | None) -> None:
+    def put(self, chunk: _Chunk | None) -> None:
         """Queue a chunk (``None``: no more will come)."""
         self._queue.put(chunk)
         self._poke()

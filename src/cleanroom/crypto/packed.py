@@ -33,13 +33,17 @@ class PackedMessages(Sequence[bytes]):
         self._at = memoryview(offsets).cast("q")
 
     @classmethod
-    def pack(cls, msgs: Sequence[bytes]) -> PackedMessages:
+    def pack(cls, msgs: Sequence[bytes], first: int = 0) -> PackedMessages:
         """Pack messages.
 
+        Args:
+            msgs: the messages.
+            first: the number of ``msgs[0]`` in the list they come from, for errors.
+
         Raises:
-            TypeError: a message is not ``bytes``.
+            TypeError: a message is not ``bytes`` (named by its number).
         """
-        return cls(*_h2c25519.pack(msgs))
+        return cls(*_h2c25519.pack(msgs, first))
 
     def __reduce__(self) -> tuple[Any, ...]:
         return PackedMessages, (self.data, self.offsets)
