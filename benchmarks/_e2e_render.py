@@ -49,7 +49,8 @@ def _size(r: Result) -> list[str]:
 def headline(results: list[Result]) -> list[str]:
     """Per size and backend: cold, warm, ratios, efficiency, throughput."""
     header = ["n", "N", "backend", "rotate s", "**cold s**", "**warm s**", "count s"]
-    header += ["OpenMined s", "**ratio cold**", "**ratio warm**", "efficiency (own ceiling)"]
+    header += ["OpenMined s", "**ratio cold**", "**ratio warm**"]
+    header += ["efficiency (each ids session; sessions' costs; own ceiling)"]
     header += ["elements / core-s", "vs crypto alone"]
     rows = []
     for r in results:
@@ -65,7 +66,10 @@ def headline(results: list[Result]) -> list[str]:
                     f"{r['openmined_s']:.2f}",
                     f"**{f['ratio_cold']:.2f}**",
                     f"**{f['ratio_warm']:.2f}**",
-                    f"{f['efficiency']:.2f} ({f['efficiency_own_ceiling']:.2f})",
+                    f"{f['efficiency']:.2f} ("
+                    + " / ".join(f"{e:.2f}" for e in f["efficiency_per_session"])
+                    + f"; {f['efficiency_session_group_costs']:.2f}"
+                    + f"; {f['efficiency_own_ceiling']:.2f})",
                     f"{f['elements_per_core_s_warm']:,.0f}",
                     f"{f['vs_crypto_alone']:.2f}×",
                 ]

@@ -68,15 +68,27 @@ def run_cli(
 
 
 def run_cli_sessions(
-    backend: str, server: Server, platform: Platform, inputs: Inputs, work: Path, repeat: int
+    backend: str,
+    server: Server,
+    platform: Platform,
+    inputs: Inputs,
+    work: Path,
+    repeat: int,
+    between: Callable[[], object] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """A count session, then ``repeat`` ids sessions: the one of median wall stands for them.
 
     A single session's wall moves by a tenth on this shared machine from one run to the next;
     the median of a few is what a user typically sees. The peak RSS is the largest of all.
+    ``between``: called before each ids session (the server idle), to measure what the machine
+    does just then.
     """
     count = run_cli("count", backend, server, platform, inputs, work)
-    runs = [run_cli("ids", backend, server, platform, inputs, work) for _ in range(repeat)]
+    runs = []
+    for _ in range(repeat):
+        if between is not None:
+            between()
+        runs.append(run_cli("ids", backend, server, platform, inputs, work))
     ids = dict(sorted(runs, key=lambda run: run["wall_s"])[(len(runs) - 1) // 2])
     ids["runs_wall_s"] = [run["wall_s"] for run in runs]
     for key in ("max_rss_mb", "pool_max_rss_mb"):

@@ -6,7 +6,8 @@ For each configuration (N platform identifiers, n advertiser records; ``_e2e_dat
    ``import``, ``issue-cert`` once per N; then, for each backend (``CLEANROOM_X25519=ifma`` and
    ``=openssl``, given to the server and to every client process): ``epoch rotate``, ``serve``,
    and ``cleanroom match --mode count`` then ``--mode ids --out`` (three times) as a user runs
-   them (``_e2e_sessions``), with the per-operation costs measured just before and just after;
+   them (``_e2e_sessions``), with the per-operation costs measured just before and just after
+   them and before each ids session;
 2. on the ifma server, a long-lived ``Advertiser`` matching again and again (``_e2e_library``),
    which also counts the bytes each way;
 3. the session's crypto alone on that backend: for the library's, just before each of its warm
@@ -130,6 +131,7 @@ class Bench:
         platform, reused_from = self.platform(config, emails)
         inputs = write_inputs(config, emails, self.args.seed, work)
         cli, servers, library, session_costs, crypto = {}, {}, {}, {}, {}
+        ids_costs: dict[str, list[dict[str, Any]]] = {}
         for backend in BACKENDS:
             platform.rotate(backend)
             server = platform.serve(backend, work / f"server-{backend}.log")
@@ -138,13 +140,26 @@ class Bench:
                 # sessions: the machine's speed drifts over the minutes of a configuration
                 # (OpenMined alone takes eight at 10^6), so the costs around the whole of it
                 # misjudge a session run at one end.
+                # And the ceiling's costs before each ids session too, so that each session is
+                # set against the minute it ran in (its efficiency: the median of theirs).
                 priced = sorted({CEILING_BACKEND, backend})
                 before = self.unit_costs(f"before the {backend} sessions", priced, server)
+                marks = [before]
+
+                def measure_now(
+                    marks: list[Costs] = marks, priced: list[str] = priced, server: Server = server
+                ) -> None:
+                    marks.append(self.unit_costs("before an ids session", priced, server))
+
                 cli[backend] = run_cli_sessions(
-                    backend, server, platform, inputs, work, self.args.cli_repeat
+                    backend, server, platform, inputs, work, self.args.cli_repeat, measure_now
                 )
                 after = self.unit_costs(f"after the {backend} sessions", priced, server)
                 session_costs[backend] = {b: costs_around(before[b], after[b]) for b in priced}
+                ids_costs[backend] = [
+                    costs_around(start[CEILING_BACKEND], end[CEILING_BACKEND])
+                    for start, end in zip(marks[1:], [*marks[2:], after], strict=True)
+                ]
 
                 # The crypto alone as close as can be to the sessions it is compared with, for
                 # the same reason: the library's each just before one of its warm matches,
@@ -178,6 +193,7 @@ class Bench:
             openmined=openmined,
             costs={},  # filled in once the costs after it are measured
             session_costs=session_costs,
+            ids_costs=ids_costs,
         )
 
     def clean_up(self, inputs: Inputs) -> None:
