@@ -492,11 +492,11 @@ class PlatformRole:
         assert self._u_prime_future is not None  # set when the state became RECEIVING_W
         self._u_prime_in_w.set_table(w_index)  # the chunks of U' already computed, meanwhile
         self._u_prime = self._u_prime_future.result()
-        self.outcome = self._match(w_index)
+        self.outcome = self._match()
         self._state = _State.AWAITING_CLOSE
         return self._stream_result(self.outcome)
 
-    def _match(self, w: RowIndex) -> PlatformOutcome:
+    def _match(self) -> PlatformOutcome:
         u_index, w_index = self._u_prime_in_w.result(self._u_prime)
         mode = self._request.mode
         matched_users: NDArray[np.int64] | None = None
