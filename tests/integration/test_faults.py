@@ -226,7 +226,7 @@ def test_server_killed_leaves_no_worker_processes_behind(
 ) -> None:
     server = Server(platform.db, platform.policy, "--workers", "2")
     servers.append(server)
-    # V is larger than one chunk, so validating W starts the server's process pool.
+    # The server starts its process pool as it starts, before the first session uses it.
     run_match(server.address, platform.acme, platform.check_list, "count")
     pool = descendants(server.process.pid)
     assert len(pool) >= 2, "the server started no worker processes"
