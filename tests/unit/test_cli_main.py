@@ -172,3 +172,23 @@ def test_the_console_script_keeps_numpy_to_one_blas_thread() -> None:
     )
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
     assert python_output(code, env).split() == ["1", "1"]
+
+
+def test_the_console_script_keeps_numpy_from_asking_for_huge_pages() -> None:
+    # A command's large arrays are fresh memory; ordinary pages are cheaper to fault in.
+    code = (
+        "import os, sys\n"
+        "import cleanroom.cli as cli\n"
+        "def main():\n"
+        "    try:\n"
+        "        from numpy._core import multiarray\n"
+        "    except ImportError:  # numpy 1.x\n"
+        "        from numpy.core import multiarray\n"
+        "    print(os.environ.get('NUMPY_MADVISE_HUGEPAGE'), multiarray._get_madvise_hugepage())\n"
+        "    return 0\n"
+        "cli.main = main\n"
+        "sys.argv = ['cleanroom']\n"
+        "cli.console_main()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    assert python_output(code, env).split() == ["0", "False"]

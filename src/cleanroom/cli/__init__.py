@@ -64,6 +64,7 @@ _JSON_FLAG = "--json"
 # logs one before the client's own error says the same) off the terminal.
 _GRPC_VERBOSITY = "GRPC_VERBOSITY"
 _BLAS_THREADS = "OPENBLAS_NUM_THREADS"
+_NUMPY_HUGE_PAGES = "NUMPY_MADVISE_HUGEPAGE"
 
 
 def exit_code(error: CleanroomError) -> int:
@@ -239,6 +240,10 @@ def console_main() -> NoReturn:
     # taken from the work, in this process and in the workers' fork server. cleanroom does no
     # linear algebra; set before anything imports numpy, and inherited by the workers.
     os.environ.setdefault(_BLAS_THREADS, "1")
+    # numpy asks for huge pages behind its large arrays. A command's arrays are fresh memory,
+    # zeroed by the kernel at first touch; with huge pages that took more of the kernel's time
+    # and the match finished later (benchmarks/RESULTS.md). Inherited by the workers.
+    os.environ.setdefault(_NUMPY_HUGE_PAGES, "0")
     try:
         code = main()
         sys.stdout.flush()  # here, where a reader that went away can still be caught
