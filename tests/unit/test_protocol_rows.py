@@ -6,6 +6,7 @@ import os
 import random
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -64,6 +65,16 @@ def test_rows_differing_only_outside_the_key_are_told_apart() -> None:
     assert find_duplicate(rows) is None
     probe_index, table_index = match_rows(rows[1:], rows[:1])
     assert probe_index.size == 0 and table_index.size == 0
+
+
+@pytest.mark.parametrize("size", [32, 33])  # X25519's rows are whole 64-bit words; P-256's not
+def test_a_match_needs_every_byte_equal(size: int) -> None:
+    table = np.frombuffer(os.urandom(4 * size), dtype=np.uint8).reshape(4, size).copy()
+    for byte in range(size):
+        probe = table.copy()
+        probe[1, byte] ^= 0x80
+        probe_index, table_index = match_rows(probe, table)
+        assert probe_index.tolist() == table_index.tolist() == [0, 2, 3]
 
 
 def test_match_rows_finds_exactly_the_common_rows() -> None:

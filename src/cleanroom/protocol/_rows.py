@@ -40,6 +40,17 @@ def _whole(rows: NDArray[np.uint8]) -> NDArray[np.void]:
     return contiguous.view(np.dtype((np.void, rows.shape[1]))).reshape(-1)
 
 
+def _same_rows(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> NDArray[np.bool_]:
+    """Whether each row of ``a`` equals the same row of ``b`` (C-contiguous, of one shape).
+
+    Compared a 64-bit word at a time where the rows are whole words: an eighth of the
+    comparisons, and of the temporary they fill, of comparing bytes.
+    """
+    if a.shape[1] % 8 == 0:
+        return np.all(a.view(np.uint64) == b.view(np.uint64), axis=1)
+    return np.all(a == b, axis=1)
+
+
 def _colliding(keys: NDArray[np.integer[Any]]) -> NDArray[np.intp]:
     """Return, ascending, the indices of rows whose key some other row shares."""
     order = np.argsort(keys)  # the indices are sorted at the end: no stable sort needed
@@ -176,7 +187,7 @@ class RowIndex:
         position = np.minimum(found, len(sorted_keys) - 1)
         probe_index = np.flatnonzero(sorted_keys[position] == probe_keys)
         table_index = order[position[probe_index]]
-        same = np.all(probe[probe_index] == table[table_index], axis=1)
+        same = _same_rows(probe[probe_index], table[table_index])
         return probe_index[same], table_index[same]
 
 
