@@ -105,7 +105,9 @@ consent_of(const char *cell, Py_ssize_t len, PyObject *known, Spelling *seen, in
 /* ---------------------------------------------------------------------------------------------
  * RecordIds: id (UTF-8 bytes) -> line, added to and looked up, never removed but for the ids a
  * failed take_plain added (taken back newest first, which linear probing allows: no id added
- * before one can have probed past its slot).
+ * before one can have probed past its slot). Each slot holds its entry's index and the top half
+ * of its hash, so that a probe past another id's slot reads no entry: with a million ids, the
+ * entries are far out of cache.
  */
 
 typedef struct {
@@ -121,7 +123,7 @@ typedef struct {
     size_t bytes_used, bytes_size;
     Entry *entries;
     Py_ssize_t count, entries_size;
-    uint32_t *slots; /* entry index + 1; 0 is empty */
+    uint64_t *slots; /* the hash's top 32 bits << 32 | entry index + 1; 0 is empty */
     size_t mask;     /* slots - 1; the table is at most half full */
 } RecordIds;
 
@@ -135,20 +137,25 @@ hash_id(const char *id, Py_ssize_t len)
 #endif
 }
 
+#define SLOT_TAG(hash) ((hash) & 0xFFFFFFFF00000000u)
+#define SLOT_INDEX(slot) ((uint32_t)(slot)) /* entry index + 1 */
+
 /* The slot holding the id, or the empty slot where it would go. */
 static size_t
 find_slot(const RecordIds *ids, const char *id, Py_ssize_t len, uint64_t hash)
 {
     size_t at = (size_t)hash & ids->mask;
     for (;;) {
-        uint32_t index = ids->slots[at];
-        if (index == 0) {
+        uint64_t slot = ids->slots[at];
+        if (slot == 0) {
             return at;
         }
-        const Entry *entry = &ids->entries[index - 1];
-        if (entry->hash == hash && entry->len == len &&
-            memcmp(ids->bytes + entry->offset, id, (size_t)len) == 0) {
-            return at;
+        if (SLOT_TAG(slot) == SLOT_TAG(hash)) {
+            const Entry *entry = &ids->entries[SLOT_INDEX(slot) - 1];
+            if (entry->hash == hash && entry->len == len &&
+                memcmp(ids->bytes + entry->offset, id, (size_t)len) == 0) {
+                return at;
+            }
         }
         at = (at + 1) & ids->mask;
     }
@@ -158,7 +165,7 @@ static int
 grow_slots(RecordIds *ids)
 {
     size_t size = (ids->mask + 1) * 2;
-    uint32_t *slots = PyMem_Calloc(size, sizeof(uint32_t));
+    uint64_t *slots = PyMem_Calloc(size, sizeof(uint64_t));
     if (slots == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -167,11 +174,12 @@ grow_slots(RecordIds *ids)
     ids->slots = slots;
     ids->mask = size - 1;
     for (Py_ssize_t i = 0; i < ids->count; i++) {
-        size_t at = (size_t)ids->entries[i].hash & ids->mask;
+        uint64_t hash = ids->entries[i].hash;
+        size_t at = (size_t)hash & ids->mask;
         while (slots[at] != 0) {
             at = (at + 1) & ids->mask;
         }
-        slots[at] = (uint32_t)(i + 1);
+        slots[at] = SLOT_TAG(hash) | (uint64_t)(i + 1);
     }
     return 0;
 }
@@ -183,7 +191,7 @@ ids_setdefault(RecordIds *ids, const char *id, Py_ssize_t len, Py_ssize_t line)
     uint64_t hash = hash_id(id, len);
     size_t at = find_slot(ids, id, len, hash);
     if (ids->slots[at] != 0) {
-        return ids->entries[ids->slots[at] - 1].line;
+        return ids->entries[SLOT_INDEX(ids->slots[at]) - 1].line;
     }
     if (ids->count == UINT32_MAX - 1) {
         PyErr_SetString(PyExc_OverflowError, "too many record ids");
@@ -212,7 +220,7 @@ ids_setdefault(RecordIds *ids, const char *id, Py_ssize_t len, Py_ssize_t line)
     memcpy(ids->bytes + ids->bytes_used, id, (size_t)len);
     ids->entries[ids->count] = (Entry){hash, ids->bytes_used, len, line};
     ids->bytes_used += (size_t)len;
-    ids->slots[at] = (uint32_t)++ids->count;
+    ids->slots[at] = SLOT_TAG(hash) | (uint64_t)++ids->count;
     if ((size_t)ids->count * 2 > ids->mask + 1 && grow_slots(ids) < 0) {
         return -1; /* the id is kept; only the table could not grow */
     }
@@ -226,7 +234,7 @@ ids_truncate(RecordIds *ids, Py_ssize_t keep)
     while (ids->count > keep) {
         const Entry *entry = &ids->entries[ids->count - 1];
         size_t at = (size_t)entry->hash & ids->mask;
-        while (ids->slots[at] != (uint32_t)ids->count) {
+        while (SLOT_INDEX(ids->slots[at]) != (uint32_t)ids->count) {
             at = (at + 1) & ids->mask;
         }
         ids->slots[at] = 0;
@@ -251,7 +259,7 @@ RecordIds_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     ids->mask = 1023;
     ids->bytes = PyMem_Malloc(ids->bytes_size);
     ids->entries = PyMem_Malloc(sizeof(Entry) * (size_t)ids->entries_size);
-    ids->slots = PyMem_Calloc(ids->mask + 1, sizeof(uint32_t));
+    ids->slots = PyMem_Calloc(ids->mask + 1, sizeof(uint64_t));
     if (ids->bytes == NULL || ids->entries == NULL || ids->slots == NULL) {
         Py_DECREF(ids);
         return PyErr_NoMemory();
