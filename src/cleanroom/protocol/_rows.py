@@ -47,8 +47,9 @@ def _same_rows(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> NDArray[np.bool_]:
     comparisons, and of the temporary they fill, of comparing bytes.
     """
     if a.shape[1] % 8 == 0:
-        return np.all(a.view(np.uint64) == b.view(np.uint64), axis=1)
-    return np.all(a == b, axis=1)
+        a, b = a.view(np.uint64), b.view(np.uint64)
+    same: NDArray[np.bool_] = np.all(a == b, axis=1)
+    return same
 
 
 def _colliding(keys: NDArray[np.integer[Any]]) -> NDArray[np.intp]:
