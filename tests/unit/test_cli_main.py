@@ -155,40 +155,41 @@ def test_the_pool_forks_its_workers_from_the_fork_server_started_early() -> None
     assert workers_from_early.strip() == "[True]"
 
 
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="counts threads in /proc")
-def test_the_console_script_keeps_numpy_to_one_blas_thread() -> None:
-    # OpenBLAS would start a thread per core when numpy loads; the CLI does no linear algebra.
+def console_script_output(main_body: str, unset: str) -> str:
+    """What the console script prints when its ``main`` is ``main_body`` (indented code that
+    returns 0), run in a fresh interpreter without the environment variable ``unset``."""
     code = (
         "import os, sys\n"
         "import cleanroom.cli as cli\n"
         "def main():\n"
-        "    import numpy\n"
-        "    threads = open('/proc/self/status').read().split('Threads:')[1].split()[0]\n"
-        "    print(os.environ.get('OPENBLAS_NUM_THREADS'), threads)\n"
-        "    return 0\n"
+        f"{main_body}"
         "cli.main = main\n"
         "sys.argv = ['cleanroom']\n"
         "cli.console_main()\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
-    assert python_output(code, env).split() == ["1", "1"]
+    return python_output(code, {k: v for k, v in os.environ.items() if k != unset})
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="counts threads in /proc")
+def test_the_console_script_keeps_numpy_to_one_blas_thread() -> None:
+    # OpenBLAS would start a thread per core when numpy loads; the CLI does no linear algebra.
+    main_body = (
+        "    import numpy\n"
+        "    threads = open('/proc/self/status').read().split('Threads:')[1].split()[0]\n"
+        "    print(os.environ.get('OPENBLAS_NUM_THREADS'), threads)\n"
+        "    return 0\n"
+    )
+    assert console_script_output(main_body, "OPENBLAS_NUM_THREADS").split() == ["1", "1"]
 
 
 def test_the_console_script_keeps_numpy_from_asking_for_huge_pages() -> None:
     # A command's large arrays are fresh memory; ordinary pages are cheaper to fault in.
-    code = (
-        "import os, sys\n"
-        "import cleanroom.cli as cli\n"
-        "def main():\n"
+    main_body = (
         "    try:\n"
         "        from numpy._core import multiarray\n"
         "    except ImportError:  # numpy 1.x\n"
         "        from numpy.core import multiarray\n"
         "    print(os.environ.get('NUMPY_MADVISE_HUGEPAGE'), multiarray._get_madvise_hugepage())\n"
         "    return 0\n"
-        "cli.main = main\n"
-        "sys.argv = ['cleanroom']\n"
-        "cli.console_main()\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
-    assert python_output(code, env).split() == ["0", "False"]
+    assert console_script_output(main_body, "NUMPY_MADVISE_HUGEPAGE").split() == ["0", "False"]
