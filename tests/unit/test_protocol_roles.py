@@ -228,6 +228,14 @@ def test_ids_mode_tells_the_advertiser_which_records_matched() -> None:
     assert outcome.matched_user_ids is None
 
 
+def test_ids_mode_finds_the_same_records_in_u_prime_sent_in_small_chunks() -> None:
+    # Chunks of 3 rows, each checked and looked up in W on a thread of its own as it arrives.
+    for _ in range(20):
+        result, _ = run_locally(advertiser(Mode.IDS), open_platform(max_chunk_bytes=100))
+        assert result.matched_record_ids is not None
+        assert result.matched_record_ids.tolist() == [0, 1, 2, 3, 4, 5]
+
+
 def test_p256_suite_runs_the_same_protocol() -> None:
     inputs = platform_inputs(P256, PLATFORM_VALUES, [i // 2 for i in range(12)])
     result, _ = run_locally(advertiser(Mode.IDS, P256), open_platform(inputs))
@@ -625,6 +633,38 @@ def test_advertiser_refuses_invalid_elements(element: bytes, reason: str, round_
     with pytest.raises(InvalidElement, match=reason) as caught:
         exchange(advertiser(Mode.IDS), to_advertiser=hook)
     assert caught.value.row == 1
+
+
+def test_advertiser_numbers_bad_rows_of_u_prime_within_the_whole_set() -> None:
+    # U' comes in chunks of 3 rows (100-byte chunks, 32 bytes per row), each checked as it
+    # arrives: the bad row of the third chunk is row 7 of U'.
+    hook = on_round("encrypted_advertiser_set", lambda chunk: replace_row(chunk, 1, TWIST), which=2)
+    with pytest.raises(InvalidElement, match="advertiser set U': not on the curve") as caught:
+        exchange(advertiser(Mode.IDS), open_platform(max_chunk_bytes=100), to_advertiser=hook)
+    assert caught.value.row == 7
+
+
+def test_advertiser_finds_a_u_prime_row_repeated_in_a_later_chunk() -> None:
+    first_row: list[bytes] = []
+
+    def keep(chunk: pb.EncryptedAdvertiserSetChunk) -> None:
+        first_row.append(chunk.elements[:32])
+
+    def repeat(chunk: pb.EncryptedAdvertiserSetChunk) -> None:
+        replace_row(chunk, 2, first_row[0])
+
+    hooks = [
+        on_round("encrypted_advertiser_set", keep),
+        on_round("encrypted_advertiser_set", repeat, which=1),
+    ]
+
+    def hook(index: int, message: pb.ClientMessage | pb.ServerMessage) -> None:
+        for each in hooks:
+            each(index, message)
+
+    with pytest.raises(InvalidElement, match="advertiser set U': duplicate of row 0") as caught:
+        exchange(advertiser(Mode.IDS), open_platform(max_chunk_bytes=100), to_advertiser=hook)
+    assert caught.value.row == 5
 
 
 def test_p256_off_curve_elements_are_refused() -> None:

@@ -42,7 +42,9 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from numpy.typing import NDArray
@@ -53,6 +55,7 @@ from cleanroom.crypto import (
     HashAndEncryptJob,
     SecretKey,
     Suite,
+    ValidatedElements,
     default_engine,
     random_permutation,
 )
@@ -69,7 +72,12 @@ from cleanroom.policy import Mode
 from cleanroom.protocol._constants import MAX_CHUNK_BYTES, PROTOCOL_VERSION, RECORD_TAG_SIZE
 from cleanroom.protocol._policy_info import SessionTerms
 from cleanroom.protocol._receipt import Receipt, read_receipt
-from cleanroom.protocol._rows import RowIndex, first_occurrence_of_messages
+from cleanroom.protocol._rows import (
+    ChunkedLookup,
+    RowIndex,
+    find_duplicate,
+    first_occurrence_of_messages,
+)
 from cleanroom.protocol._wire import (
     ChunkReceiver,
     ProgressFactory,
@@ -524,10 +532,12 @@ class AdvertiserRole:
             # Shuffled, so the platform cannot tell which of its users matched.
             w_sent = np.take(self._w, random_permutation(len(self._w)), axis=0)
         if self._mode is Mode.IDS:
-            self._w_index = w_index
             self._u_prime = ChunkReceiver(
                 "encrypted advertiser set U'", len(self._u_source), self._suite.element_size
             )
+            self._u_prime_in_w = ChunkedLookup()
+            self._u_prime_in_w.set_table(w_index)
+            self._u_prime_checks: list[tuple[int, Future[ValidatedElements]]] = []
             self._state = _State.RECEIVING_U_PRIME
         else:
             self._state = _State.AWAITING_RESULT
@@ -546,30 +556,45 @@ class AdvertiserRole:
 
     def _take_u_prime(self, chunk: pb.EncryptedAdvertiserSetChunk) -> None:
         check_session_id(self._session_id, chunk.session_id)
-        self._u_prime.accept(chunk.offset, chunk.count, chunk.elements)
+        offset, rows = self._u_prime.accept(chunk.offset, chunk.count, chunk.elements)
+        # U' comes once the platform has finished, when nothing else is left to do: each chunk
+        # is checked and looked up in W on a thread of its own as soon as it arrives (X25519's
+        # check runs in the calling thread, in C without the GIL), while this thread takes the
+        # next, so that little is left once U' is complete. Nothing found is used unless all of
+        # U' passes.
+        checks = self._u_prime_checks
+        while checks and checks[0][1].done():
+            self._u_prime_checked(*checks.pop(0))  # a bad chunk ends the session at once
+
+        checks.append(
+            (offset, run_on_thread("check-u-prime", partial(self._check_u_prime, offset, rows)))
+        )
         if not self._u_prime.complete:
             return
+        for start, rows_checked in checks:
+            self._u_prime_checked(start, rows_checked)
+        checks.clear()
         u_prime = self._u_prime.array
-        # U' comes once the platform has finished, when nothing else is left to do: it is checked
-        # whole, on a thread (X25519's check runs in the calling thread, in C without the GIL),
-        # while this one sorts it.
-        checked = run_on_thread(
-            "check-u-prime", lambda: self._engine.validate(self._suite, u_prime)
-        )
-        # One sort of U' tells whether it repeats a row and serves the match, which is made
-        # meanwhile too; neither is used unless U' passes.
-        u_prime_index = RowIndex(u_prime)
-        matched = self._w_index.lookup(u_prime_index)[0]
-        try:
-            checked.result()
-        except InvalidElement as exc:
-            raise shift_element_error(exc, 0, "encrypted advertiser set U'") from exc
-        duplicate = u_prime_index.find_duplicate()
+        duplicate = find_duplicate(u_prime)
         if duplicate is not None:
             first, repeat = duplicate
             raise InvalidElement(f"encrypted advertiser set U': duplicate of row {first}", repeat)
-        self._u_prime_matched = matched
+        self._u_prime_matched = self._u_prime_in_w.result(u_prime)[0]
         self._state = _State.AWAITING_RESULT
+
+    def _check_u_prime(self, offset: int, rows: NDArray[np.uint8]) -> ValidatedElements:
+        """Check the chunk of U' at ``offset`` and look it up in W (on a thread of its own)."""
+        checked = self._engine.validate(self._suite, rows)
+        self._u_prime_in_w.add(offset, rows)
+        return checked
+
+    @staticmethod
+    def _u_prime_checked(offset: int, rows_checked: Future[ValidatedElements]) -> None:
+        """Wait for the check of U's chunk at ``offset``; raise what it found."""
+        try:
+            rows_checked.result()
+        except InvalidElement as exc:
+            raise shift_element_error(exc, offset, "encrypted advertiser set U'") from exc
 
     def _take_result(self, result: pb.MatchResult) -> Iterator[pb.ClientMessage]:
         check_session_id(self._session_id, result.session_id)

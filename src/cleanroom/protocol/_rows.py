@@ -123,6 +123,13 @@ def find_duplicate(rows: NDArray[np.uint8]) -> tuple[int, int] | None:
         ``None`` if all rows are distinct; else the lowest index ``repeat`` whose row equals an
         earlier row, and the index ``first`` of that earlier row.
     """
+    if len(rows) < 2:
+        return None
+    # Rows with distinct keys are distinct; sorting the keys alone is several times cheaper
+    # than the argsort that finds which rows share one.
+    keys = np.sort(_keys(rows))
+    if not np.any(keys[1:] == keys[:-1]):
+        return None
     first = first_occurrence(rows)
     repeats = np.flatnonzero(first != np.arange(len(rows)))
     if repeats.size == 0:
