@@ -7,6 +7,7 @@ error class the gRPC layer maps to a status code, and a message that says what w
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
@@ -461,6 +462,23 @@ def test_a_list_encrypted_while_it_was_read_gives_the_same_session(mode: Mode) -
     if mode is Mode.IDS:
         assert result.matched_record_ids is not None and expected.matched_record_ids is not None
         assert result.matched_record_ids.tolist() == expected.matched_record_ids.tolist()
+
+
+def test_the_role_lets_go_of_the_messages_once_u_is_computed() -> None:
+    # A list of millions of messages is not held for the rest of the session.
+    messages = [email(v) for v in ADVERTISER_VALUES]
+    probe = messages[3]
+    alone = sys.getrefcount(probe)
+    encryption = ListEncryption(X25519, engine=ENGINE)
+    encryption.add(messages)
+    adv = AdvertiserRole(X25519, Mode.IDS, encryption, ADVERTISER_RECORDS, engine=ENGINE)
+    assert sys.getrefcount(probe) > alone
+    adv.encrypt_list()
+    assert sys.getrefcount(probe) == alone
+    assert len(encryption) == len(messages)
+    result, _ = run_locally(adv, open_platform())
+    assert result.matched_record_ids is not None
+    assert result.matched_record_ids.tolist() == [0, 1, 2, 3, 4, 5]
 
 
 def test_a_list_encrypted_on_the_workers_sends_each_identifier_once() -> None:

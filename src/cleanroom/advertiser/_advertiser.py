@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -49,7 +50,8 @@ from cleanroom.advertiser._listfile import (
     write_matched_rows,
 )
 from cleanroom.advertiser._pipeline import ListPipeline
-from cleanroom.advertiser._prepare import check_something_to_send
+from cleanroom.advertiser._prepare import PreparedList, check_something_to_send
+from cleanroom.advertiser._problems import ListProblem
 from cleanroom.advertiser._report import MatchReport
 from cleanroom.crypto import SUITE_IDS, BatchEngine, Suite, get_suite
 from cleanroom.errors import (
@@ -325,6 +327,11 @@ class Advertiser:
             asked.cancel()
             pipeline.abandon()
             raise
+        # What the report says of the list, instead of the list: its per-record lists (millions
+        # of objects, with the blocks the pipeline prepared) are freed now, while the workers
+        # hash, rather than once the match is over, when nothing else is left to do.
+        facts = _ListFacts.of(customers, prepared)
+        del customers, prepared, pipeline, encryption
         warnings = []
         if role.identifiers_withheld:
             warnings.append(
@@ -348,22 +355,22 @@ class Advertiser:
                 assert isinstance(source, Path)  # checked by match
                 with _timed(phases, "write_out"):
                     write_matched_rows(
-                        source, out, result.matched_record_ids, delimiter=customers.delimiter
+                        source, out, result.matched_record_ids, delimiter=facts.delimiter
                     )
         if receipt is not None:
             _write_receipt(receipt, result)
         return MatchReport(
             mode=mode,
             server=str(client.address),
-            input=customers.path,
+            input=facts.path,
             suite_id=chosen.suite_id,
             epoch_id=result.epoch_id,
             platform_set_size=result.platform_set_size,
-            records_read=customers.records_read,
-            without_consent=customers.without_consent,
-            rows_rejected=prepared.rows_rejected,
-            problems=prepared.problems,
-            sent=prepared.records_sent,
+            records_read=facts.records_read,
+            without_consent=facts.without_consent,
+            rows_rejected=facts.rows_rejected,
+            problems=facts.problems,
+            sent=facts.records_sent,
             identifiers_sent=role.identifier_count,
             customers=role.record_count,
             count=result.count,
@@ -379,14 +386,45 @@ class Advertiser:
             receipt_file=receipt,
             matched_row_positions=matched,
             warnings=tuple(warnings),
-            columns=customers.columns,
-            unused_columns=customers.unused_columns,
-            delimiter=customers.delimiter,
+            columns=facts.columns,
+            unused_columns=facts.unused_columns,
+            delimiter=facts.delimiter,
             epsilon_per_release=info.epsilon_per_release,
             epsilon_budget=info.epsilon_budget,
             min_reported_count=info.min_reported_count,
-            identifiers_by_kind=prepared.identifiers_by_kind,
+            identifiers_by_kind=facts.identifiers_by_kind,
             completed_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        )
+
+
+@dataclass(frozen=True)
+class _ListFacts:
+    """What a match's report says of its list, kept for the session instead of the list."""
+
+    path: Path | None
+    records_read: int
+    without_consent: int
+    delimiter: str
+    columns: Mapping[str, str]
+    unused_columns: tuple[str, ...]
+    rows_rejected: int
+    problems: tuple[ListProblem, ...]
+    records_sent: int
+    identifiers_by_kind: dict[str, int]
+
+    @classmethod
+    def of(cls, customers: CustomerList, prepared: PreparedList) -> _ListFacts:
+        return cls(
+            path=customers.path,
+            records_read=customers.records_read,
+            without_consent=customers.without_consent,
+            delimiter=customers.delimiter,
+            columns=customers.columns,
+            unused_columns=customers.unused_columns,
+            rows_rejected=prepared.rows_rejected,
+            problems=prepared.problems,
+            records_sent=prepared.records_sent,
+            identifiers_by_kind=prepared.identifiers_by_kind,
         )
 
 

@@ -161,12 +161,13 @@ class ListEncryption:
             suite, self._key, suite.dst
         )
         self._messages: list[bytes] = []
+        self._added = 0
 
     def __len__(self) -> int:
-        return len(self._messages)
+        return self._added
 
     def __repr__(self) -> str:
-        return f"<ListEncryption {self.suite.suite_id} {len(self._messages)} messages>"
+        return f"<ListEncryption {self.suite.suite_id} {self._added} messages>"
 
     def add(self, messages: Sequence[bytes]) -> None:
         """Add messages (``cleanroom.identifiers.hash_message``); their work starts at once.
@@ -178,6 +179,7 @@ class ListEncryption:
             raise ValueError("this list encryption is taken by a role or abandoned")
         self._job.add(messages)
         self._messages.extend(messages)
+        self._added += len(messages)
 
     def abandon(self) -> None:
         """Stop: the work not started is dropped. Safe to repeat."""
@@ -194,7 +196,8 @@ class ListEncryption:
         job, self._job = self._job, None
         if job is None:
             raise ValueError("this list encryption is taken by a role or abandoned")
-        return self._key, job, self._messages
+        messages, self._messages = self._messages, []  # the role's alone, to drop once hashed
+        return self._key, job, messages
 
 
 class _State(enum.Enum):
@@ -253,7 +256,10 @@ class AdvertiserRole:
             )
         self._suite = suite
         self._mode = mode
-        self._messages = messages
+        # Held until U is computed (encrypt_list): a list of millions of messages is not kept
+        # for the rest of the session.
+        self._messages: Sequence[bytes] = messages
+        self._message_count = len(messages)
         self._record_ids = records
         self._engine = default_engine() if engine is None else engine
         self._progress = progress
@@ -368,6 +374,7 @@ class AdvertiserRole:
             except BaseException as exc:
                 self._encrypt_failure = exc
                 raise
+            self._messages = ()
             self.encrypt_seconds = time.perf_counter() - started
 
     def abandon(self) -> None:
@@ -647,7 +654,7 @@ class AdvertiserRole:
 
     def _matched_records(self) -> tuple[NDArray[np.int64], int]:
         """Return the matched record ids (as given) and the number of matched groups."""
-        matched_message = np.zeros(len(self._messages), dtype=bool)
+        matched_message = np.zeros(self._message_count, dtype=bool)
         matched_message[self._u_source[self._u_prime_matched]] = True
         # A repeated identifier matched wherever its first occurrence did.
         matched_message = matched_message[self._first]
