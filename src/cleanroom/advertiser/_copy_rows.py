@@ -25,7 +25,9 @@ __all__ = ["NotPlain", "copy_plain_rows"]
 
 # (block, wanted, its first row's ordinal, delimiter, triggers) -> (lines, rows, data rows kept),
 # or None for a block that is not plain.
-_CopyRows = Callable[[bytes, NDArray[np.bool_], int, str, bytes], tuple[bytes, int, int] | None]
+_CopyRows = Callable[
+    [bytes | memoryview, NDArray[np.bool_], int, str, bytes], tuple[bytes, int, int] | None
+]
 _c_copy_rows: _CopyRows | None
 try:
     from cleanroom.advertiser import _plain_block
@@ -97,6 +99,7 @@ def copy_plain_rows(path: Path, wanted: NDArray[np.bool_], delimiter: str, out: 
             ordinal += rows
             written += kept
             continue
+        block = bytes(block)
         data = np.frombuffer(block, dtype=np.uint8)
         if not _is_plain(block, data, ord(delimiter), triggers):
             raise NotPlain(str(path))
@@ -131,19 +134,25 @@ def _lines(data: NDArray[np.uint8], lengths: NDArray[np.intp], keep: NDArray[np.
     return data[np.repeat(keep, lengths)].tobytes()
 
 
-def _blocks(path: Path) -> Iterator[bytes]:
-    """The file in blocks of whole lines (the last may end without a newline)."""
+def _blocks(path: Path) -> Iterator[bytes | memoryview]:
+    """The file in blocks of whole lines (the last may end without a newline).
+
+    The lines a read holds whole are handed out as a view of it, not copied; the line that one
+    read cut through is handed out alone, joined.
+    """
     with path.open("rb") as stream:
         carry = stream.read(len(_BOM))
         if carry == _BOM:
             carry = b""
         while chunk := stream.read(_BLOCK_BYTES):
-            block = carry + chunk
-            cut = block.rfind(b"\n") + 1
-            if cut == 0:
-                carry = block
+            first = chunk.find(b"\n") + 1
+            if first == 0:
+                carry += chunk
                 continue
-            carry = block[cut:]
-            yield block[:cut]
+            yield carry + chunk[:first]
+            last = chunk.rfind(b"\n") + 1
+            if last > first:
+                yield memoryview(chunk)[first:last]
+            carry = chunk[last:]
         if carry:
             yield carry

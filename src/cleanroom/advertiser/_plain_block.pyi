@@ -23,7 +23,7 @@ def take_plain(
     /,
 ) -> tuple[int, list[int], list[int], tuple[list[str], ...], int, int]: ...
 def copy_rows(
-    block: bytes,
+    block: bytes | memoryview,
     wanted: NDArray[np.bool_],
     ordinal: int,
     delimiter: str,
