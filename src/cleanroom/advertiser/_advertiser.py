@@ -331,7 +331,7 @@ class Advertiser:
         # of objects, with the blocks the pipeline prepared) are freed now, while the workers
         # hash, rather than once the match is over, when nothing else is left to do.
         facts = _ListFacts.of(customers, prepared)
-        del customers, prepared, pipeline, encryption
+        del customers, prepared, pipeline
         warnings = []
         if role.identifiers_withheld:
             warnings.append(

@@ -259,7 +259,6 @@ class AdvertiserRole:
         # Held until U is computed (encrypt_list): a list of millions of messages is not kept
         # for the rest of the session.
         self._messages: Sequence[bytes] = messages
-        self._message_count = len(messages)
         self._record_ids = records
         self._engine = default_engine() if engine is None else engine
         self._progress = progress
@@ -654,7 +653,7 @@ class AdvertiserRole:
 
     def _matched_records(self) -> tuple[NDArray[np.int64], int]:
         """Return the matched record ids (as given) and the number of matched groups."""
-        matched_message = np.zeros(self._message_count, dtype=bool)
+        matched_message = np.zeros(len(self._record_ids), dtype=bool)  # one per message
         matched_message[self._u_source[self._u_prime_matched]] = True
         # A repeated identifier matched wherever its first occurrence did.
         matched_message = matched_message[self._first]
