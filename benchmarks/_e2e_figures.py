@@ -30,6 +30,11 @@ backend; ``cores`` = the cores this run may use):
   ``vs_crypto_alone`` = the median over its warm matches of each one's wall / the crypto alone
   just before it; a CLI session's = its warm wall / the crypto alone figure.
 * *Elements per core-second* = (n + N) / (wall × cores).
+* *Where a session's core-seconds go* (the median ids session of each backend): wall × cores,
+  shared out as the CPU of the advertiser's CLI process (its own threads), of its batch engine's
+  processes (fork server and workers, sampled 5 times a second, so a floor), of the server's
+  main process and of its workers during the session; *not counted* is the rest (cores idle,
+  other processes of the machine). Next to them, the ideal crypto of that session.
 * *Bytes each way* = the gRPC messages of the library's calls (protobuf plus the 5-byte gRPC
   prefix), counted by a client interceptor; HTTP/2 and TLS framing not counted. OpenMined: its
   serialized request (up), setup and response (down).
@@ -115,6 +120,24 @@ def backend_figures(
         "elements_per_core_s_warm": elements / (warm * cores),
         "elements_per_core_s_cold": elements / (cold * cores),
         "sessions": sessions,
+    }
+
+
+def session_core_s(session: dict[str, Any], ideal: float, cores: int) -> dict[str, float]:
+    """Where one CLI session's core-seconds went, by process, against its ideal crypto."""
+    pool = session.get("pool_cpu_s", 0.0)
+    shares = {
+        "advertiser_main": session["cpu_s"] - pool,
+        "advertiser_workers": pool,
+        "server_main": session["server_main_cpu_s"],
+        "server_workers": session["server_tree_cpu_s"] - session["server_main_cpu_s"],
+    }
+    available = session["wall_s"] * cores
+    return {
+        "wall_x_cores": available,
+        "ideal_crypto": ideal,
+        **shares,
+        "not_counted": available - sum(shares.values()),
     }
 
 
@@ -278,6 +301,7 @@ def config_figures(m: Measurements, cores: int) -> dict[str, Any]:
         busy = ideal_core_s(config, around[CEILING_BACKEND], "_all_cores")
         figures["efficiency_all_cores_costs"] = busy["session"] / (figures["warm_s"] * cores)
         figures["ideal_core_s"] = ceiling
+        figures["core_s"] = session_core_s(m.cli[backend]["ids"], ceiling["session"], cores)
         figures["session_costs_us"] = around
         figures["crypto_alone_s"] = m.crypto[backend]["total_s"]
         figures["vs_crypto_alone"] = figures["warm_s"] / m.crypto[backend]["total_s"]

@@ -77,6 +77,20 @@ def headline(results: list[Result]) -> list[str]:
     return _table(header, rows, left=3)
 
 
+def core_seconds(results: list[Result]) -> list[str]:
+    """Where each backend's median ids session spent its wall × cores."""
+    header = ["n", "N", "backend", "wall × cores", "ideal crypto", "advertiser CLI"]
+    header += ["its workers", "server main", "server workers", "not counted"]
+    keys = ("wall_x_cores", "ideal_crypto", "advertiser_main", "advertiser_workers")
+    keys += ("server_main", "server_workers", "not_counted")
+    rows = [
+        [*_size(r), backend, *(f"{f['core_s'][key]:.2f}" for key in keys)]
+        for r in results
+        for backend, f in r["backends"].items()
+    ]
+    return _table(header, rows, left=3)
+
+
 def library(results: list[Result]) -> list[str]:
     """The long-lived Advertiser against its crypto alone."""
     header = ["n", "N", "**library warm s**", "runs s", "µs / element", "first ids s"]
@@ -198,6 +212,7 @@ def render(final: dict[str, Any], plot_path: str | None) -> str:
 
 _TABLES = (
     ("cleanroom's CLI sessions per backend against OpenMined", headline),
+    ("Where the median ids session's core-seconds go (core-seconds)", core_seconds),
     ("The long-lived Advertiser (ifma)", library),
     ("Per-operation costs on one core (µs)", unit_costs),
     ("Bytes each way (MB)", wire_bytes),

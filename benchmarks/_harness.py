@@ -54,12 +54,16 @@ class Measured:
         max_rss_mb: peak RSS of the process itself (VmHWM, sampled 5 times a second).
         pool_max_rss_mb: the largest peak RSS among its descendants (a batch engine's
             forkserver and workers); 0 if there were none.
+        pool_cpu_s: user + system CPU seconds of those descendants, as last sampled (5 times a
+            second): what one spends in its last fifth of a second is missed, so it is a floor.
+            ``cpu_s - pool_cpu_s`` is then (at most) what the process itself spent.
     """
 
     wall_s: float
     cpu_s: float
     max_rss_mb: float
     pool_max_rss_mb: float = 0.0
+    pool_cpu_s: float = 0.0
 
 
 def become_subreaper() -> None:
@@ -179,22 +183,28 @@ def run_measured(
     # Not ru_maxrss: it survives exec, so a child forked from this (large) benchmark process
     # would report this process's size. VmHWM starts afresh at exec.
     measured = Measured(
-        wall, children_cpu_s() - cpu_before, peaks.main_kb / 1024, peaks.descendants_kb / 1024
+        wall,
+        children_cpu_s() - cpu_before,
+        peaks.main_kb / 1024,
+        peaks.descendants_kb / 1024,
+        sum(peaks.descendants_cpu_s.values()),
     )
     return measured, stdout
 
 
 class _PeakSampler:
-    """Reads VmHWM (peak RSS since exec) of a process and of its descendants, 5 times a second.
+    """Reads VmHWM (peak RSS since exec) of a process and of its descendants, and the
+    descendants' CPU time, 5 times a second.
 
-    The high-water mark only grows, so the last reading before a process exits is its peak
-    minus at most the growth of its last 0.2 s.
+    The high-water mark and the CPU time only grow, so the last reading before a process exits
+    is its figure minus at most what its last 0.2 s added.
     """
 
     def __init__(self, pid: int) -> None:
         self._pid = pid
         self.main_kb = 0
         self.descendants_kb = 0
+        self.descendants_cpu_s: dict[int, float] = {}
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -204,6 +214,8 @@ class _PeakSampler:
             self.main_kb = max(self.main_kb, status_kb(self._pid, "VmHWM"))
             for child in descendants(self._pid):
                 self.descendants_kb = max(self.descendants_kb, status_kb(child, "VmHWM"))
+                cpu = process_cpu_s(child)
+                self.descendants_cpu_s[child] = max(self.descendants_cpu_s.get(child, 0.0), cpu)
             self._done.wait(0.2)
 
     def stop(self) -> None:
