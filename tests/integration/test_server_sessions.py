@@ -280,21 +280,71 @@ def test_ids_mode_with_a_grant_returns_the_matched_records(world: World) -> None
     assert ledger(world, "acme")[-1].state == "completed"
 
 
-def test_a_finished_session_is_freed_when_its_call_ends(world: World) -> None:
+# An advertiser the other tests leave alone: these sessions do not use up another's stream rate.
+_FREED = "countonly"
+
+
+def _completed(world: World) -> None:
+    with world.channel(_FREED) as channel:
+        run_session(channel, advertiser_role(world.customers, Mode.COUNT))
+
+
+def _refused_after(world: World, bad: Callable[[pb.OpenSession, bytes], pb.ClientMessage]) -> None:
+    opening = advertiser_role(world.customers[:200], Mode.COUNT).open_session()
+    with world.channel(_FREED) as channel:
+        stream = MatchStream(channel, TIMEOUT)
+        stream.send(opening)
+        opened = next(stream.call).session_opened
+        stream.send(bad(opening.open_session, opened.session_id))
+        with pytest.raises(grpc.RpcError):
+            for _ in stream.call:
+                pass
+        stream.end()
+
+
+def _bad_elements(opening: pb.OpenSession, session_id: bytes) -> pb.ClientMessage:
+    count = opening.identifier_count
+    tags = np.arange(count, dtype="<u4") % opening.record_count
+    chunk = pb.AdvertiserSetChunk(
+        session_id=session_id,
+        offset=0,
+        count=count,
+        elements=b"\xff" * (32 * count),
+        record_tags=tags.tobytes(),
+    )
+    return pb.ClientMessage(advertiser_set=chunk)
+
+
+def _w_before_u(_opening: pb.OpenSession, session_id: bytes) -> pb.ClientMessage:
+    early = pb.EncryptedPlatformSetChunk(session_id=session_id, offset=0, count=0, elements=b"")
+    return pb.ClientMessage(encrypted_platform_set=early)
+
+
+@pytest.mark.parametrize(
+    "session",
+    [
+        pytest.param(_completed, id="completed"),
+        pytest.param(lambda world: _refused_after(world, _bad_elements), id="bad-elements"),
+        pytest.param(lambda world: _refused_after(world, _w_before_u), id="out-of-order"),
+    ],
+)
+def test_a_session_is_freed_when_its_call_ends(
+    world: World, session: Callable[[World], None]
+) -> None:
     # A session holds its sets (U', W and their indexes: hundreds of MB at 10^6). Held in a
-    # reference cycle, they would wait for a full garbage collection, which a server that
+    # reference cycle (a timer and its callback, a failure whose traceback holds the frames
+    # that keep it), they would wait for a full garbage collection, which a server that
     # allocates little seldom runs: its memory grew by a session's sets per session. With the
     # collector off, a role still listed once the call has ended is one only it would free.
     gc.collect()
     gc.disable()
     try:
-        with world.channel("beta") as channel:
-            run_session(channel, advertiser_role(world.customers, Mode.COUNT))
+        session(world)
 
         def roles_left() -> int:
             return sum(isinstance(o, PlatformRole) for o in gc.get_objects())
 
-        wait_until(lambda: roles_left() == 0, "the finished session to be freed", timeout=10)
+        wait_until(lambda: roles_left() == 0, "the session to be freed", timeout=10)
     finally:
         gc.enable()
 

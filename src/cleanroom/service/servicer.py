@@ -181,6 +181,7 @@ class MatcherServicer(pb_grpc.MatcherServicer):  # type: ignore[misc, unused-ign
         """One matching session over a bidirectional stream."""
         requests = _parsed(request_iterator)
         session: MatchSession | None = None
+        incoming: _Incoming | None = None
         watch = _SessionWatch(context, self._session_timeout)
         reason = "the stream ended before the session completed"
         try:
@@ -204,6 +205,8 @@ class MatcherServicer(pb_grpc.MatcherServicer):  # type: ignore[misc, unused-ign
         finally:
             # Also reached when gRPC drops this generator because the client went away.
             watch.stop()
+            if incoming is not None:
+                incoming.close()
             if session is not None:
                 session.close(reason)
 
@@ -248,6 +251,7 @@ class _Incoming:
             queue.SimpleQueue()
         )
         self._failure: BaseException | None = None
+        self._closed = False
         threading.Thread(target=self._run, name="match-requests", daemon=True).start()
 
     def _run(self) -> None:
@@ -259,8 +263,24 @@ class _Incoming:
         except BaseException as exc:  # raised on the stream's own thread, by check or replies
             self._failure = exc
             self._queue.put(exc)
+            if self._closed:  # the stream has ended: nothing will raise it
+                self.close()
         else:
             self._queue.put(None)
+
+    def close(self) -> None:
+        """Drop a failure kept for the stream, once the stream has ended.
+
+        Its traceback holds this thread's frames, which hold this object and so the session:
+        kept here, the session (and its sets) would wait for a full garbage collection.
+        """
+        self._closed = True
+        self._failure = None
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
 
     def check(self) -> None:
         """Raise what handling the advertiser's messages has raised so far, if anything."""
@@ -271,7 +291,10 @@ class _Incoming:
         """The replies in order, until the advertiser's stream ends or the session finishes."""
         while (replies := self._queue.get()) is not None:
             if isinstance(replies, BaseException):
-                raise replies
+                try:
+                    raise replies
+                finally:
+                    replies = None  # the traceback keeps this frame, which must not keep it
             yield from replies
 
 
