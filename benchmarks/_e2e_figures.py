@@ -125,7 +125,7 @@ def backend_figures(
 
 def session_core_s(session: dict[str, Any], ideal: float, cores: int) -> dict[str, float]:
     """Where one CLI session's core-seconds went, by process, against its ideal crypto."""
-    pool = session.get("pool_cpu_s", 0.0)
+    pool = session["pool_cpu_s"]
     shares = {
         "advertiser_main": session["cpu_s"] - pool,
         "advertiser_workers": pool,

@@ -28,30 +28,31 @@ import argparse
 import json
 import statistics
 import time
-from typing import Any
 
 from _harness import process_cpu_s
 from _report import RESULTS_DIR, command_line, heading, machine, write_section
 
-from cleanroom.crypto import BatchEngine, ValidatedElements, backend_info, get_suite
+from cleanroom.crypto import (
+    BatchEngine,
+    SecretKey,
+    ValidatedElements,
+    backend_info,
+    get_suite,
+)
 
 SUITE = "x25519-sha512-ell2-ro"
 # The crypto alone is timed on this many rows (scaled to the job): a few hundred milliseconds.
 ALONE_ROWS = 50_000
 
 
-def _cpu_here() -> float:
-    return time.process_time()
-
-
-def _one_job(engine: BatchEngine, key: Any, elements: ValidatedElements) -> dict[str, float]:
+def _one_job(engine: BatchEngine, key: SecretKey, elements: ValidatedElements) -> dict[str, float]:
     suite = elements.suite
     pids = engine.worker_pids
     workers_before = sum(process_cpu_s(pid) for pid in pids)
-    cpu_before, started = _cpu_here(), time.perf_counter()
+    cpu_before, started = time.process_time(), time.perf_counter()
     engine.encrypt(suite, key, elements)
     wall = time.perf_counter() - started
-    caller = _cpu_here() - cpu_before
+    caller = time.process_time() - cpu_before
     workers = sum(process_cpu_s(pid) for pid in pids) - workers_before
     return {"wall_s": wall, "caller_cpu_s": caller, "workers_cpu_s": workers}
 
@@ -83,9 +84,9 @@ def main() -> None:
             engine.start()
             engine.encrypt(suite, key, sample_validated)
         for _ in range(args.rounds):
-            cpu_before = _cpu_here()
+            cpu_before = time.process_time()
             alone.encrypt(suite, key, sample_validated)
-            alone_us.append((_cpu_here() - cpu_before) / len(sample) * 1e6)
+            alone_us.append((time.process_time() - cpu_before) / len(sample) * 1e6)
             for size, engine in engines.items():
                 runs[size].append(_one_job(engine, key, elements))
     finally:
