@@ -422,6 +422,14 @@ PUBLIC_API: dict[str, set[str]] = {
         "add_matcher_to_server",
         "parse_or_mark",
     },
+    "cleanroom.service.session_memory": {
+        "BYTES_PER_ADVERTISER_ELEMENT",
+        "BYTES_PER_PLATFORM_ELEMENT",
+        "MemoryReservation",
+        "SessionMemory",
+        "default_session_memory",
+        "session_bytes",
+    },
     "cleanroom.service.standard_services": {
         "HEALTH_SERVICE_NAME",
         "HealthServicer",

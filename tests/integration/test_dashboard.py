@@ -45,6 +45,7 @@ from cleanroom.policy import Mode, load_policy
 from cleanroom.protocol import AdvertiserRole
 from cleanroom.service.dashboard import DashboardOptions
 from cleanroom.service.server import PlatformServer, ServerOptions
+from cleanroom.service.session_memory import default_session_memory
 from cleanroom.store.database import open_database
 from cleanroom.store.history import EligibilitySample, eligibility_samples
 
@@ -254,6 +255,8 @@ def test_metrics_count_the_sessions_budgets_and_identifiers(platform: Platform) 
     )
     assert refused >= 1
     assert value("cleanroom_sessions_active") == 0
+    assert value("cleanroom_session_memory_reserved_bytes") == 0  # no session runs now
+    assert value("cleanroom_session_memory_budget_bytes") == default_session_memory()
 
 
 def test_metrics_survive_a_restart_and_serve_a_second_process(platform: Platform) -> None:

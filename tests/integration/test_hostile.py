@@ -41,6 +41,7 @@ from _platform_processes import (
     cli_json,
     run_match,
     setup_platform,
+    start_match,
     wait_until,
     write_customer_list,
 )
@@ -63,8 +64,10 @@ from cleanroom.protocol import (
 )
 from cleanroom.service.admission import AdmissionLimits
 from cleanroom.service.server import PlatformServer, ServerOptions
+from cleanroom.service.session_memory import session_bytes
 from cleanroom.store import audit, sessions
 from cleanroom.store.database import open_database
+from cleanroom.store.epochs import require_current_epoch
 
 SUITE_ID = "x25519-sha512-ell2-ro"
 PEOPLE = 300
@@ -367,6 +370,57 @@ def test_more_identifiers_than_records_may_carry_are_refused_at_the_opening(
     assert "300000 identifiers for 10 records: at most 3 per record" in details
     last = _ledger(platform.db, "trudy")[-1]
     assert last.state == "refused" and last.identifier_count == 300_000
+
+
+def test_sessions_that_would_not_fit_in_the_servers_memory_are_refused_until_one_ends(
+    platform: Platform,
+) -> None:
+    # mallory announces a large set and holds her session without sending it: the memory it
+    # will need is reserved at the opening, so alice's match does not fit beside it.
+    with open_database(platform.db) as db:
+        n = require_current_epoch(db).size
+    held = session_bytes(15_000, n)
+    engine = BatchEngine(workers=1)
+    options = ServerOptions(
+        db_path=platform.db,
+        listen="localhost:0",
+        policy=load_policy(platform.policy),
+        tls_dir=platform.root / "tls",
+        engine=engine,
+        session_memory=held + session_bytes(1, n) - 1,  # room for hers and nothing more
+    )
+    with PlatformServer(options) as server, engine:
+        address = f"localhost:{server.port}"
+        memory = server.sessions.memory
+        with platform.channel("mallory", address) as channel:
+            hers = MatchStream(channel, TIMEOUT)
+            hers.send(_opening(5_000, 15_000))
+            wait_until(lambda: memory.reserved == held, "mallory's session is open")
+
+            refused = start_match(address, platform.root / HONEST, customers(platform), "count")
+            out, err = refused.communicate(timeout=TIMEOUT)
+            assert refused.returncode == 1, (out, err)
+            assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+            assert err.startswith("error: the platform refused: the sessions in progress hold")
+            assert "43.8 KiB for 200 identifiers" in err and "try again when one has ended" in err
+            last = _ledger(platform.db, HONEST)[-1]
+            assert last.state == "refused"
+            assert (last.reason or "").startswith("LimitExceeded: the sessions in progress hold")
+
+            # A set larger than the whole budget is refused whatever else runs.
+            with platform.channel("trudy", address) as trudy:
+                whole = MatchStream(trudy, TIMEOUT)
+                whole.send(_opening(10_000, 30_000))
+                code, details, name = _status(whole.call)
+                whole.end()
+            assert (code, name) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "LimitExceeded")
+            assert "more than the platform's whole session memory" in details
+
+            hers.call.cancel()  # her session ends: its memory is given back
+            wait_until(lambda: memory.reserved == 0, "mallory's memory is given back")
+        report = run_match(address, platform.root / HONEST, customers(platform), "count")
+        assert report["count"] == 150
+        assert memory.reserved == 0
 
 
 def test_a_u_of_one_point_repeated_is_refused_before_any_of_it_is_multiplied(

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from cleanroom.cli._args import non_negative_float, positive_float, positive_int
+from cleanroom.cli._args import byte_size, non_negative_float, positive_float, positive_int
 
 
 def test_positive_int() -> None:
@@ -25,3 +25,22 @@ def test_floats_refuse_nan_and_out_of_range() -> None:
     for bad in ("-0.1", "nan", "abc"):
         with pytest.raises(argparse.ArgumentTypeError):
             non_negative_float(bad)
+
+
+def test_byte_size_takes_bytes_or_binary_units() -> None:
+    assert byte_size("1048576") == 1 << 20
+    assert byte_size("8G") == byte_size("8GiB") == byte_size("8 GB") == byte_size("8g") == 8 << 30
+    assert byte_size("512M") == 512 << 20
+    assert byte_size("1.5T") == 3 << 39
+    for bad, reason in (
+        ("", "not a size"),
+        ("G", "not a size"),
+        ("8X", "not a size"),
+        ("-1G", "not a positive size"),
+        ("0", "not a positive size"),
+        ("0.1", "not a positive size"),
+        ("nan", "not a positive size"),
+        ("inf", "not a positive size"),
+    ):
+        with pytest.raises(argparse.ArgumentTypeError, match=reason):
+            byte_size(bad)

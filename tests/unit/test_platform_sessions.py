@@ -23,6 +23,7 @@ from cleanroom.policy import Mode, parse_policy
 from cleanroom.protocol import AdvertiserRole
 from cleanroom.service.epoch_summary import EpochSummaryCache
 from cleanroom.service.platform_sessions import MatchSession, PlatformSessions
+from cleanroom.service.session_memory import session_bytes
 from cleanroom.store import audit, consent, epochs, sessions, users
 from cleanroom.store.database import Database, init_database, open_database, transaction
 from cleanroom.store.importer import import_platform_csv
@@ -388,3 +389,48 @@ def test_connections_used_at_once_are_distinct_and_closed_by_close(
     for db in (one, two):
         with pytest.raises(sqlite3.ProgrammingError, match="closed"):
             db.conn.execute("SELECT 1")
+
+
+def test_a_session_that_would_not_fit_in_the_session_memory_is_refused_and_recorded(
+    db_path: Path, engine: BatchEngine
+) -> None:
+    # Room for one session of 30 identifiers against the platform's set, not for two.
+    budget = session_bytes(30, USERS) * 3 // 2
+    platform = PlatformSessions(db_path, parse_policy(POLICY), engine=engine, session_memory=budget)
+    first = platform.open("acme", _role(range(30), Mode.COUNT, engine).open_session())
+    assert platform.memory.reserved == session_bytes(30, USERS)
+    with pytest.raises(LimitExceeded, match="try again when one has ended"):
+        platform.open("other", _role(range(30), Mode.COUNT, engine).open_session())
+    assert platform.memory.reserved == session_bytes(30, USERS)  # the refusal took nothing
+    first.close()
+    assert platform.memory.reserved == 0
+    role = _role(range(30), Mode.COUNT, engine)
+    second = platform.open("other", role.open_session())  # room again
+    _drive(second, role)
+    second.close()
+    assert platform.memory.reserved == 0
+    first_row, refused, completed = _ledger(db_path)
+    assert (first_row.state, refused.state, completed.state) == ("aborted", "refused", "completed")
+    assert (refused.reason or "").startswith("LimitExceeded: the sessions in progress hold")
+
+
+def test_a_session_refused_after_its_memory_was_reserved_gives_it_back(
+    platform: PlatformSessions, engine: BatchEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = platform.open("acme", _role(range(30), Mode.COUNT, engine).open_session())
+    held = platform.memory.reserved
+    with pytest.raises(PolicyRefused):  # refused by the policy: nothing reserved
+        platform.open("acme", _role(range(30), Mode.COUNT, engine).open_session())
+    assert platform.memory.reserved == held
+
+    def fail(*_args: object, **_kwargs: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    # The ledger row cannot be written: the reservation made just before is given back.
+    monkeypatch.setattr(sessions, "start_session", fail)
+    with pytest.raises(sqlite3.OperationalError):
+        platform.open("other", _role(range(30), Mode.COUNT, engine).open_session())
+    monkeypatch.undo()
+    assert platform.memory.reserved == held
+    first.close()
+    assert platform.memory.reserved == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +44,27 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not positive")
     return value
+
+
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def byte_size(text: str) -> int:
+    """An argparse type: a positive number of bytes, whole or with a binary unit: ``8G``,
+    ``512MiB``, ``1.5GB`` (K, M, G, T are powers of 1024, with or without ``B``/``iB``)."""
+    spelled = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = spelled[-1:] if spelled[-1:] in _SIZE_UNITS else ""
+    number = spelled[: len(spelled) - len(unit)].strip()
+    try:
+        value = float(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size (bytes, or a number with K, M, G or T: e.g. 8G)"
+        ) from None
+    size = int(value * _SIZE_UNITS[unit]) if math.isfinite(value) else 0
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive size")
+    return size
 
 
 def _number(text: str) -> float:

@@ -7,7 +7,7 @@ Commands::
                              [--max-sessions N] [--max-streams-per-advertiser N]
                              [--first-message-timeout S] [--streams-per-minute N]
                              [--policy-calls-per-minute N]
-                             [--session-timeout S] [--grace S]
+                             [--session-memory SIZE] [--session-timeout S] [--grace S]
                              [--log-level LEVEL] [--log-format text|json]
                              [--http HOST:PORT [--http-token FILE] [--http-client-ca FILE]]
                              [--sweep-interval S]
@@ -46,6 +46,7 @@ from cleanroom._output import printable
 from cleanroom._signing import AUDIT_PUBLIC_KEY_FILE
 from cleanroom.cli._args import (
     batch_engine,
+    byte_size,
     db_command,
     non_negative_float,
     positive_float,
@@ -134,6 +135,14 @@ def register_service_commands(commands: Any) -> None:
         default=AdmissionLimits.policy_calls_per_minute,
         metavar="N",
         help="GetPolicy calls one advertiser may make per minute (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--session-memory",
+        type=byte_size,
+        metavar="SIZE",
+        help="memory the sessions' sets may take at once, all sessions together (e.g. 8G); "
+        "a session that would not fit beside those in progress is refused RESOURCE_EXHAUSTED "
+        "(default: half of this machine's memory)",
     )
     serve.add_argument(
         "--session-timeout",
@@ -254,6 +263,7 @@ def run_serve(args: argparse.Namespace) -> int:
             insecure_advertiser=insecure_advertiser,
             max_sessions=args.max_sessions,
             session_timeout=args.session_timeout,
+            session_memory=args.session_memory,
             engine=engine,
             limits=AdmissionLimits(
                 max_streams_per_advertiser=args.max_streams_per_advertiser,

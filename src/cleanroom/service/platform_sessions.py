@@ -12,10 +12,11 @@ The gRPC servicer only carries messages; everything a session means to the platf
     session.close()                                  # aborts unless it completed
 
 Order of work (DESIGN §3, §7): the opening is read and the policy and ledger are checked in ONE
-write transaction that also reserves the advertiser's single open-session slot; only then is the
-epoch's set loaded. A count is charged in the same transaction that stores the audience and the
-audit entry, before any reply carrying it is sent. Every session ends as exactly one audit entry:
-``match.completed``, ``match.refused`` or ``match.aborted``.
+write transaction that also reserves the advertiser's single open-session slot, and the session
+reserves room for its sets in the server's memory (:mod:`cleanroom.service.session_memory`, given
+back by ``close``); only then is the epoch's set loaded. A count is charged in the same transaction
+that stores the audience and the audit entry, before any reply carrying it is sent. Every session
+ends as exactly one audit entry: ``match.completed``, ``match.refused`` or ``match.aborted``.
 
 Each operation borrows a database connection of its own from a small pool, and gives it back
 when it is done: a session is driven by a gRPC thread but may be aborted from a timer or the
@@ -51,6 +52,11 @@ from cleanroom.protocol import (
     read_open_session,
 )
 from cleanroom.service.epoch_summary import EpochSummaryCache
+from cleanroom.service.session_memory import (
+    MemoryReservation,
+    SessionMemory,
+    default_session_memory,
+)
 from cleanroom.service.unopened import UnopenedStreams
 from cleanroom.store import audit, sessions
 from cleanroom.store.audiences import store_audience
@@ -86,6 +92,8 @@ class PlatformSessions:
         clock: the current Unix time; for tests of "today".
         unopened_record_interval: seconds between two ledger rows for one advertiser's streams
             that never opened a session (see :class:`UnopenedStreams`).
+        session_memory: bytes the sessions' sets may take at once (``None``: half of the
+            machine's memory); see :mod:`cleanroom.service.session_memory`.
     """
 
     def __init__(
@@ -96,6 +104,7 @@ class PlatformSessions:
         engine: BatchEngine | None = None,
         clock: Clock = unix_now,
         unopened_record_interval: float = 60.0,
+        session_memory: int | None = None,
     ) -> None:
         self._db_path = Path(db_path)
         self._policy = policy
@@ -112,6 +121,10 @@ class PlatformSessions:
         """What GetPolicy announces of the current epoch, cached while it is fresh."""
         self.unopened = UnopenedStreams(self.connect, unopened_record_interval, now=clock)
         """Streams that ended before opening a session, recorded in bulk."""
+        self.memory = SessionMemory(
+            default_session_memory() if session_memory is None else session_memory
+        )
+        """What the sessions in progress have reserved for their sets, of the budget."""
 
     @contextmanager
     def connect(self) -> Iterator[Database]:
@@ -248,56 +261,68 @@ class PlatformSessions:
         Raises:
             CleanroomError: the session is refused (recorded as ``refused``, audited, nothing
                 charged): a malformed opening, another version or suite, a policy refusal, the
-                daily limit, the budget, or the platform having no epoch; or it failed while
-                loading the epoch (recorded as ``aborted``).
+                daily limit, the budget, no room in the session memory, or the platform having
+                no epoch; or it failed while loading the epoch (recorded as ``aborted``).
         """
         now = self._clock()
-        with self.connect() as db:
-            try:
-                request = read_open_session(first)
-            except CleanroomError as exc:
-                self._refuse(db, advertiser, exc, None, None, now)
-                raise
-            try:
-                epoch = require_current_epoch(db)
-            except CleanroomError as exc:
-                self._refuse(db, advertiser, exc, request, None, now)
-                raise
-            refusal: CleanroomError | None = None
-            with transaction(db.conn):
+        reservation: MemoryReservation | None = None
+        try:
+            with self.connect() as db:
                 try:
-                    decision = self._check(db, advertiser, request, epoch, now)
-                    ledger_id = sessions.start_session(
-                        db,
-                        advertiser=advertiser,
-                        mode=request.mode.value,
-                        suite_id=request.suite_id,
-                        epoch_id=epoch.epoch_id,
-                        record_count=request.record_count,
-                        identifier_count=request.identifier_count,
-                        now=now,
-                    )
+                    request = read_open_session(first)
                 except CleanroomError as exc:
-                    # Recorded in the same transaction as the check that refused it.
-                    refusal = exc
-                    _record_refusal(db, advertiser, exc, request, epoch, now)
-            if refusal is not None:
-                logger.info("session of %s refused: %s", advertiser, refusal)
-                raise refusal
-            try:
-                role, matchable = self._build_role(db, request, decision, epoch)
+                    self._refuse(db, advertiser, exc, None, None, now)
+                    raise
+                try:
+                    epoch = require_current_epoch(db)
+                except CleanroomError as exc:
+                    self._refuse(db, advertiser, exc, request, None, now)
+                    raise
+                refusal: CleanroomError | None = None
                 with transaction(db.conn):
-                    sessions.attach_session_id(db, ledger_id, role.session_id.hex())
-            except BaseException as exc:
-                with transaction(db.conn):
-                    record = sessions.find_session(db, ledger_id)
-                    if record is not None:
-                        _abort_in_transaction(db, record, _reason(exc), self._clock())
-                raise
+                    try:
+                        decision = self._check(db, advertiser, request, epoch, now)
+                        # The last check, and the one that takes something: room for the
+                        # session's sets beside those of the sessions in progress.
+                        reservation = self.memory.reserve(request.identifier_count, epoch.size)
+                        ledger_id = sessions.start_session(
+                            db,
+                            advertiser=advertiser,
+                            mode=request.mode.value,
+                            suite_id=request.suite_id,
+                            epoch_id=epoch.epoch_id,
+                            record_count=request.record_count,
+                            identifier_count=request.identifier_count,
+                            now=now,
+                        )
+                    except CleanroomError as exc:
+                        # Recorded in the same transaction as the check that refused it.
+                        refusal = exc
+                        _record_refusal(db, advertiser, exc, request, epoch, now)
+                if refusal is not None:
+                    logger.info("session of %s refused: %s", advertiser, refusal)
+                    raise refusal
+                try:
+                    role, matchable = self._build_role(db, request, decision, epoch)
+                    with transaction(db.conn):
+                        sessions.attach_session_id(db, ledger_id, role.session_id.hex())
+                except BaseException as exc:
+                    with transaction(db.conn):
+                        record = sessions.find_session(db, ledger_id)
+                        if record is not None:
+                            _abort_in_transaction(db, record, _reason(exc), self._clock())
+                    raise
+        except BaseException:
+            if reservation is not None:
+                reservation.release()
+            raise
         # Audience mode keeps the epoch's index -> (user, identifier) map, to store who matched
         # through which identifier.
         audience_index = matchable if request.mode is Mode.AUDIENCE else None
-        session = MatchSession(self, advertiser, ledger_id, role, audience_index=audience_index)
+        assert reservation is not None  # taken by the checks that let the session open
+        session = MatchSession(
+            self, advertiser, ledger_id, role, reservation, audience_index=audience_index
+        )
         self._register(session)
         logger.info(
             "session %s of %s opened: mode %s, %d records, %d identifiers",
@@ -470,6 +495,7 @@ class MatchSession:
         advertiser: str,
         ledger_id: int,
         role: PlatformRole,
+        memory: MemoryReservation,
         *,
         audience_index: MatchableEpoch | None = None,
     ) -> None:
@@ -477,6 +503,7 @@ class MatchSession:
         self.advertiser = advertiser
         self.ledger_id = ledger_id
         self._role = role
+        self._memory = memory
         self.audience_index = audience_index
         """Audience mode: the epoch's map from rows of V to (user, identifier) pairs."""
         self._lock = threading.Lock()
@@ -552,6 +579,7 @@ class MatchSession:
         try:
             self.abort(reason)
         finally:
+            self._memory.release()
             self._owner._unregister(self)
 
 

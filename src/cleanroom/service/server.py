@@ -108,6 +108,9 @@ class ServerOptions:
         sweep_interval: seconds between sweeps of stored audiences (``None``: no sweep).
         limits: what each advertiser is held to (streams at once, the opening's deadline,
             GetPolicy's rate); its ``max_streams`` is replaced by ``max_sessions``.
+        session_memory: bytes the sessions' sets may take at once, all sessions together; a
+            session that would not fit is refused ``RESOURCE_EXHAUSTED`` (``None``: half of
+            the machine's memory).
     """
 
     db_path: Path
@@ -121,6 +124,7 @@ class ServerOptions:
     dashboard: DashboardOptions | None = None
     sweep_interval: float | None = DEFAULT_SWEEP_INTERVAL
     limits: AdmissionLimits = field(default_factory=AdmissionLimits)
+    session_memory: int | None = None
 
 
 def parse_listen_address(listen: str) -> tuple[str, int]:
@@ -146,7 +150,7 @@ class PlatformServer:
 
     Raises:
         InvalidInput: a bad listen address, plaintext on a non-loopback address, an invalid
-            insecure advertiser name, or a session limit below 1.
+            insecure advertiser name, or a session limit or session memory below 1.
         TlsConfigError: the TLS folder cannot be used (the message names the file).
         ListenFailed: the address cannot be bound.
     """
@@ -155,6 +159,8 @@ class PlatformServer:
         host, _port = parse_listen_address(options.listen)
         if options.max_sessions < 1:
             raise InvalidInput("the number of concurrent sessions must be at least 1")
+        if options.session_memory is not None and options.session_memory < 1:
+            raise InvalidInput("the session memory must be at least 1 byte")
         identify: Identify
         if options.insecure_advertiser is not None:
             if not tls.is_loopback(host):
@@ -180,6 +186,7 @@ class PlatformServer:
             options.policy,
             engine=options.engine,
             unopened_record_interval=limits.unopened_record_interval,
+            session_memory=options.session_memory,
         )
         self._sweeper = (
             None
@@ -241,6 +248,7 @@ class PlatformServer:
                     health=self._health_facts,
                     active_sessions=self.sessions.active_count,
                     admission_refusals=self.admission.refusals,
+                    session_memory=self.sessions.memory,
                 )
             except BaseException:
                 self._server.stop(None)

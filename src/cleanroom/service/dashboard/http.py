@@ -38,6 +38,7 @@ from cleanroom.policy import Policy
 from cleanroom.service.dashboard.metrics import AdmissionRefusals, build_registry
 from cleanroom.service.dashboard.pages import render_dashboard
 from cleanroom.service.dashboard.snapshot import SnapshotSource
+from cleanroom.service.session_memory import SessionMemory
 from cleanroom.store.database import open_database
 from cleanroom.store.history import record_eligibility_sample
 
@@ -93,6 +94,7 @@ class DashboardServer:
         health: the platform's health, for ``/healthz``.
         active_sessions: sessions the server process runs now.
         admission_refusals: calls the server refused at admission, by advertiser and reason.
+        session_memory: the memory budget of the server's sessions.
 
     Raises:
         InvalidInput: a bad address, or a non-loopback address without token or client CA.
@@ -110,6 +112,7 @@ class DashboardServer:
         health: Health,
         active_sessions: Callable[[], int],
         admission_refusals: AdmissionRefusals = dict,
+        session_memory: SessionMemory | None = None,
     ) -> None:
         host, port = _split_address(options.listen)
         loopback = tls.is_loopback(host)
@@ -125,7 +128,7 @@ class DashboardServer:
         self._options = options
         self.source = SnapshotSource(db_path, policy)
         self.registry: CollectorRegistry = build_registry(
-            self.source, active_sessions, admission_refusals
+            self.source, active_sessions, admission_refusals, session_memory
         )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

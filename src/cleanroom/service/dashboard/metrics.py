@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 
 from cleanroom.service.admission import REFUSAL_REASONS
 from cleanroom.service.dashboard.snapshot import SnapshotSource
+from cleanroom.service.session_memory import SessionMemory
 from cleanroom.store.sessions import SESSION_STATES
 
 __all__ = ["AdmissionRefusals", "build_registry"]
@@ -40,10 +41,12 @@ class _PlatformCollector(Collector):
         source: SnapshotSource,
         active_sessions: Callable[[], int],
         admission_refusals: AdmissionRefusals,
+        session_memory: SessionMemory | None,
     ) -> None:
         self._source = source
         self._active_sessions = active_sessions
         self._admission_refusals = admission_refusals
+        self._session_memory = session_memory
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self._source.get()
@@ -76,6 +79,18 @@ class _PlatformCollector(Collector):
             value=self._active_sessions(),
         )
         yield active
+        if self._session_memory is not None:
+            yield GaugeMetricFamily(
+                f"{_PREFIX}_session_memory_reserved_bytes",
+                "Memory the sessions this process runs have reserved for their sets.",
+                value=self._session_memory.reserved,
+            )
+            yield GaugeMetricFamily(
+                f"{_PREFIX}_session_memory_budget_bytes",
+                "Memory the sessions' sets may take at once (serve --session-memory); a "
+                "session that would not fit is refused.",
+                value=self._session_memory.budget,
+            )
 
         refusals = CounterMetricFamily(
             f"{_PREFIX}_session_refusals",
@@ -252,6 +267,7 @@ def build_registry(
     source: SnapshotSource,
     active_sessions: Callable[[], int],
     admission_refusals: AdmissionRefusals = dict,
+    session_memory: SessionMemory | None = None,
 ) -> CollectorRegistry:
     """A registry with the platform's metrics and the process's own (CPU, memory, files).
 
@@ -260,9 +276,12 @@ def build_registry(
         active_sessions: how many sessions this process runs now.
         admission_refusals: calls this process refused at admission (in memory: a restart
             starts them at 0, as Prometheus expects of a counter).
+        session_memory: what this process's sessions have reserved of their memory budget.
     """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_PlatformCollector(source, active_sessions, admission_refusals))
+    registry.register(
+        _PlatformCollector(source, active_sessions, admission_refusals, session_memory)
+    )
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry
