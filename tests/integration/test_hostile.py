@@ -124,6 +124,18 @@ def serve(platform: Platform) -> Iterator[Callable[..., Server]]:
             server.stop()
 
 
+def _in_process(platform: Platform, engine: BatchEngine, **settings: Any) -> ServerOptions:
+    """Options of a server run in this process, so that a test can wait for its counters."""
+    return ServerOptions(
+        db_path=platform.db,
+        listen="localhost:0",
+        policy=load_policy(platform.policy),
+        tls_dir=platform.root / "tls",
+        engine=engine,
+        **settings,
+    )
+
+
 def _status(call: Any) -> tuple[grpc.StatusCode, str, str | None]:
     """Drain a call; its status code, details and cleanroom error name."""
     try:
@@ -195,14 +207,8 @@ def test_hostile_advertisers_holding_every_stream_starve_no_probe_policy_or_sess
     # Five streams in all; mallory and trudy take two each, as many as any advertiser may. The
     # server runs in this process so that the test can wait for its admission counters.
     engine = BatchEngine(workers=1)
-    options = ServerOptions(
-        db_path=platform.db,
-        listen="localhost:0",
-        policy=load_policy(platform.policy),
-        tls_dir=platform.root / "tls",
-        engine=engine,
-        max_sessions=5,
-        limits=AdmissionLimits(first_message_timeout=600.0),
+    options = _in_process(
+        platform, engine, max_sessions=5, limits=AdmissionLimits(first_message_timeout=600.0)
     )
     with PlatformServer(options) as server, engine:
         address = f"localhost:{server.port}"
@@ -264,14 +270,7 @@ def test_admission_counts_per_advertiser_and_get_policy_is_rate_limited(
 ) -> None:
     limits = AdmissionLimits(first_message_timeout=0.5, policy_call_burst=5)
     engine = BatchEngine(workers=1)
-    options = ServerOptions(
-        db_path=platform.db,
-        listen="localhost:0",
-        policy=load_policy(platform.policy),
-        tls_dir=platform.root / "tls",
-        engine=engine,
-        limits=limits,
-    )
+    options = _in_process(platform, engine, limits=limits)
     with PlatformServer(options) as server, engine:
         address = f"localhost:{server.port}"
         with platform.channel("trudy", address) as trudy, platform.channel(HONEST, address) as ok:
@@ -313,13 +312,7 @@ def test_admission_counts_per_advertiser_and_get_policy_is_rate_limited(
 def test_every_advertiser_asking_for_the_policy_at_once_is_answered(platform: Platform) -> None:
     # Jobs scheduled on the hour: a burst of GetPolicy calls while the summary is computed.
     engine = BatchEngine(workers=1)
-    options = ServerOptions(
-        db_path=platform.db,
-        listen="localhost:0",
-        policy=load_policy(platform.policy),
-        tls_dir=platform.root / "tls",
-        engine=engine,
-    )
+    options = _in_process(platform, engine)
     names = [HONEST, *HOSTILE, ORACLE] * 2
     start = threading.Barrier(len(names))
     answers: list[int] = []
@@ -357,15 +350,23 @@ def _opening(records: int, identifiers: int) -> pb.ClientMessage:
     )
 
 
+def _refused_opening(
+    channel: grpc.Channel, records: int, identifiers: int
+) -> tuple[grpc.StatusCode, str, str | None]:
+    """Open a session announcing these sizes; the status it ends with."""
+    stream = MatchStream(channel, TIMEOUT)
+    stream.send(_opening(records, identifiers))
+    status = _status(stream.call)
+    stream.end()
+    return status
+
+
 def test_more_identifiers_than_records_may_carry_are_refused_at_the_opening(
     platform: Platform, serve: Callable[..., Server]
 ) -> None:
     server = serve()
     with platform.channel("trudy", server.address) as channel:
-        stream = MatchStream(channel, TIMEOUT)
-        stream.send(_opening(10, 300_000))
-        code, details, name = _status(stream.call)
-        stream.end()
+        code, details, name = _refused_opening(channel, 10, 300_000)
     assert (code, name) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "LimitExceeded")
     assert "300000 identifiers for 10 records: at most 3 per record" in details
     last = _ledger(platform.db, "trudy")[-1]
@@ -381,14 +382,8 @@ def test_sessions_that_would_not_fit_in_the_servers_memory_are_refused_until_one
         n = require_current_epoch(db).size
     held = session_bytes(15_000, n)
     engine = BatchEngine(workers=1)
-    options = ServerOptions(
-        db_path=platform.db,
-        listen="localhost:0",
-        policy=load_policy(platform.policy),
-        tls_dir=platform.root / "tls",
-        engine=engine,
-        session_memory=held + session_bytes(1, n) - 1,  # room for hers and nothing more
-    )
+    # Room for her session and nothing more.
+    options = _in_process(platform, engine, session_memory=held + session_bytes(1, n) - 1)
     with PlatformServer(options) as server, engine:
         address = f"localhost:{server.port}"
         memory = server.sessions.memory
@@ -409,10 +404,7 @@ def test_sessions_that_would_not_fit_in_the_servers_memory_are_refused_until_one
 
             # A set larger than the whole budget is refused whatever else runs.
             with platform.channel("trudy", address) as trudy:
-                whole = MatchStream(trudy, TIMEOUT)
-                whole.send(_opening(10_000, 30_000))
-                code, details, name = _status(whole.call)
-                whole.end()
+                code, details, name = _refused_opening(trudy, 10_000, 30_000)
             assert (code, name) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "LimitExceeded")
             assert "more than the platform's whole session memory" in details
 
