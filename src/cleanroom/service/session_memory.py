@@ -10,6 +10,11 @@ reserves what its sets will take, from the sizes it announced and the epoch's N,
 anything is allocated; a session that does not fit in what the sessions in progress leave is
 refused ``RESOURCE_EXHAUSTED`` (:class:`~cleanroom.errors.LimitExceeded`), and its reservation
 is given back when its call ends.
+
+The sizes below are counted from the arrays a session holds, rounded up, so they bound it from
+above: an ids session of 10^6 identifiers against a platform set of 10^6 reserves 183 MiB, and
+raised the server's traced allocations (``tracemalloc``, numpy's included) by 134 MiB at their
+peak.
 """
 
 from __future__ import annotations
