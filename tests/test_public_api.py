@@ -425,8 +425,9 @@ PUBLIC_API: dict[str, set[str]] = {
     "cleanroom.service.session_memory": {
         "BYTES_PER_ADVERTISER_ELEMENT",
         "BYTES_PER_PLATFORM_ELEMENT",
-        "MemoryReservation",
+        "MemoryAccount",
         "SessionMemory",
+        "chunk_bytes",
         "default_session_memory",
         "session_bytes",
     },

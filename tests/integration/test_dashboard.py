@@ -255,7 +255,7 @@ def test_metrics_count_the_sessions_budgets_and_identifiers(platform: Platform) 
     )
     assert refused >= 1
     assert value("cleanroom_sessions_active") == 0
-    assert value("cleanroom_session_memory_reserved_bytes") == 0  # no session runs now
+    assert value("cleanroom_session_memory_held_bytes") == 0  # no session runs now
     assert value("cleanroom_session_memory_budget_bytes") == default_session_memory()
 
 

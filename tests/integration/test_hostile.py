@@ -373,24 +373,40 @@ def test_more_identifiers_than_records_may_carry_are_refused_at_the_opening(
     assert last.state == "refused" and last.identifier_count == 300_000
 
 
-def test_sessions_that_would_not_fit_in_the_servers_memory_are_refused_until_one_ends(
+def test_sessions_are_refused_while_the_sets_in_progress_fill_the_servers_memory(
     platform: Platform,
 ) -> None:
-    # mallory announces a large set and holds her session without sending it: the memory it
-    # will need is reserved at the opening, so alice's match does not fit beside it.
+    # The budget is one session of 15,000 identifiers. trudy opens such a session and sends
+    # nothing: she takes nothing. mallory opens one and sends all of U but one element (random
+    # bytes: U is checked once complete), then waits: her chunks hold the memory, and alice's
+    # match is refused at its opening until mallory's call ends.
     with open_database(platform.db) as db:
         n = require_current_epoch(db).size
-    held = session_bytes(15_000, n)
+    sent = 14_999
     engine = BatchEngine(workers=1)
-    # Room for her session and nothing more.
-    options = _in_process(platform, engine, session_memory=held + session_bytes(1, n) - 1)
+    options = _in_process(platform, engine, session_memory=session_bytes(15_000, n))
     with PlatformServer(options) as server, engine:
         address = f"localhost:{server.port}"
         memory = server.sessions.memory
-        with platform.channel("mallory", address) as channel:
-            hers = MatchStream(channel, TIMEOUT)
+        with (
+            platform.channel("trudy", address) as trudy,
+            platform.channel("mallory", address) as mallory,
+        ):
+            idle = MatchStream(trudy, TIMEOUT)
+            idle.send(_opening(5_000, 15_000))
+            assert next(idle.replies()).WhichOneof("round") == "session_opened"
+            hers = MatchStream(mallory, TIMEOUT)
             hers.send(_opening(5_000, 15_000))
-            wait_until(lambda: memory.reserved == held, "mallory's session is open")
+            opened = next(hers.replies()).session_opened
+            chunk = pb.AdvertiserSetChunk(
+                session_id=opened.session_id,
+                offset=0,
+                count=sent,
+                elements=np.random.default_rng(5).bytes(sent * 32),
+                record_tags=(np.arange(sent) % 5_000).astype("<u4").tobytes(),
+            )
+            hers.send(pb.ClientMessage(advertiser_set=chunk))
+            wait_until(lambda: memory.held == session_bytes(sent, 0), "mallory's U is held")
 
             refused = start_match(address, platform.root / HONEST, customers(platform), "count")
             out, err = refused.communicate(timeout=TIMEOUT)
@@ -403,16 +419,19 @@ def test_sessions_that_would_not_fit_in_the_servers_memory_are_refused_until_one
             assert (last.reason or "").startswith("LimitExceeded: the sessions in progress hold")
 
             # A set larger than the whole budget is refused whatever else runs.
-            with platform.channel("trudy", address) as trudy:
-                code, details, name = _refused_opening(trudy, 10_000, 30_000)
+            with platform.channel("eve", address) as eve:
+                code, details, name = _refused_opening(eve, 10_000, 30_000)
             assert (code, name) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "LimitExceeded")
             assert "more than the platform's whole session memory" in details
 
-            hers.call.cancel()  # her session ends: its memory is given back
-            wait_until(lambda: memory.reserved == 0, "mallory's memory is given back")
-        report = run_match(address, platform.root / HONEST, customers(platform), "count")
-        assert report["count"] == 150
-        assert memory.reserved == 0
+            hers.call.cancel()  # her session ends: what it held is given back
+            wait_until(lambda: memory.held == 0, "mallory's memory is given back")
+            # trudy's session is still open, holding nothing: alice's match runs beside it.
+            report = run_match(address, platform.root / HONEST, customers(platform), "count")
+            assert report["count"] == 150
+            assert idle.call.is_active()
+            idle.call.cancel()
+        assert memory.held == 0
 
 
 def test_a_u_of_one_point_repeated_is_refused_before_any_of_it_is_multiplied(

@@ -391,46 +391,63 @@ def test_connections_used_at_once_are_distinct_and_closed_by_close(
             db.conn.execute("SELECT 1")
 
 
-def test_a_session_that_would_not_fit_in_the_session_memory_is_refused_and_recorded(
+def _memory_platform(db_path: Path, engine: BatchEngine, budget: int) -> PlatformSessions:
+    return PlatformSessions(db_path, parse_policy(POLICY), engine=engine, session_memory=budget)
+
+
+# A session of 30 identifiers against the platform's set: U takes this much, and W the rest.
+U_30 = session_bytes(30, 0)
+WHOLE_30 = session_bytes(30, USERS)
+
+
+def test_an_opening_that_would_not_fit_beside_the_sessions_in_progress_is_refused(
     db_path: Path, engine: BatchEngine
 ) -> None:
-    # Room for one session of 30 identifiers against the platform's set, not for two.
-    budget = session_bytes(30, USERS) * 3 // 2
-    platform = PlatformSessions(db_path, parse_policy(POLICY), engine=engine, session_memory=budget)
-    first = platform.open("acme", _role(range(30), Mode.COUNT, engine).open_session())
-    assert platform.memory.reserved == session_bytes(30, USERS)
+    platform = _memory_platform(db_path, engine, WHOLE_30 + U_30 - 1)
+    role = _role(range(30), Mode.COUNT, engine)
+    first = platform.open("acme", role.open_session())
+    assert platform.memory.held == 0  # an opening takes nothing
+    _drive(first, role, stop_before_w=True)
+    assert platform.memory.held == U_30  # U has arrived
     with pytest.raises(LimitExceeded, match="try again when one has ended"):
         platform.open("other", _role(range(30), Mode.COUNT, engine).open_session())
-    assert platform.memory.reserved == session_bytes(30, USERS)  # the refusal took nothing
     first.close()
-    assert platform.memory.reserved == 0
+    assert platform.memory.held == 0
     role = _role(range(30), Mode.COUNT, engine)
     second = platform.open("other", role.open_session())  # room again
     _drive(second, role)
+    assert platform.memory.held == WHOLE_30
     second.close()
-    assert platform.memory.reserved == 0
+    assert platform.memory.held == 0
     first_row, refused, completed = _ledger(db_path)
     assert (first_row.state, refused.state, completed.state) == ("aborted", "refused", "completed")
     assert (refused.reason or "").startswith("LimitExceeded: the sessions in progress hold")
 
 
-def test_a_session_refused_after_its_memory_was_reserved_gives_it_back(
-    platform: PlatformSessions, engine: BatchEngine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    first = platform.open("acme", _role(range(30), Mode.COUNT, engine).open_session())
-    held = platform.memory.reserved
-    with pytest.raises(PolicyRefused):  # refused by the policy: nothing reserved
-        platform.open("acme", _role(range(30), Mode.COUNT, engine).open_session())
-    assert platform.memory.reserved == held
-
-    def fail(*_args: object, **_kwargs: object) -> None:
-        raise sqlite3.OperationalError("disk I/O error")
-
-    # The ledger row cannot be written: the reservation made just before is given back.
-    monkeypatch.setattr(sessions, "start_session", fail)
-    with pytest.raises(sqlite3.OperationalError):
-        platform.open("other", _role(range(30), Mode.COUNT, engine).open_session())
-    monkeypatch.undo()
-    assert platform.memory.reserved == held
+def test_a_chunk_that_does_not_fit_ends_its_session(db_path: Path, engine: BatchEngine) -> None:
+    platform = _memory_platform(db_path, engine, WHOLE_30 + U_30 - 1)
+    first_role, second_role = (_role(range(30), Mode.COUNT, engine) for _ in "ab")
+    first = platform.open("acme", first_role.open_session())
+    second = platform.open("other", second_role.open_session())  # nothing held yet: it fits
+    _drive(first, first_role)  # completed, and holds its sets until its call ends
+    with pytest.raises(LimitExceeded, match=r"this session's next chunk needs 3\.8 KiB"):
+        _drive(second, second_role)
+    second.close("LimitExceeded: the session memory is full")
+    assert platform.memory.held == WHOLE_30
     first.close()
-    assert platform.memory.reserved == 0
+    assert platform.memory.held == 0
+    assert [r.state for r in _ledger(db_path)] == ["completed", "aborted"]
+
+
+def test_a_session_that_only_opened_holds_nothing(db_path: Path, engine: BatchEngine) -> None:
+    # Announcing a large set and sending none of it shuts nobody out: memory is taken as it is
+    # used, so the budget here is one session's worth and both open.
+    platform = _memory_platform(db_path, engine, WHOLE_30)
+    idle = platform.open("acme", _role(range(30), Mode.COUNT, engine).open_session())
+    role = _role(range(30), Mode.COUNT, engine)
+    busy = platform.open("other", role.open_session())
+    _drive(busy, role)
+    assert busy.completed and platform.memory.held == WHOLE_30
+    busy.close()
+    idle.close()
+    assert platform.memory.held == 0

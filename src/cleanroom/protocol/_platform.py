@@ -325,6 +325,11 @@ class PlatformRole:
         return self._request.mode
 
     @property
+    def element_size(self) -> int:
+        """Bytes of one element of the session's suite."""
+        return self._suite.element_size
+
+    @property
     def round(self) -> str:
         """What the session waits for, in words (e.g. "receiving the advertiser set U")."""
         return self._state.value

@@ -12,9 +12,10 @@ The gRPC servicer only carries messages; everything a session means to the platf
     session.close()                                  # aborts unless it completed
 
 Order of work (DESIGN §3, §7): the opening is read and the policy and ledger are checked in ONE
-write transaction that also reserves the advertiser's single open-session slot, and the session
-reserves room for its sets in the server's memory (:mod:`cleanroom.service.session_memory`, given
-back by ``close``); only then is the epoch's set loaded. A count is charged in the same transaction
+write transaction that also reserves the advertiser's single open-session slot (and checks that
+its sets would fit in the server's session memory, :mod:`cleanroom.service.session_memory`);
+only then is the epoch's set loaded. Each chunk of U and W takes its share of that memory before
+the role keeps it, and ``close`` gives it all back. A count is charged in the same transaction
 that stores the audience and the audit entry, before any reply carrying it is sent. Every session
 ends as exactly one audit entry: ``match.completed``, ``match.refused`` or ``match.aborted``.
 
@@ -52,11 +53,7 @@ from cleanroom.protocol import (
     read_open_session,
 )
 from cleanroom.service.epoch_summary import EpochSummaryCache
-from cleanroom.service.session_memory import (
-    MemoryReservation,
-    SessionMemory,
-    default_session_memory,
-)
+from cleanroom.service.session_memory import SessionMemory, chunk_bytes, default_session_memory
 from cleanroom.service.unopened import UnopenedStreams
 from cleanroom.store import audit, sessions
 from cleanroom.store.audiences import store_audience
@@ -124,7 +121,7 @@ class PlatformSessions:
         self.memory = SessionMemory(
             default_session_memory() if session_memory is None else session_memory
         )
-        """What the sessions in progress have reserved for their sets, of the budget."""
+        """What the sessions in progress hold for their sets, of the budget."""
 
     @contextmanager
     def connect(self) -> Iterator[Database]:
@@ -265,64 +262,52 @@ class PlatformSessions:
                 no epoch; or it failed while loading the epoch (recorded as ``aborted``).
         """
         now = self._clock()
-        reservation: MemoryReservation | None = None
-        try:
-            with self.connect() as db:
+        with self.connect() as db:
+            try:
+                request = read_open_session(first)
+            except CleanroomError as exc:
+                self._refuse(db, advertiser, exc, None, None, now)
+                raise
+            try:
+                epoch = require_current_epoch(db)
+            except CleanroomError as exc:
+                self._refuse(db, advertiser, exc, request, None, now)
+                raise
+            refusal: CleanroomError | None = None
+            with transaction(db.conn):
                 try:
-                    request = read_open_session(first)
+                    decision = self._check(db, advertiser, request, epoch, now)
+                    ledger_id = sessions.start_session(
+                        db,
+                        advertiser=advertiser,
+                        mode=request.mode.value,
+                        suite_id=request.suite_id,
+                        epoch_id=epoch.epoch_id,
+                        record_count=request.record_count,
+                        identifier_count=request.identifier_count,
+                        now=now,
+                    )
                 except CleanroomError as exc:
-                    self._refuse(db, advertiser, exc, None, None, now)
-                    raise
-                try:
-                    epoch = require_current_epoch(db)
-                except CleanroomError as exc:
-                    self._refuse(db, advertiser, exc, request, None, now)
-                    raise
-                refusal: CleanroomError | None = None
+                    # Recorded in the same transaction as the check that refused it.
+                    refusal = exc
+                    _record_refusal(db, advertiser, exc, request, epoch, now)
+            if refusal is not None:
+                logger.info("session of %s refused: %s", advertiser, refusal)
+                raise refusal
+            try:
+                role, matchable = self._build_role(db, request, decision, epoch)
                 with transaction(db.conn):
-                    try:
-                        decision = self._check(db, advertiser, request, epoch, now)
-                        # The last check, and the one that takes something: room for the
-                        # session's sets beside those of the sessions in progress.
-                        reservation = self.memory.reserve(request.identifier_count, epoch.size)
-                        ledger_id = sessions.start_session(
-                            db,
-                            advertiser=advertiser,
-                            mode=request.mode.value,
-                            suite_id=request.suite_id,
-                            epoch_id=epoch.epoch_id,
-                            record_count=request.record_count,
-                            identifier_count=request.identifier_count,
-                            now=now,
-                        )
-                    except CleanroomError as exc:
-                        # Recorded in the same transaction as the check that refused it.
-                        refusal = exc
-                        _record_refusal(db, advertiser, exc, request, epoch, now)
-                if refusal is not None:
-                    logger.info("session of %s refused: %s", advertiser, refusal)
-                    raise refusal
-                try:
-                    role, matchable = self._build_role(db, request, decision, epoch)
-                    with transaction(db.conn):
-                        sessions.attach_session_id(db, ledger_id, role.session_id.hex())
-                except BaseException as exc:
-                    with transaction(db.conn):
-                        record = sessions.find_session(db, ledger_id)
-                        if record is not None:
-                            _abort_in_transaction(db, record, _reason(exc), self._clock())
-                    raise
-        except BaseException:
-            if reservation is not None:
-                reservation.release()
-            raise
+                    sessions.attach_session_id(db, ledger_id, role.session_id.hex())
+            except BaseException as exc:
+                with transaction(db.conn):
+                    record = sessions.find_session(db, ledger_id)
+                    if record is not None:
+                        _abort_in_transaction(db, record, _reason(exc), self._clock())
+                raise
         # Audience mode keeps the epoch's index -> (user, identifier) map, to store who matched
         # through which identifier.
         audience_index = matchable if request.mode is Mode.AUDIENCE else None
-        assert reservation is not None  # taken by the checks that let the session open
-        session = MatchSession(
-            self, advertiser, ledger_id, role, reservation, audience_index=audience_index
-        )
+        session = MatchSession(self, advertiser, ledger_id, role, audience_index=audience_index)
         self._register(session)
         logger.info(
             "session %s of %s opened: mode %s, %d records, %d identifiers",
@@ -358,6 +343,7 @@ class PlatformSessions:
         )
         # The role checks this too, but only after the set is loaded: refuse before.
         check_advertiser_set_size(request, decision.settings)
+        self.memory.check_opening(request.identifier_count, epoch.size)
         return decision
 
     def _build_role(
@@ -495,7 +481,6 @@ class MatchSession:
         advertiser: str,
         ledger_id: int,
         role: PlatformRole,
-        memory: MemoryReservation,
         *,
         audience_index: MatchableEpoch | None = None,
     ) -> None:
@@ -503,9 +488,9 @@ class MatchSession:
         self.advertiser = advertiser
         self.ledger_id = ledger_id
         self._role = role
-        self._memory = memory
         self.audience_index = audience_index
         """Audience mode: the epoch's map from rows of V to (user, identifier) pairs."""
+        self._memory = owner.memory.account()
         self._lock = threading.Lock()
         self._ended = False  # completed or aborted: the ledger row is final
         self._completed = False
@@ -538,10 +523,14 @@ class MatchSession:
         """Hand one client message to the role; persist the outcome before returning replies.
 
         Raises:
-            CleanroomError: whatever the role refuses; SessionAborted if the session was
-                aborted (the result is then not released).
+            CleanroomError: whatever the role refuses; LimitExceeded if a chunk of U or W does
+                not fit in the session memory; SessionAborted if the session was aborted (the
+                result is then not released).
         """
         had_outcome = self._role.outcome is not None
+        # A chunk of U or W takes its memory before the role keeps it (LimitExceeded if it does
+        # not fit: the session ends).
+        self._memory.take(chunk_bytes(message, self._role.element_size))
         try:
             replies = self._role.handle(message)
         except CancelledError:  # only abort() abandons the role
@@ -579,7 +568,7 @@ class MatchSession:
         try:
             self.abort(reason)
         finally:
-            self._memory.release()
+            self._memory.close()
             self._owner._unregister(self)
 
 

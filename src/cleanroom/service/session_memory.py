@@ -1,18 +1,23 @@
-"""The platform's memory for sessions in progress: reserved at the opening, or refused.
+"""The platform's memory for sessions in progress: checked at the opening, taken as sets arrive.
 
 A session's sets live in the server's memory while it runs: U as it arrives and as checked, its
-record tags, U' and the lookups of U' in W, then W and its index. An advertiser announces its
-set's size in the opening, and the policy bounds it (``max_upload_records`` records,
-``max_identifiers_per_record`` each), but not how many such sets the server holds at once:
-sixteen advertisers (or honest ones with large lists at the same hour) could each send the
-largest set allowed, and together need more memory than the machine has. So each opening
-reserves what its sets will take, from the sizes it announced and the epoch's N, before
-anything is allocated; a session that does not fit in what the sessions in progress leave is
-refused ``RESOURCE_EXHAUSTED`` (:class:`~cleanroom.errors.LimitExceeded`), and its reservation
-is given back when its call ends.
+record tags, U' and the lookups of U' in W, then W and its index. The policy bounds one session's
+set (``max_upload_records`` records, ``max_identifiers_per_record`` each), but not how many such
+sets the server holds at once: sixteen advertisers (or honest ones with large lists at the same
+hour) could each send the largest set allowed, and together need more memory than the machine
+has. So the sessions share a budget:
+
+- **at the opening**, a session whose sets (from the sizes it announces and the epoch's N) would
+  not fit in the whole budget, or not in what the sessions in progress leave of it, is refused
+  ``RESOURCE_EXHAUSTED`` (:class:`~cleanroom.errors.LimitExceeded`) before anything is loaded;
+- **as its chunks arrive**, each chunk of U or W takes its share before the role keeps it, and a
+  chunk that does not fit ends the session the same way. Memory is taken as it is used, not
+  when it is announced: a session that announces a large set and then sends nothing holds none
+  of it, so it cannot shut others out for the hour a session may last;
+- **when the call ends**, completed or not, the session gives back all it took.
 
 The sizes below are counted from the arrays a session holds, rounded up, so they bound it from
-above: an ids session of 10^6 identifiers against a platform set of 10^6 reserves 183 MiB, and
+above: an ids session of 10^6 identifiers against a platform set of 10^6 takes 183 MiB, and
 raised the server's traced allocations (``tracemalloc``, numpy's included) by 134 MiB at their
 peak.
 """
@@ -23,13 +28,16 @@ import os
 import threading
 from typing import Final
 
+from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom.errors import LimitExceeded
+from cleanroom.protocol import MAX_CHUNK_BYTES
 
 __all__ = [
     "BYTES_PER_ADVERTISER_ELEMENT",
     "BYTES_PER_PLATFORM_ELEMENT",
-    "MemoryReservation",
+    "MemoryAccount",
     "SessionMemory",
+    "chunk_bytes",
     "default_session_memory",
     "session_bytes",
 ]
@@ -85,17 +93,16 @@ class SessionMemory:
             raise ValueError("the session memory budget must be positive")
         self.budget = budget
         self._lock = threading.Lock()
-        self._reserved = 0
+        self._held_bytes = 0
 
     @property
-    def reserved(self) -> int:
-        """Bytes the sessions in progress have reserved."""
+    def held(self) -> int:
+        """Bytes the sessions in progress hold."""
         with self._lock:
-            return self._reserved
+            return self._held_bytes
 
-    def reserve(self, identifier_count: int, platform_set_size: int) -> MemoryReservation:
-        """Reserve what a session announcing these sizes needs; give it back with
-        :meth:`MemoryReservation.release`.
+    def check_opening(self, identifier_count: int, platform_set_size: int) -> None:
+        """Refuse an opening whose sets would not fit; take nothing.
 
         Raises:
             LimitExceeded: the session needs more than the whole budget, or more than the
@@ -112,34 +119,84 @@ class SessionMemory:
                 f"session memory ({_size(self.budget)}); send a smaller list"
             )
         with self._lock:
-            if self._reserved + need > self.budget:
-                raise LimitExceeded(
-                    f"the sessions in progress hold {_size(self._reserved)} of the platform's "
-                    f"session memory ({_size(self.budget)}), and this one would need {sizes}; "
-                    "try again when one has ended"
-                )
-            self._reserved += need
-        return MemoryReservation(self, need)
+            held = self._held_bytes
+        if held + need > self.budget:
+            raise LimitExceeded(self._full(held, f"this one would need {sizes}"))
 
-    def _release(self, size: int) -> None:
+    def account(self) -> MemoryAccount:
+        """A new session's account, empty; :meth:`MemoryAccount.close` gives back what it took."""
+        return MemoryAccount(self)
+
+    def _take(self, size: int) -> None:
         with self._lock:
-            self._reserved -= size
+            held = self._held_bytes
+            if held + size <= self.budget:
+                self._held_bytes = held + size
+                return
+        raise LimitExceeded(self._full(held, f"this session's next chunk needs {_size(size)}"))
+
+    def _give_back(self, size: int) -> None:
+        with self._lock:
+            self._held_bytes -= size
+
+    def _full(self, held: int, need: str) -> str:
+        return (
+            f"the sessions in progress hold {_size(held)} of the platform's session memory "
+            f"({_size(self.budget)}), and {need}; try again when one has ended"
+        )
 
 
-class MemoryReservation:
-    """One session's share of :class:`SessionMemory`; :meth:`release` gives it back once."""
+class MemoryAccount:
+    """What one session has taken of :class:`SessionMemory`."""
 
-    def __init__(self, memory: SessionMemory, size: int) -> None:
-        self.size = size
-        self._memory: SessionMemory | None = memory
+    def __init__(self, memory: SessionMemory) -> None:
+        self._memory = memory
         self._lock = threading.Lock()
+        self._held = 0
+        self._closed = False
 
-    def release(self) -> None:
-        """Give the reservation back (again: nothing)."""
+    @property
+    def held(self) -> int:
+        """Bytes this session holds."""
         with self._lock:
-            memory, self._memory = self._memory, None
-        if memory is not None:
-            memory._release(self.size)
+            return self._held
+
+    def take(self, size: int) -> None:
+        """Take ``size`` more bytes for this session (0: nothing).
+
+        Raises:
+            LimitExceeded: they do not fit beside what the sessions in progress hold.
+            ValueError: the account was closed.
+        """
+        if size <= 0:
+            return
+        with self._lock:
+            if self._closed:
+                raise ValueError("the session's memory account is closed")
+            self._memory._take(size)
+            self._held += size
+
+    def close(self) -> None:
+        """Give back everything this session took (again: nothing)."""
+        with self._lock:
+            held, self._held, self._closed = self._held, 0, True
+        self._memory._give_back(held)
 
     def __repr__(self) -> str:
-        return f"MemoryReservation({_size(self.size)}, {'held' if self._memory else 'released'})"
+        return f"MemoryAccount({_size(self.held)}{', closed' if self._closed else ''})"
+
+
+def chunk_bytes(message: pb.ClientMessage, element_size: int) -> int:
+    """What a client message's chunk of U or W takes of the session memory; 0 for any other.
+
+    Counted from the chunk's count, at most what one chunk can carry: the role refuses a count
+    above its chunk limit, or one its elements do not match, before it keeps anything.
+    """
+    round_name = message.WhichOneof("round")
+    if round_name == "advertiser_set":
+        per_element, count = BYTES_PER_ADVERTISER_ELEMENT, message.advertiser_set.count
+    elif round_name == "encrypted_platform_set":
+        per_element, count = BYTES_PER_PLATFORM_ELEMENT, message.encrypted_platform_set.count
+    else:
+        return 0
+    return min(count, MAX_CHUNK_BYTES // element_size) * per_element

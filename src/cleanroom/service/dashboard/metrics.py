@@ -81,9 +81,9 @@ class _PlatformCollector(Collector):
         yield active
         if self._session_memory is not None:
             yield GaugeMetricFamily(
-                f"{_PREFIX}_session_memory_reserved_bytes",
-                "Memory the sessions this process runs have reserved for their sets.",
-                value=self._session_memory.reserved,
+                f"{_PREFIX}_session_memory_held_bytes",
+                "Memory the sessions this process runs hold for their sets.",
+                value=self._session_memory.held,
             )
             yield GaugeMetricFamily(
                 f"{_PREFIX}_session_memory_budget_bytes",
@@ -276,7 +276,7 @@ def build_registry(
         active_sessions: how many sessions this process runs now.
         admission_refusals: calls this process refused at admission (in memory: a restart
             starts them at 0, as Prometheus expects of a counter).
-        session_memory: what this process's sessions have reserved of their memory budget.
+        session_memory: what this process's sessions hold of their memory budget.
     """
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
