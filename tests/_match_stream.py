@@ -10,6 +10,7 @@ import queue
 from collections.abc import Iterator
 
 import grpc
+import numpy as np
 
 from cleanroom._proto.v1 import matcher_pb2 as pb
 from cleanroom._proto.v1 import matcher_pb2_grpc as pb_grpc
@@ -49,6 +50,22 @@ class MatchStream:
     def end(self) -> None:
         """Half-close the stream once everything queued has gone out."""
         self._outgoing.put(None)
+
+
+def u_chunk(
+    session_id: bytes, offset: int, count: int, elements: bytes, records: int
+) -> pb.ClientMessage:
+    """A chunk of U as a test sends it: ``count`` elements at ``offset``, their record tags
+    cycling through the ``records`` records the opening announced."""
+    tags = (np.arange(offset, offset + count) % records).astype("<u4")
+    chunk = pb.AdvertiserSetChunk(
+        session_id=session_id,
+        offset=offset,
+        count=count,
+        elements=elements,
+        record_tags=tags.tobytes(),
+    )
+    return pb.ClientMessage(advertiser_set=chunk)
 
 
 def run_role(channel: grpc.Channel, role: AdvertiserRole, timeout: float) -> MatchStream:

@@ -32,7 +32,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from _match_stream import MatchStream
+from _match_stream import MatchStream, u_chunk
 from _platform_processes import (
     TIMEOUT,
     Server,
@@ -398,14 +398,8 @@ def test_sessions_are_refused_while_the_sets_in_progress_fill_the_servers_memory
             hers = MatchStream(mallory, TIMEOUT)
             hers.send(_opening(5_000, 15_000))
             opened = next(hers.replies()).session_opened
-            chunk = pb.AdvertiserSetChunk(
-                session_id=opened.session_id,
-                offset=0,
-                count=sent,
-                elements=np.random.default_rng(5).bytes(sent * 32),
-                record_tags=(np.arange(sent) % 5_000).astype("<u4").tobytes(),
-            )
-            hers.send(pb.ClientMessage(advertiser_set=chunk))
+            elements = np.random.default_rng(5).bytes(sent * 32)
+            hers.send(u_chunk(opened.session_id, 0, sent, elements, 5_000))
             wait_until(lambda: memory.held == session_bytes(sent, 0), "mallory's U is held")
 
             refused = start_match(address, platform.root / HONEST, customers(platform), "count")
@@ -456,15 +450,7 @@ def test_a_u_of_one_point_repeated_is_refused_before_any_of_it_is_multiplied(
                 break
         for start in range(0, copies, per_chunk):
             count = min(per_chunk, copies - start)
-            tags = (np.arange(start, start + count) % records).astype("<u4")
-            chunk = pb.AdvertiserSetChunk(
-                session_id=session_id,
-                offset=start,
-                count=count,
-                elements=point * count,
-                record_tags=tags.tobytes(),
-            )
-            stream.send(pb.ClientMessage(advertiser_set=chunk))
+            stream.send(u_chunk(session_id, start, count, point * count, records))
         code, details, name = _status(replies)
         stream.end()
     assert (code, name) == (grpc.StatusCode.INVALID_ARGUMENT, "InvalidElement")

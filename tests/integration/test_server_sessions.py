@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from _match_stream import MatchStream, run_role
+from _match_stream import MatchStream, run_role, u_chunk
 from _platform_processes import build_platform, wait_until
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -304,15 +304,7 @@ def _refused_after(world: World, bad: Callable[[pb.OpenSession, bytes], pb.Clien
 
 def _bad_elements(opening: pb.OpenSession, session_id: bytes) -> pb.ClientMessage:
     count = opening.identifier_count
-    tags = np.arange(count, dtype="<u4") % opening.record_count
-    chunk = pb.AdvertiserSetChunk(
-        session_id=session_id,
-        offset=0,
-        count=count,
-        elements=b"\xff" * (32 * count),
-        record_tags=tags.tobytes(),
-    )
-    return pb.ClientMessage(advertiser_set=chunk)
+    return u_chunk(session_id, 0, count, b"\xff" * (32 * count), opening.record_count)
 
 
 def _w_before_u(_opening: pb.OpenSession, session_id: bytes) -> pb.ClientMessage:
@@ -590,19 +582,12 @@ def test_each_kind_of_bad_element_is_invalid_argument_naming_it(
     valid = default_engine().hash_to_curve_many(
         suite, [b"u%d" % i for i in range(count)], suite.dst
     )
-    tags = np.arange(count, dtype="<u4") % opening.open_session.record_count
+    records = opening.open_session.record_count
     with world.channel("beta") as channel:
         stream = MatchStream(channel, TIMEOUT)
         stream.send(opening)
         opened = next(stream.call).session_opened
-        chunk = pb.AdvertiserSetChunk(
-            session_id=opened.session_id,
-            offset=0,
-            count=count,
-            elements=_corrupt(kind, valid),
-            record_tags=tags.tobytes(),
-        )
-        stream.send(pb.ClientMessage(advertiser_set=chunk))
+        stream.send(u_chunk(opened.session_id, 0, count, _corrupt(kind, valid), records))
         with pytest.raises(grpc.RpcError) as caught:
             for _ in stream.call:
                 pass
