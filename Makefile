@@ -8,7 +8,7 @@ OM_VENV  := .venv-openmined
 OM_STAMP := $(OM_VENV)/.installed
 FLOORS_VENV := .venv-floors
 
-.PHONY: demo test floors browser lint typecheck proto-check pytest pytest-openssl test-openssl proto bench bench-core bench-platform bench-match bench-load bench-load-attack bench-refusal bench-validation clean
+.PHONY: demo test floors browser lint typecheck proto-check pytest pytest-openssl test-openssl proto bench bench-core bench-platform bench-match bench-load bench-load-attack bench-refusal bench-validation bench-profile clean
 
 demo: $(STAMP)
 	$(BIN)/cleanroom demo
@@ -101,6 +101,13 @@ bench-validation: $(STAMP)
 
 bench-match: $(STAMP)
 	$(BIN)/python benchmarks/match.py --repeat 3 --write-results
+
+# Samples the whole machine with Linux perf (Debian's linux-perf), installed where we can.
+bench-profile: $(STAMP)
+	@command -v perf >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null; } \
+	  || echo "could not install perf (Debian's linux-perf): the profile will say so"
+	$(BIN)/python benchmarks/session_profile.py --write-results
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
