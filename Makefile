@@ -125,7 +125,7 @@ $(OM_STAMP): benchmarks/openmined-constraints.txt
 
 # Reinstall when the project's dependencies or pins change, or the C extensions' sources do
 # (the editable install compiles them into src/).
-$(STAMP): $(BIN)/python pyproject.toml setup.py constraints.txt $(wildcard src/cleanroom/crypto/*.c src/cleanroom/crypto/*.h src/cleanroom/identifiers/*.c)
+$(STAMP): $(BIN)/python pyproject.toml setup.py constraints.txt $(wildcard src/cleanroom/*/*.c src/cleanroom/*/*.h)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
