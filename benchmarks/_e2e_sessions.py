@@ -35,17 +35,12 @@ def run_cli(
     mode: str, backend: str, server: Server, platform: Platform, inputs: Inputs, work: Path
 ) -> dict[str, Any]:
     """``cleanroom match`` in one mode as a subprocess; its measurements, checked against truth."""
-    argv = [cleanroom_executable(), "match", "--server", server.address]
-    argv += ["--tls-dir", str(platform.tls_dir), "--input", str(inputs.customers_csv)]
-    argv += ["--mode", mode, "--json"]
     out = work / f"matched-{mode}-{backend}.csv"
-    if mode == "ids":
-        out.unlink(missing_ok=True)
-        argv += ["--out", str(out)]
+    argv = match_argv(mode, server, platform, inputs, out)
     server_main, server_tree = server.main_cpu_s(), server.tree_cpu_s()
     measured, stdout = run_measured(argv, {server.process.pid}, env=backend_env(backend))
     report: dict[str, Any] = json.loads(stdout)
-    _check_cli(mode, report, out, inputs)
+    check_cli(mode, report, out, inputs)
     phases = dict(report.get("phases", {}))
     result = {
         **dataclasses.asdict(measured),
@@ -96,7 +91,22 @@ def run_cli_sessions(
     return {"count": count, "ids": ids}
 
 
-def _check_cli(mode: str, report: dict[str, Any], out: Path, inputs: Inputs) -> None:
+def match_argv(
+    mode: str, server: Server, platform: Platform, inputs: Inputs, out: Path
+) -> list[str]:
+    """``cleanroom match --json`` of the advertiser's list in ``mode``; ids mode writes ``out``
+    (removed first, so a check never reads an earlier run's)."""
+    argv = [cleanroom_executable(), "match", "--server", server.address]
+    argv += ["--tls-dir", str(platform.tls_dir), "--input", str(inputs.customers_csv)]
+    argv += ["--mode", mode, "--json"]
+    if mode == "ids":
+        out.unlink(missing_ok=True)
+        argv += ["--out", str(out)]
+    return argv
+
+
+def check_cli(mode: str, report: dict[str, Any], out: Path, inputs: Inputs) -> None:
+    """Exit 1 unless the CLI's count (and, in ids mode, the rows in ``out``) equal the truth."""
     truth = len(inputs.matched_positions)
     if report["count"] != truth:
         raise SystemExit(f"FAILED: cleanroom {mode} mode counted {report['count']}, truth {truth}")

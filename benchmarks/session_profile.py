@@ -31,7 +31,6 @@ import json
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import tempfile
 import time
@@ -42,9 +41,10 @@ from typing import Any
 
 from _e2e_costs import measure_unit_costs
 from _e2e_data import Config, Inputs, canonical_emails, write_inputs, write_platform_csv
+from _e2e_figures import costs_around, ideal_core_s
 from _e2e_platform import Platform
-from _e2e_sessions import run_cli
-from _harness import Server, backend_env, become_subreaper, cleanroom_executable, reap_orphans
+from _e2e_sessions import check_cli, match_argv, run_cli
+from _harness import Server, backend_env, become_subreaper, reap_orphans
 from _report import RESULTS_DIR, command_line, heading, machine, write_section
 
 BACKEND = "ifma"
@@ -143,9 +143,7 @@ def profile_session(
 ) -> dict[str, Any]:
     """One ids session under ``perf record -a``: its samples by row, the core time they cover."""
     out = work / "matched-profiled.csv"
-    argv = [cleanroom_executable(), "match", "--server", server.address]
-    argv += ["--tls-dir", str(platform.tls_dir), "--input", str(inputs.customers_csv)]
-    argv += ["--mode", "ids", "--json", "--out", str(out)]
+    argv = match_argv("ids", server, platform, inputs, out)
     data = work / "perf.data"
     # A fixed period of CPU clock, so that each sample stands for 1/frequency s of one core.
     period = str(round(1e9 / frequency))
@@ -164,8 +162,7 @@ def profile_session(
     if process.returncode != 0:
         raise SystemExit(f"the profiled session failed ({process.returncode}):\n{stderr}")
     report = json.loads(stdout)
-    if report["count"] != len(inputs.matched_positions):
-        raise SystemExit(f"FAILED: the profiled session counted {report['count']}")
+    check_cli("ids", report, out, inputs)
     script = subprocess.run(
         [perf, "script", "-i", str(data), "-F", "pid,tid,comm,ip,dso", "--show-task-events"],
         capture_output=True,
@@ -250,14 +247,10 @@ def main() -> None:
             after = unit_costs(server, cores)
         finally:
             server.stop()
-    costs = {
-        key: statistics.mean([before[key], after[key]])
-        for key in ("hash_to_curve_us", "exchange_us")
-    }
-    ideal = (args.n * costs["hash_to_curve_us"] + 3 * args.n * costs["exchange_us"]) / 1e6
-    samples = session["samples"]
+    costs = costs_around(before, after)  # with each measurement, before and after
+    ideal = ideal_core_s(config, costs)["session"]
     core_s = session["recorded_core_s"]
-    crypto_core_s = samples.get("crypto", 0) / sum(samples.values()) * core_s
+    crypto_core_s = session["samples"].get("crypto", 0) / args.frequency
     result = {
         "machine": machine(),
         "command": command_line(),
@@ -265,8 +258,6 @@ def main() -> None:
         "cores": cores,
         "frequency": args.frequency,
         "costs": costs,
-        "costs_before": before,
-        "costs_after": after,
         "ideal_core_s": ideal,
         "efficiency": ideal / core_s,
         "crypto_core_s": crypto_core_s,
