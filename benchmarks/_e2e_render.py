@@ -10,7 +10,6 @@ from typing import Any
 
 import _e2e_figures
 import _report
-from _e2e_figures import BACKENDS
 
 Result = dict[str, Any]
 
@@ -174,10 +173,11 @@ def phases(results: list[Result]) -> list[str]:
     """The CLI's phases per backend and mode, the library's, and OpenMined's."""
     rows = []
     for r in results:
-        for backend in BACKENDS:
-            for mode, session in r["backends"][backend]["sessions"].items():
+        for backend, figures in r["backends"].items():
+            for mode, session in figures["sessions"].items():
                 rows.append([*_size(r), f"CLI {mode}, {backend}", _phases(session["phases"])])
-        rows.append([*_size(r), "library ids, ifma", _phases(r["library"]["phases"])])
+        library = f"library ids, {_library_backend([r])}"
+        rows.append([*_size(r), library, _phases(r["library"]["phases"])])
         rows.append([*_size(r), "OpenMined", _phases(r["openmined"]["phases"])])
     return _table(["n", "N", "run", "phases, s"], rows, left=3)
 
@@ -197,6 +197,14 @@ def render(final: dict[str, Any], plot_path: str | None) -> str:
         f"OpenMined PSI {final['openmined_version']}; every intersection equals the "
         "generator's truth.",
         "",
+    ]
+    if final.get("ifma_problem"):
+        lines += [
+            f"**No AVX-512 IFMA here**: {final['ifma_problem']}. cleanroom ran on OpenSSL "
+            "alone, and its efficiency is against OpenSSL's ceiling.",
+            "",
+        ]
+    lines += [
         *definitions(),
         "Targets:",
         "",
@@ -206,6 +214,7 @@ def render(final: dict[str, Any], plot_path: str | None) -> str:
     if plot_path:
         lines += [f"![time against size]({plot_path})", ""]
     for title, table in _TABLES:
+        title = title.format(library=_library_backend(results))
         lines += [f"{title}:", "", *table(results)]
     return "\n".join(lines)
 
@@ -213,7 +222,7 @@ def render(final: dict[str, Any], plot_path: str | None) -> str:
 _TABLES = (
     ("cleanroom's CLI sessions per backend against OpenMined", headline),
     ("Where the median ids session's core-seconds go (core-seconds)", core_seconds),
-    ("The long-lived Advertiser (ifma)", library),
+    ("The long-lived Advertiser ({library})", library),
     ("Per-operation costs on one core (µs)", unit_costs),
     ("Bytes each way (MB)", wire_bytes),
     ("Peak RSS (MB)", peak_rss),
@@ -231,7 +240,7 @@ def plot(results: list[Result], path: Path) -> None:
 
     balanced = sorted((r for r in results if r["balanced"]), key=lambda r: r["n"])
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    for label, value, color, style in _series():
+    for label, value, color, style in _series(results):
         sizes = [r["n"] for r in balanced]
         ax.plot(sizes, [value(r) for r in balanced], style, marker="o", color=color, label=label)
         for r in (r for r in results if not r["balanced"]):
@@ -247,7 +256,7 @@ def plot(results: list[Result], path: Path) -> None:
     ax.yaxis.set_major_formatter(plain)
     ax.set_xlabel("n = N (identifiers per side)")
     ax.set_ylabel("seconds")
-    ax.set_title("PSI end to end: cleanroom (ifma, openssl) vs OpenMined")
+    ax.set_title(f"PSI end to end: cleanroom ({', '.join(_backends(results))}) vs OpenMined")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
@@ -255,14 +264,24 @@ def plot(results: list[Result], path: Path) -> None:
     plt.close(fig)
 
 
-def _series() -> list[tuple[str, Any, str, str]]:
+def _backends(results: list[Result]) -> list[str]:
+    """The backends that ran (both, or OpenSSL alone on a CPU without IFMA)."""
+    return list(dict.fromkeys(b for r in results for b in r["backends"]))
+
+
+def _library_backend(results: list[Result]) -> str:
+    return str(results[0]["library"]["backend"]["name"]) if results else "ifma"
+
+
+def _series(results: list[Result]) -> list[tuple[str, Any, str, str]]:
     """(label, value of a result, colour, line style) of each plotted series."""
     colours = {"ifma": "tab:blue", "openssl": "tab:green"}
     series: list[tuple[str, Any, str, str]] = []
-    for b in BACKENDS:
+    for b in _backends(results):
         series.append((f"cleanroom {b} cold (CLI)", _getter(b, "cold_s"), colours[b], "--"))
         series.append((f"cleanroom {b} warm (CLI)", _getter(b, "warm_s"), colours[b], "-"))
-    series.append(("cleanroom ifma library warm", lambda r: r["library_warm_s"], "tab:cyan", ":"))
+    library = f"cleanroom {_library_backend(results)} library warm"
+    series.append((library, lambda r: r["library_warm_s"], "tab:cyan", ":"))
     series.append(("OpenMined PSI", lambda r: r["openmined_s"], "tab:red", "-"))
     return series
 

@@ -4,16 +4,16 @@ For each configuration (N platform identifiers, n advertiser records; ``_e2e_dat
 
 1. the platform through the real CLI, one process per step (``_e2e_platform``): ``init``,
    ``import``, ``issue-cert`` once per N; then, for each backend (``CLEANROOM_X25519=ifma`` and
-   ``=openssl``, given to the server and to every client process): ``epoch rotate``, ``serve``,
-   and ``cleanroom match --mode count`` then ``--mode ids --out`` (three times) as a user runs
-   them (``_e2e_sessions``), with the per-operation costs measured just before and just after
-   them and before each ids session;
-2. on the ifma server, a long-lived ``Advertiser`` matching again and again (``_e2e_library``),
-   which also counts the bytes each way;
+   ``=openssl``, given to the server and to every client process; ``openssl`` alone on a CPU
+   without AVX-512 IFMA): ``epoch rotate``, ``serve``, and ``cleanroom match --mode count``
+   then ``--mode ids --out`` (three times) as a user runs them (``_e2e_sessions``), with the
+   per-operation costs measured just before and just after them and before each ids session;
+2. on the ifma server (the openssl one without IFMA), a long-lived ``Advertiser`` matching
+   again and again (``_e2e_library``), which also counts the bytes each way;
 3. the session's crypto alone on that backend: for the library's, just before each of its warm
    matches (the Advertiser waiting meanwhile), for the other, right after its sessions; once
    both backends are done, OpenMined PSI in its own venv;
-4. per-operation costs of both backends on one core before the first configuration and after
+4. per-operation costs of every backend on one core before the first configuration and after
    each (``_e2e_costs``).
 
 Every count, every ids ``--out`` file, the library's matched rows and OpenMined's intersection
@@ -42,10 +42,8 @@ import _report
 from _e2e_costs import measure_crypto_alone, measure_unit_costs
 from _e2e_data import Config, Inputs, canonical_emails, write_inputs, write_platform_csv
 from _e2e_figures import (
-    BACKENDS,
-    CEILING_BACKEND,
-    LIBRARY_BACKEND,
     Measurements,
+    backends_here,
     config_figures,
     costs_around,
     evaluate_targets,
@@ -55,6 +53,8 @@ from _e2e_platform import Platform
 from _e2e_render import plot, render, summary_line
 from _e2e_sessions import run_cli_sessions, run_library, run_openmined
 from _harness import Server, become_subreaper, reap_orphans
+
+from cleanroom.crypto.x25519 import ifma_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OPENMINED_PYTHON = ROOT / ".venv-openmined" / "bin" / "python"
@@ -69,15 +69,18 @@ class Bench:
         self.work = work
         self.platforms: dict[int, tuple[Platform, Config]] = {}
         self.cores = len(os.sched_getaffinity(0))
+        self.backends = backends_here()
+        self.ceiling = self.backends[0]  # also the long-lived Advertiser's backend
 
     def unit_costs(
-        self, when: str, backends: Sequence[str] = BACKENDS, server: Server | None = None
+        self, when: str, backends: Sequence[str] | None = None, server: Server | None = None
     ) -> Costs:
-        """Per-operation costs of ``backends`` measured now (beside the idle ``server``)."""
+        """Per-operation costs of ``backends`` (every one here) measured now (beside the idle
+        ``server``)."""
         print(f"per-operation costs on one core, {when}:", flush=True)
         running = frozenset() if server is None else frozenset({server.process.pid})
         costs = {}
-        for backend in backends:
+        for backend in self.backends if backends is None else backends:
             costs[backend] = measure_unit_costs(
                 backend, self.args.unit_cost_messages, self.cores, running
             )
@@ -101,7 +104,7 @@ class Bench:
             print(f"\nN = {config.big_n:,}, n = {config.n:,} (overlap {config.overlap:.0%}):")
             measured = self.measure(config, emails)
             after = self.unit_costs("after it")
-            measured.costs = {b: costs_around(before[b], after[b]) for b in BACKENDS}
+            measured.costs = {b: costs_around(before[b], after[b]) for b in self.backends}
             results.append(config_figures(measured, self.cores))
             print(summary_line(results[-1]), flush=True)
             save(results)
@@ -132,7 +135,7 @@ class Bench:
         inputs = write_inputs(config, emails, self.args.seed, work)
         cli, servers, library, session_costs, crypto = {}, {}, {}, {}, {}
         ids_costs: dict[str, list[dict[str, Any]]] = {}
-        for backend in BACKENDS:
+        for backend in self.backends:
             platform.rotate(backend)
             server = platform.serve(backend, work / f"server-{backend}.log")
             try:
@@ -142,7 +145,7 @@ class Bench:
                 # misjudge a session run at one end.
                 # And the ceiling's costs before each ids session too, so that each session is
                 # set against the minute it ran in (its efficiency: the median of theirs).
-                priced = sorted({CEILING_BACKEND, backend})
+                priced = sorted({self.ceiling, backend})
                 before = self.unit_costs(f"before the {backend} sessions", priced, server)
                 marks = [before]
 
@@ -157,7 +160,7 @@ class Bench:
                 after = self.unit_costs(f"after the {backend} sessions", priced, server)
                 session_costs[backend] = {b: costs_around(before[b], after[b]) for b in priced}
                 ids_costs[backend] = [
-                    costs_around(start[CEILING_BACKEND], end[CEILING_BACKEND])
+                    costs_around(start[self.ceiling], end[self.ceiling])
                     for start, end in zip(marks[1:], [*marks[2:], after], strict=True)
                 ]
 
@@ -167,7 +170,7 @@ class Bench:
                 def crypto_alone(running: frozenset[int], backend: str = backend) -> Any:
                     return measure_crypto_alone(backend, config.big_n, config.n, running)
 
-                if backend == LIBRARY_BACKEND:
+                if backend == self.ceiling:
                     library = run_library(
                         backend, server, platform, inputs, self.args.repeat, crypto_alone
                     )
@@ -183,6 +186,7 @@ class Bench:
         steps = {name: asdict(step) for name, step in platform.steps.items()}
         return Measurements(
             config=config,
+            backends=self.backends,
             steps=steps,
             import_report=platform.import_report,
             reused_from=reused_from,
@@ -251,6 +255,8 @@ def payload(args: argparse.Namespace, results: list[dict[str, Any]]) -> dict[str
         "command": _report.command_line(),
         "openmined_python": os.path.relpath(python, ROOT) if python.is_relative_to(ROOT) else None,
         "openmined_version": results[0]["openmined"]["version"] if results else None,
+        "backends": list(backends_here()),
+        "ifma_problem": ifma_problem(),
         "results": results,
         "targets": evaluate_targets(results),
     }

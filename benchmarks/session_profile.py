@@ -47,6 +47,8 @@ from _e2e_sessions import check_cli, match_argv, run_cli
 from _harness import Server, backend_env, become_subreaper, reap_orphans
 from _report import RESULTS_DIR, command_line, heading, machine, write_section
 
+from cleanroom.crypto.x25519 import ifma_problem
+
 BACKEND = "ifma"
 SEED = 7
 UNIT_COST_MESSAGES = 20_000
@@ -224,6 +226,12 @@ def main() -> None:
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
     perf = check_perf()
+    problem = ifma_problem()
+    if problem is not None:
+        # Its crypto row is the ifma ladder's code, and its ideal the ifma costs.
+        raise SystemExit(
+            f"session_profile profiles the ifma backend, which cannot run here: {problem}"
+        )
     become_subreaper()
     cores = len(os.sched_getaffinity(0))
     config = Config(args.n, args.n, 0.5)
