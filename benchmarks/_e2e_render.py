@@ -270,6 +270,7 @@ def _backends(results: list[Result]) -> list[str]:
 
 
 def _library_backend(results: list[Result]) -> str:
+    """The long-lived Advertiser's backend: ifma where it runs."""
     return str(results[0]["library"]["backend"]["name"]) if results else "ifma"
 
 
