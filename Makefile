@@ -47,10 +47,11 @@ pytest: $(STAMP)
 
 # The whole suite again with X25519 forced onto OpenSSL: what every CPU without AVX-512 IFMA runs
 # (`cleanroom --version` says which backend a machine uses). `make test-openssl` runs only this.
-# On such a CPU the pass before it already ran on OpenSSL, so `make test` does not repeat it.
 pytest-openssl: $(STAMP)
 	CLEANROOM_X25519=openssl $(BIN)/pytest -q
 
+# make test's second pass: on a CPU without IFMA the first pass already ran on OpenSSL, so it is
+# not repeated there.
 fallback: $(STAMP)
 	@problem="$$($(BIN)/python -c 'from cleanroom.crypto.x25519 import ifma_problem; print(ifma_problem() or "")')"; \
 	if [ -n "$$problem" ]; then \
