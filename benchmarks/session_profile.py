@@ -7,17 +7,23 @@ one ``cleanroom match --mode ids`` session against a real ``platform serve`` (mT
 the epoch precomputed, a warm-up session first), under ``perf record -a -e cpu-clock``, each
 sample put in one row by its process and the code it was in:
 
-* *crypto*: the X25519 ladder and the hash to curve (their C extensions), in any process;
+* *crypto*: the X25519 ladder and the hash to curve (their C extensions; with the ``openssl``
+  backend, ``cryptography``'s compiled module, which runs OpenSSL's X25519), in any process;
 * *validation*: the check of received elements (its C extension), in any process;
 * *advertiser CLI, main thread* (user and kernel apart) and *its other threads*; *advertiser
   workers* and *server workers*, what they run besides the crypto; *server main process*;
 * *idle* (no task on the core) and *other* (the rest of the machine, ``perf`` included).
 
-Next to it, the ideal at the ``ifma`` per-operation costs measured just before and just after
+Next to it, the ideal at the backend's per-operation costs measured just before and just after
 (:mod:`_e2e_costs`), and how the session's crypto compares with it: above 1, the crypto itself
 ran slower in the session than on one core alone.
 
-    python benchmarks/session_profile.py [--n 1000000] [--frequency 499] [--write-results]
+The backend is ``ifma`` where this CPU runs it, else ``openssl`` (``--backend`` chooses). What is
+not crypto costs the same with either, so it can be profiled on any CPU; with ``openssl`` the
+Python around each one-at-a-time exchange falls in the workers' rows, not in *crypto*.
+
+    python benchmarks/session_profile.py [--n 1000000] [--frequency 499] [--backend B]
+        [--perf-data PATH] [--write-results]
 
 Needs ``perf`` (Debian's ``linux-perf``) allowed to sample every CPU (root, or
 ``kernel.perf_event_paranoid`` at most 0). Writes benchmarks/results/session_profile.json and,
@@ -49,10 +55,10 @@ from _report import RESULTS_DIR, command_line, heading, machine, write_section
 
 from cleanroom.crypto.x25519 import ifma_problem
 
-BACKEND = "ifma"
 SEED = 7
 UNIT_COST_MESSAGES = 20_000
-CRYPTO_MODULES = ("_x25519_ifma", "_h2c25519")
+# The compiled code of each backend's crypto (OpenSSL is linked into cryptography's module).
+CRYPTO_MODULES = {"ifma": ("_x25519_ifma", "_h2c25519"), "openssl": ("_rust.abi3", "_h2c25519")}
 VALIDATION_MODULES = ("_check25519",)
 ROWS = (
     ("crypto", "crypto (X25519 ladder, hash to curve)"),
@@ -87,7 +93,9 @@ def check_perf() -> str:
     return perf
 
 
-def classify(lines: Iterable[str], perf_pid: int, server_pid: int) -> Counter[str]:
+def classify(
+    lines: Iterable[str], perf_pid: int, server_pid: int, crypto_modules: tuple[str, ...]
+) -> Counter[str]:
     """Samples per row of :data:`ROWS`, from ``perf script`` output (with its task events).
 
     The CLI is the one process ``perf`` started; a process's parent comes from its fork event
@@ -121,7 +129,7 @@ def classify(lines: Iterable[str], perf_pid: int, server_pid: int) -> Counter[st
         module = Path(dso).name
         if pid == 0:
             rows["idle"] += 1
-        elif module.startswith(CRYPTO_MODULES):
+        elif module.startswith(crypto_modules):
             rows["crypto"] += 1
         elif module.startswith(VALIDATION_MODULES):
             rows["validation"] += 1
@@ -141,12 +149,19 @@ def classify(lines: Iterable[str], perf_pid: int, server_pid: int) -> Counter[st
 
 
 def profile_session(
-    perf: str, frequency: int, server: Server, platform: Platform, inputs: Inputs, work: Path
+    perf: str,
+    frequency: int,
+    backend: str,
+    server: Server,
+    platform: Platform,
+    inputs: Inputs,
+    work: Path,
+    data: Path,
 ) -> dict[str, Any]:
-    """One ids session under ``perf record -a``: its samples by row, the core time they cover."""
+    """One ids session under ``perf record -a`` (recorded to ``data``): its samples by row, the
+    core time they cover."""
     out = work / "matched-profiled.csv"
     argv = match_argv("ids", server, platform, inputs, out)
-    data = work / "perf.data"
     # A fixed period of CPU clock, so that each sample stands for 1/frequency s of one core.
     period = str(round(1e9 / frequency))
     record = [perf, "record", "-a", "-e", "cpu-clock", "-c", period, "-o", str(data)]
@@ -156,7 +171,7 @@ def profile_session(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=backend_env(BACKEND),
+        env=backend_env(backend),
     )
     stdout, stderr = process.communicate()
     perf_wall = time.perf_counter() - started
@@ -171,7 +186,9 @@ def profile_session(
         text=True,
         check=True,
     )
-    rows = classify(script.stdout.splitlines(), process.pid, server.process.pid)
+    rows = classify(
+        script.stdout.splitlines(), process.pid, server.process.pid, CRYPTO_MODULES[backend]
+    )
     return {
         "perf_wall_s": perf_wall,  # perf's own start and end included
         "recorded_core_s": sum(rows.values()) / frequency,
@@ -180,10 +197,10 @@ def profile_session(
     }
 
 
-def unit_costs(server: Server, cores: int) -> dict[str, Any]:
-    costs = measure_unit_costs(BACKEND, UNIT_COST_MESSAGES, cores, frozenset({server.process.pid}))
+def unit_costs(backend: str, server: Server, cores: int) -> dict[str, Any]:
+    costs = measure_unit_costs(backend, UNIT_COST_MESSAGES, cores, frozenset({server.process.pid}))
     print(
-        f"  {BACKEND}: hash_to_curve {costs['hash_to_curve_us']:.2f} µs, exchange "
+        f"  {backend}: hash_to_curve {costs['hash_to_curve_us']:.2f} µs, exchange "
         f"{costs['exchange_us']:.2f} µs",
         flush=True,
     )
@@ -192,14 +209,14 @@ def unit_costs(server: Server, cores: int) -> dict[str, Any]:
 
 def render(result: dict[str, Any], info: dict[str, object], command: str) -> str:
     """The section: how the session was run, its efficiency, and its core time by row."""
-    n, cores, costs = result["n"], result["cores"], result["costs"]
+    n, cores, costs, backend = result["n"], result["cores"], result["costs"], result["backend"]
     samples = result["session"]["samples"]
     total = sum(samples.values())
     core_s = result["session"]["recorded_core_s"]
     lines = heading("Where a session's core time goes", info, command)
     lines += [
         f"One `cleanroom match --mode ids` session, n = N = {n:,} (overlap 50%), backend "
-        f"`{BACKEND}`, against `platform serve` on loopback (mTLS, the epoch precomputed, after "
+        f"`{backend}`, against `platform serve` on loopback (mTLS, the epoch precomputed, after "
         f"a warm-up session), under `perf record -a -e cpu-clock`, {result['frequency']} "
         f"samples a second on each of the {cores} cores: {total:,} samples, {core_s:.2f} "
         f"core-seconds ({core_s / cores:.2f} s of wall while the session ran).",
@@ -223,15 +240,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="n = N (%(default)s)")
     parser.add_argument("--frequency", type=int, default=499, help="samples a second a core")
+    parser.add_argument(
+        "--backend",
+        choices=sorted(CRYPTO_MODULES),
+        help="the X25519 backend (ifma where this CPU runs it, else openssl)",
+    )
+    parser.add_argument(
+        "--perf-data",
+        type=Path,
+        help="keep perf's recording there (for `perf report --sort pid,tid,sym -i PATH`)",
+    )
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
     perf = check_perf()
     problem = ifma_problem()
-    if problem is not None:
-        # Its crypto row is the ifma ladder's code, and its ideal the ifma costs.
-        raise SystemExit(
-            f"session_profile profiles the ifma backend, which cannot run here: {problem}"
-        )
+    backend = args.backend or ("openssl" if problem is not None else "ifma")
+    if backend == "ifma" and problem is not None:
+        raise SystemExit(f"the ifma backend cannot run here: {problem}")
+    print(f"backend: {backend}", flush=True)
     become_subreaper()
     cores = len(os.sched_getaffinity(0))
     config = Config(args.n, args.n, 0.5)
@@ -244,15 +270,18 @@ def main() -> None:
         write_platform_csv(config, emails, SEED, work / "users.csv")
         platform.build(work / "users.csv")
         inputs = write_inputs(config, emails, SEED, work)
-        platform.rotate(BACKEND)
-        server = platform.serve(BACKEND, work / "server.log")
+        platform.rotate(backend)
+        server = platform.serve(backend, work / "server.log")
         try:
             print("per-operation costs on one core, before:", flush=True)
-            before = unit_costs(server, cores)
-            run_cli("ids", BACKEND, server, platform, inputs, work)  # the warm-up
-            session = profile_session(perf, args.frequency, server, platform, inputs, work)
+            before = unit_costs(backend, server, cores)
+            run_cli("ids", backend, server, platform, inputs, work)  # the warm-up
+            data = args.perf_data or work / "perf.data"
+            session = profile_session(
+                perf, args.frequency, backend, server, platform, inputs, work, data
+            )
             print("after:", flush=True)
-            after = unit_costs(server, cores)
+            after = unit_costs(backend, server, cores)
         finally:
             server.stop()
     costs = costs_around(before, after)  # with each measurement, before and after
@@ -263,6 +292,7 @@ def main() -> None:
         "machine": machine(),
         "command": command_line(),
         "n": args.n,
+        "backend": backend,
         "cores": cores,
         "frequency": args.frequency,
         "costs": costs,
