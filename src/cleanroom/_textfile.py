@@ -1,10 +1,13 @@
-"""What an input file is before it is parsed as CSV: not text at all, UTF-16, or which delimiter.
+"""What an input file is before it is parsed as CSV: not text at all, UTF-16, or which delimiter;
+and its lines as the CSV reader takes them, none too long to hold.
 
 A spreadsheet renamed to ``.csv`` is the commonest wrong file there is; read as text it fails
 with "not UTF-8", which sends its owner looking for an encoding problem. :func:`binary_kind` names
 it from its first bytes instead, so the error can say what the file is and how to save it as CSV.
 Lists exported from a spreadsheet in much of Europe are separated by semicolons, others by tabs
-or pipes: :func:`sniff_delimiter` finds which from the first lines.
+or pipes: :func:`sniff_delimiter` finds which from the first lines. A text file with no line
+ends (a dump, a minified export) is one line as long as the file: :func:`bounded_lines` hands the
+reader such a line as a field too large, without reading it whole.
 
 The lowest layer of the package (it imports nothing of cleanroom), so both the advertiser's list
 and the platform's imports use it.
@@ -14,13 +17,16 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Final
+from collections.abc import Iterator
+from typing import Final, TextIO
 
 __all__ = [
     "DELIMITER_NAMES",
     "HEAD_BYTES",
+    "MAX_LINE_CHARS",
     "SAVE_AS_CSV",
     "binary_kind",
+    "bounded_lines",
     "not_text_message",
     "parse_delimiter",
     "sniff_delimiter",
@@ -31,6 +37,10 @@ HEAD_BYTES: Final = 64 * 1024
 
 DELIMITER_NAMES: Final = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 """The delimiters a list may use, and what they are called in messages."""
+
+MAX_LINE_CHARS: Final = 1 << 24
+"""Characters from which a line is not read whole: 16 Mi, the length of 64 fields at the CSV
+reader's field size limit, far beyond any row of a list."""
 
 SAVE_AS_CSV: Final = "save it as CSV first (in Excel: File > Save As > CSV UTF-8)"
 """What to do with a spreadsheet, said once."""
@@ -138,3 +148,22 @@ def sniff_delimiter(sample: str) -> str:
         if score > best_score:
             best, best_score = delimiter, score
     return best
+
+
+def bounded_lines(stream: TextIO) -> Iterator[str]:
+    """The lines of ``stream`` (opened with ``newline=""``) for the CSV reader, each held whole
+    only if it is shorter than :data:`MAX_LINE_CHARS`.
+
+    A longer line is read in pieces of that many characters and dropped, and in its place comes
+    one cell longer than the reader's field size limit: the reader refuses it as it refuses any
+    field that long, with that line's number, and goes on with the next line. Reading it whole
+    would take memory in proportion to the file.
+    """
+    readline, limit = stream.readline, MAX_LINE_CHARS
+    while line := readline(limit):
+        if len(line) < limit:
+            yield line
+            continue
+        while len(line) == limit and not line.endswith("\n"):  # the rest of that line
+            line = readline(limit)
+        yield "x" * (csv.field_size_limit() + 1) + "\n"

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cleanroom import _textfile
 from cleanroom.advertiser import (
     _listfile,
     check_output_path,
@@ -118,6 +119,17 @@ def test_a_field_too_large_is_not_csv(tmp_path: Path) -> None:
     # Typically an unbalanced quote that swallows the rest of the file.
     with pytest.raises(ImportFailed, match="not readable as CSV near line 2"):
         read_customer_list(_write(tmp_path, HEADER + "r1," + "x" * 200_000 + ",,,yes\n"))
+
+
+@pytest.mark.parametrize("line", [1, 3])
+def test_a_line_too_long_to_hold_is_not_csv_and_is_not_read_whole(
+    tmp_path: Path, line: int
+) -> None:
+    # A file with no line ends is one line as long as the file; it is read a piece at a time.
+    lines = [HEADER, "r1,a@example.com,,,yes\n", "r2,b@example.com,,,yes\n"]
+    lines[line - 1] = "x" * (2 * _textfile.MAX_LINE_CHARS) + "\n"
+    with pytest.raises(ImportFailed, match=f"not readable as CSV near line {line}: field larger"):
+        read_customer_list(_write(tmp_path, "".join(lines)))
 
 
 def test_row_problems_are_reported_with_line_and_column(tmp_path: Path) -> None:

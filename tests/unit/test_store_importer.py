@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cleanroom import _textfile
 from cleanroom.errors import ImportFailed, InvalidInput
 from cleanroom.store.csvfile import RowRejection
 from cleanroom.store.database import Database, init_database
@@ -116,6 +117,29 @@ def test_oversized_field_is_a_malformed_row_not_a_crash(db: Database, tmp_path: 
     report = import_platform_csv(db, path)
     assert report.rejected == {"malformed_row": 1}
     assert report.added == 1
+
+
+def test_a_line_too_long_to_hold_is_a_malformed_row_and_the_rest_is_imported(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_textfile, "MAX_LINE_CHARS", 100)  # the header's 70 characters fit
+    long_row = "u1,email," + "a" * 100 + "@example.com,signup,true,,\n"
+    path = _csv(tmp_path, long_row + "u2,email,b@example.com,crm,1,,\n")
+    seen: list[RowRejection] = []
+    report = import_platform_csv(db, path, on_reject=seen.append)
+    assert report.rejected == {"malformed_row": 1}
+    assert [(r.row, r.reason) for r in seen] == [(2, "malformed_row")]
+    assert report.added == 1
+
+
+def test_a_header_whose_open_quote_runs_on_past_the_field_limit_is_refused_cleanly(
+    db: Database, tmp_path: Path
+) -> None:
+    rows = "u1,email,a@example.com,signup,true,,\n" * 5_000  # past 131,072 characters
+    path = _csv(tmp_path, rows, header='user_id,"type,value,source,ads_matching_consent\n')
+    with pytest.raises(ImportFailed, match="header not readable as CSV: field larger"):
+        import_platform_csv(db, path)
+    assert _identifiers(db) == []
 
 
 def test_identifier_on_two_users_is_kept_and_reported(db: Database, tmp_path: Path) -> None:

@@ -19,6 +19,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final, TextIO
 
+from cleanroom._textfile import bounded_lines
+
 __all__ = [
     "CHUNK_ROWS",
     "Chunk",
@@ -196,10 +198,11 @@ class FileChunks:
     def _through_csv(self, block: str) -> Iterator[Chunk]:
         """Read the block, the text read after it, and the rows running on past them, as CSV."""
         # Completed with the rest of its last line, so the reader reads whole lines throughout.
-        text = block + self._text + self._stream.readline()
+        rest = bounded_lines(self._stream)
+        text = block + self._text + next(rest, "")
         self._text = ""
         source = io.StringIO(text, newline="")
-        reader = csv.reader(itertools.chain(source, self._stream), delimiter=self._delimiter)
+        reader = csv.reader(itertools.chain(source, rest), delimiter=self._delimiter)
         start = self.line_num
         # The text is not empty, and the reader reads rows until it has read all of it.
         while True:

@@ -30,7 +30,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cleanroom._output import csv_writer
-from cleanroom._textfile import DELIMITER_NAMES, HEAD_BYTES, not_text_message, sniff_delimiter
+from cleanroom._textfile import (
+    DELIMITER_NAMES,
+    HEAD_BYTES,
+    bounded_lines,
+    not_text_message,
+    sniff_delimiter,
+)
 from cleanroom.advertiser._chunks import Chunk, FileChunks, PlainText, numbered_chunks
 from cleanroom.advertiser._columns import CONSENT_FIELD, FIELDS, RECORD_ID_FIELD, map_columns
 from cleanroom.advertiser._consent import ConsentCells, parse_marketing_consent
@@ -194,7 +200,7 @@ def read_customer_list(
         raise ImportFailed(f"delimiter {delimiter!r} is not one of , ; tab |")
     delimiter = delimiter or _sniff(path)
     with _open_text(path) as stream:
-        reader = csv.reader(stream, delimiter=delimiter)
+        reader = csv.reader(bounded_lines(stream), delimiter=delimiter)
         chunks: FileChunks | None = None
         try:
             header = next(reader, None)
@@ -752,7 +758,7 @@ def _data_rows(reader: Reader) -> Iterator[tuple[int, int, list[str]]]:
 @contextmanager
 def _open_rows(path: Path, delimiter: str) -> Iterator[Reader]:
     with _open_text(path) as stream:
-        yield csv.reader(stream, delimiter=delimiter)
+        yield csv.reader(bounded_lines(stream), delimiter=delimiter)
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cleanroom._textfile import not_text_message
+from cleanroom._textfile import bounded_lines, not_text_message
 from cleanroom.errors import ImportFailed
 
 if TYPE_CHECKING:
@@ -112,7 +112,8 @@ def scan_csv(
 
     Raises:
         ImportFailed: the file cannot be read, is a spreadsheet or another binary file, is not
-            UTF-8, is empty, has a duplicate column name or lacks a required column.
+            UTF-8, is empty, has a header that is not CSV, has a duplicate column name or lacks
+            a required column.
     """
     path = Path(path)
     digest = hashlib.sha256()
@@ -144,7 +145,10 @@ def scan_csv(
     except OSError as exc:
         raise ImportFailed(f"cannot read {path}: {exc.strerror or exc}") from exc
     with open_rows(path) as rows:
-        header = next(rows, None)
+        try:
+            header = next(rows, None)
+        except csv.Error as exc:  # an open quote in the header runs on into the rows
+            raise ImportFailed(f"{path}: header not readable as CSV: {exc}") from exc
     if not header or not any(name.strip() for name in header):
         raise ImportFailed(f"{path} is empty: expected a header row")
     columns = _map_columns(path, header, required, optional, mapping or {})
@@ -161,7 +165,7 @@ def open_rows(path: Path) -> Iterator[Reader]:
     except OSError as exc:
         raise ImportFailed(f"cannot read {path}: {exc.strerror or exc}") from exc
     with stream:
-        yield csv.reader(stream)
+        yield csv.reader(bounded_lines(stream))
 
 
 def _map_columns(
