@@ -14,10 +14,21 @@ import os
 from multiprocessing import forkserver
 from typing import Final
 
-__all__ = ["PRELOAD", "available_cpus", "start_fork_server", "worker_context"]
+__all__ = [
+    "PRELOAD",
+    "WORKERS_PER_CPU",
+    "available_cpus",
+    "start_fork_server",
+    "too_many_workers",
+    "worker_context",
+]
 
 PRELOAD: Final = ["cleanroom.crypto"]
 """What every worker needs; the fork server imports it once, before it forks any worker."""
+
+WORKERS_PER_CPU: Final = 4
+"""The most worker processes an engine starts for each CPU core this process may use. The work
+is CPU-bound, so more gain nothing, and a mistyped count must not start thousands of processes."""
 
 
 def available_cpus() -> int:
@@ -27,6 +38,17 @@ def available_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def too_many_workers(workers: int) -> str | None:
+    """Why ``workers`` local worker processes are too many here, or ``None`` if they are not."""
+    cpus = available_cpus()
+    if workers <= WORKERS_PER_CPU * cpus:
+        return None
+    return (
+        f"{workers} is more than {WORKERS_PER_CPU} worker processes for each of the {cpus} CPU "
+        f"cores this process may use: at most {WORKERS_PER_CPU * cpus}"
+    )
 
 
 def worker_context() -> multiprocessing.context.BaseContext:

@@ -197,6 +197,7 @@ def test_a_file_as_workdir_is_refused(tmp_path: Path, capsys: pytest.CaptureFixt
         (["--users", "10"], "the demo needs at least 200 users and 100 records"),
         (["--records", "5"], "the demo needs at least 200 users and 100 records"),
         (["--workers", "0"], "the number of workers must be positive"),
+        (["--workers", "100000"], "workers: 100000 is more than 4 worker processes"),
     ],
 )
 def test_bad_sizes_are_refused_before_anything_is_made(

@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from numpy.typing import NDArray
 
+from cleanroom._fork_server import WORKERS_PER_CPU, available_cpus
 from cleanroom.crypto import SUITE_IDS, BatchEngine, default_engine, get_suite
 from cleanroom.crypto.batch import ChunkResult, _hash_task
 from cleanroom.errors import InvalidElement
@@ -48,6 +49,8 @@ def test_arguments_are_checked() -> None:
         BatchEngine(workers=0)
     with pytest.raises(ValueError, match="chunk_size must be at least 1"):
         BatchEngine(chunk_size=0)
+    with pytest.raises(ValueError, match=r"workers: .* at most"):  # a mistyped count
+        BatchEngine(workers=WORKERS_PER_CPU * available_cpus() + 1)
 
 
 def test_defaults() -> None:

@@ -6,7 +6,14 @@ import argparse
 
 import pytest
 
-from cleanroom.cli._args import byte_size, non_negative_float, positive_float, positive_int
+from cleanroom import _fork_server
+from cleanroom.cli._args import (
+    byte_size,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    worker_count,
+)
 
 
 def test_positive_int() -> None:
@@ -14,6 +21,15 @@ def test_positive_int() -> None:
     for bad, reason in (("0", "not positive"), ("-2", "not positive"), ("x", "whole number")):
         with pytest.raises(argparse.ArgumentTypeError, match=reason):
             positive_int(bad)
+
+
+def test_worker_counts_stop_at_a_few_per_cpu_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_fork_server, "available_cpus", lambda: 2)
+    assert worker_count("8") == 8
+    with pytest.raises(argparse.ArgumentTypeError, match="not positive"):
+        worker_count("0")
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^9 is more than 4 .* 2 CPU .* most 8$"):
+        worker_count("9")
 
 
 def test_floats_refuse_nan_and_out_of_range() -> None:

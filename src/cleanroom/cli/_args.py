@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cleanroom._fork_server import too_many_workers
 from cleanroom.cli._logging import quiet_dask_logs
 from cleanroom.crypto import BatchEngine
 from cleanroom.errors import InvalidInput
@@ -43,6 +44,16 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not positive")
+    return value
+
+
+def worker_count(text: str) -> int:
+    """An argparse type: a number of worker processes, at least 1 and not more than a few per
+    CPU core this process may use."""
+    value = positive_int(text)
+    problem = too_many_workers(value)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 

@@ -81,6 +81,7 @@ from cleanroom.cli._args import (
     batch_engine,
     positive_float,
     positive_int,
+    worker_count,
 )
 from cleanroom.crypto import SUITE_IDS
 from cleanroom.errors import InvalidInput
@@ -183,7 +184,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--workers",
-        type=positive_int,
+        type=worker_count,
         help="processes for hashing and encryption (default: all CPUs; 1: this process)",
     )
     parser.add_argument(

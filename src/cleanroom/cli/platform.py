@@ -45,6 +45,7 @@ from cleanroom.cli._args import (
     db_command,
     positive_int,
     print_json,
+    worker_count,
 )
 from cleanroom.cli._table import Column, print_table
 from cleanroom.cli.platform_service import register_service_commands
@@ -222,7 +223,7 @@ def _add_column_option(parser: argparse.ArgumentParser, fields: tuple[str, ...])
 def _add_workers_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
-        type=positive_int,
+        type=worker_count,
         help="processes for hash + encrypt (default: all CPUs; 1 runs in this process)",
     )
 

@@ -52,6 +52,7 @@ from cleanroom.cli._args import (
     positive_float,
     positive_int,
     print_json,
+    worker_count,
 )
 from cleanroom.cli._logging import add_log_options, configure_logging
 from cleanroom.cli._table import Column, print_table
@@ -97,7 +98,7 @@ def register_service_commands(commands: Any) -> None:
     )
     serve.add_argument(
         "--workers",
-        type=positive_int,
+        type=worker_count,
         help="processes for the scalar multiplications (default: all CPUs; 1: in-process)",
     )
     serve.add_argument(

@@ -52,7 +52,7 @@ from typing import Any, Final, NamedTuple, Protocol, final, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
-from cleanroom._fork_server import available_cpus, worker_context
+from cleanroom._fork_server import available_cpus, too_many_workers, worker_context
 from cleanroom.crypto.keys import SecretKey
 from cleanroom.crypto.packed import PackedMessages
 from cleanroom.crypto.suites import Suite
@@ -265,6 +265,8 @@ class BatchEngine:
             workers = available_cpus()
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
+        if executor is None and (problem := too_many_workers(workers)) is not None:
+            raise ValueError(f"workers: {problem}")
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
         self._workers = workers

@@ -38,6 +38,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any, Final
 
+from cleanroom._fork_server import too_many_workers
 from cleanroom.crypto import DEFAULT_SUITE_ID, get_suite
 from cleanroom.demo._scenario import (
     DEFAULT_RECORDS,
@@ -121,6 +122,8 @@ def run_demo(
         )
     if workers is not None and workers < 1:
         raise InvalidInput(f"the number of workers must be positive, not {workers}")
+    if workers is not None and (problem := too_many_workers(workers)) is not None:
+        raise InvalidInput(f"workers: {problem}")
     options = _Options(users, records, seed, Path(workdir), workers)
     wiped = _prepare_workdir(options.workdir)
     with _sigterm_interrupts():
