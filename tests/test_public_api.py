@@ -179,6 +179,7 @@ PUBLIC_API: dict[str, set[str]] = {
         "DEFAULT_WORKDIR",
         "DemoScenario",
         "GroundTruth",
+        "MAX_SIZE",
         "MIN_RECORDS",
         "MIN_USERS",
         "PLATFORM_COLUMNS",

@@ -198,6 +198,7 @@ def test_a_file_as_workdir_is_refused(tmp_path: Path, capsys: pytest.CaptureFixt
         (["--records", "5"], "the demo needs at least 200 users and 100 records"),
         (["--workers", "0"], "the number of workers must be positive"),
         (["--workers", "100000"], "workers: 100000 is more than 4 worker processes"),
+        (["--users", str(10**23)], "the demo makes at most 1,000,000 users"),
     ],
 )
 def test_bad_sizes_are_refused_before_anything_is_made(

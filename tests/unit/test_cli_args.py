@@ -18,7 +18,13 @@ from cleanroom.cli._args import (
 
 def test_positive_int() -> None:
     assert positive_int("3") == 3
-    for bad, reason in (("0", "not positive"), ("-2", "not positive"), ("x", "whole number")):
+    assert positive_int(str(2**63 - 1)) == 2**63 - 1
+    for bad, reason in (
+        ("0", "not positive"),
+        ("-2", "not positive"),
+        ("x", "whole number"),
+        (str(2**63), "too large"),  # past what SQLite and numpy hold
+    ):
         with pytest.raises(argparse.ArgumentTypeError, match=reason):
             positive_int(bad)
 

@@ -12,6 +12,7 @@ from cleanroom.demo import (
     DEFAULT_SEED,
     DEFAULT_USERS,
     DEFAULT_WORKDIR,
+    MAX_SIZE,
     MIN_RECORDS,
     MIN_USERS,
     run_demo,
@@ -37,13 +38,13 @@ def register(subparsers: Any) -> None:
         "--users",
         type=int,
         default=DEFAULT_USERS,
-        help=f"platform users (default: %(default)s; at least {MIN_USERS})",
+        help=f"platform users (default: %(default)s; {MIN_USERS} to {MAX_SIZE:,})",
     )
     parser.add_argument(
         "--records",
         type=int,
         default=DEFAULT_RECORDS,
-        help=f"advertiser records (default: %(default)s; at least {MIN_RECORDS})",
+        help=f"advertiser records (default: %(default)s; {MIN_RECORDS} to {MAX_SIZE:,})",
     )
     parser.add_argument(
         "--seed", type=int, default=DEFAULT_SEED, help="seed of the synthetic data only"

@@ -44,6 +44,7 @@ from cleanroom.demo._scenario import (
     DEFAULT_RECORDS,
     DEFAULT_SEED,
     DEFAULT_USERS,
+    MAX_SIZE,
     MIN_RECORDS,
     MIN_USERS,
     DemoScenario,
@@ -113,12 +114,18 @@ def run_demo(
         broke (the story says which).
 
     Raises:
-        InvalidInput: a size below its minimum, or a ``workdir`` that is not the demo's.
+        InvalidInput: a size below its minimum or above :data:`MAX_SIZE`, a worker count that is
+            not positive or too many for the CPUs here, or a ``workdir`` that is not the demo's.
     """
     if users < MIN_USERS or records < MIN_RECORDS:
         raise InvalidInput(
             f"the demo needs at least {MIN_USERS} users and {MIN_RECORDS} records "
             f"(got {users} users and {records} records)"
+        )
+    if users > MAX_SIZE or records > MAX_SIZE:
+        raise InvalidInput(
+            f"the demo makes at most {MAX_SIZE:,} users and {MAX_SIZE:,} records, in memory "
+            f"(got {users:,} users and {records:,} records)"
         )
     if workers is not None and workers < 1:
         raise InvalidInput(f"the number of workers must be positive, not {workers}")

@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_RECORDS",
     "DEFAULT_SEED",
     "DEFAULT_USERS",
+    "MAX_SIZE",
     "MIN_RECORDS",
     "MIN_USERS",
     "PLATFORM_COLUMNS",
@@ -58,6 +59,9 @@ DEFAULT_RECORDS: Final = 10_000
 DEFAULT_SEED: Final = 2026
 MIN_USERS: Final = 200
 MIN_RECORDS: Final = 100
+MAX_SIZE: Final = 1_000_000
+"""The most users, and the most records, the demo makes: it holds them in memory (about 1.2 KB
+a user), and a mistyped size must not run for hours."""
 
 PLATFORM_COLUMNS: Final = (
     "user_id",
