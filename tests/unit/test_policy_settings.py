@@ -17,6 +17,7 @@ from cleanroom.policy import (
     parse_policy,
 )
 from cleanroom.policy._settings import _CHECKS
+from cleanroom.protocol import policy_info
 
 
 def test_defaults_are_those_of_the_design() -> None:
@@ -151,6 +152,31 @@ def test_wrong_types_are_refused_naming_the_key(toml: str, key: str, why: str) -
 def test_negative_values_are_refused_naming_the_key(key: str) -> None:
     with pytest.raises(InvalidPolicy, match=f"'{key}'"):
         parse_policy(f"{key} = -1")
+
+
+@pytest.mark.parametrize(
+    ("key", "largest"),
+    [
+        ("min_upload_records", 2**63 - 1),
+        ("max_upload_records", 2**63 - 1),
+        ("min_reported_count", 2**63 - 1),
+        ("max_sessions_per_day", 2**32 - 1),
+        ("max_identifiers_per_record", 2**32 - 1),
+    ],
+)
+def test_counts_stop_at_what_the_policy_answer_carries(key: str, largest: int) -> None:
+    toml = "max_upload_records = 9223372036854775807\n" if key == "min_upload_records" else ""
+    settings = parse_policy(f"{toml}{key} = {largest}").defaults
+    assert getattr(settings, key) == largest
+    policy_info(settings, epoch_id=1, platform_set_size=1, spent_epsilon=0.0, sessions_today=0)
+    with pytest.raises(InvalidPolicy, match=f"'{key}': must be at most {largest}, got"):
+        parse_policy(f"{key} = {largest + 1}")
+
+
+@pytest.mark.parametrize("name", ["a b", "Acme", "-acme", "x" * 64, ""])
+def test_an_advertiser_table_no_certificate_can_name_is_refused(name: str) -> None:
+    with pytest.raises(InvalidPolicy, match=r"policy table \[advertisers\..*invalid advertiser"):
+        parse_policy(f'[advertisers."{name}"]\nepsilon_budget = 1.0')
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])

@@ -26,8 +26,9 @@ from typing import Any, Final
 
 import phonenumbers
 
-from cleanroom.errors import InvalidPolicy
+from cleanroom.errors import InvalidInput, InvalidPolicy
 from cleanroom.identifiers import DEFAULT_REGION
+from cleanroom.tls import validate_advertiser_name
 
 __all__ = [
     "DEFAULT_SETTINGS",
@@ -164,6 +165,10 @@ def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
         prefix = f"advertisers.{name}."
         if not isinstance(table, Mapping):
             raise InvalidPolicy(f"policy key '{prefix[:-1]}': must be a table")
+        try:  # a table no certificate can name would never apply
+            validate_advertiser_name(name)
+        except InvalidInput as exc:
+            raise InvalidPolicy(f"policy table [{prefix[:-1]}]: {exc}") from None
         advertisers[name] = _apply(defaults, table, prefix=prefix, allow_ids=True)
     return Policy(defaults=defaults, advertisers=advertisers)
 
@@ -195,17 +200,28 @@ def _apply(
     return settings
 
 
-def _count(key: str, value: Any) -> int:
+# The largest counts: what GetPolicy's uint32 fields carry, and the int64 of SQLite and numpy.
+_LARGEST_SMALL_COUNT: Final = (1 << 32) - 1
+_LARGEST_COUNT: Final = (1 << 63) - 1
+
+
+def _count(key: str, value: Any, most: int = _LARGEST_COUNT) -> int:
     # bool is an int subclass in Python, but `true` is never a meaningful count.
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidPolicy(f"policy key '{key}': must be an integer, got {value!r}")
     if value < 0:
         raise InvalidPolicy(f"policy key '{key}': must not be negative, got {value}")
+    if value > most:
+        raise InvalidPolicy(f"policy key '{key}': must be at most {most}, got {value}")
     return value
 
 
-def _positive_count(key: str, value: Any) -> int:
-    count = _count(key, value)
+def _small_count(key: str, value: Any) -> int:
+    return _count(key, value, _LARGEST_SMALL_COUNT)
+
+
+def _positive_small_count(key: str, value: Any) -> int:
+    count = _small_count(key, value)
     if count < 1:
         raise InvalidPolicy(f"policy key '{key}': must be at least 1, got {count}")
     return count
@@ -243,11 +259,11 @@ def _region(key: str, value: Any) -> str:
 _CHECKS: Final[dict[str, Callable[[str, Any], Any]]] = {
     "min_upload_records": _count,
     "max_upload_records": _count,
-    "max_identifiers_per_record": _positive_count,
+    "max_identifiers_per_record": _positive_small_count,
     "min_reported_count": _count,
     "epsilon_per_release": _epsilon,
     "epsilon_budget": _epsilon,
     "modes_allowed": _modes,
-    "max_sessions_per_day": _count,
+    "max_sessions_per_day": _small_count,
     "default_region": _region,
 }
