@@ -12,6 +12,8 @@ from cleanroom.cli._args import (
     non_negative_float,
     positive_float,
     positive_int,
+    seconds,
+    seconds_or_zero,
     worker_count,
 )
 
@@ -36,6 +38,16 @@ def test_worker_counts_stop_at_a_few_per_cpu_core(monkeypatch: pytest.MonkeyPatc
         worker_count("0")
     with pytest.raises(argparse.ArgumentTypeError, match=r"^9 is more than 4 .* 2 CPU .* most 8$"):
         worker_count("9")
+
+
+def test_waits_stop_short_of_what_timers_and_deadlines_overflow_at() -> None:
+    assert seconds("1e9") == 1e9 and seconds_or_zero("0") == 0
+    for parse in (seconds, seconds_or_zero):
+        for bad, reason in (("1e300", "too long"), ("inf", "too long"), ("nan", "")):
+            with pytest.raises(argparse.ArgumentTypeError, match=reason):
+                parse(bad)
+    with pytest.raises(argparse.ArgumentTypeError, match="not positive"):
+        seconds("0")
 
 
 def test_floats_refuse_nan_and_out_of_range() -> None:

@@ -16,14 +16,19 @@ from cleanroom.crypto import BatchEngine
 from cleanroom.errors import InvalidInput
 
 __all__ = [
+    "LONGEST_WAIT",
     "add_dask_scheduler_option",
     "batch_engine",
+    "byte_size",
     "dask_scheduler_address",
     "db_command",
     "non_negative_float",
     "positive_float",
     "positive_int",
     "print_json",
+    "seconds",
+    "seconds_or_zero",
+    "worker_count",
 ]
 
 
@@ -104,6 +109,28 @@ def non_negative_float(text: str) -> float:
     value = _number(text)
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+LONGEST_WAIT: Final = 1e9
+"""The most seconds a timeout, deadline or interval may be (about 31 years): waits and timers
+past it overflow (gRPC took a deadline of 1e300 s as one already passed)."""
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a timeout, deadline or interval, above 0 and at most
+    :data:`LONGEST_WAIT`."""
+    return _at_most_longest_wait(text, positive_float(text))
+
+
+def seconds_or_zero(text: str) -> float:
+    """An argparse type: as :func:`seconds`, 0 allowed."""
+    return _at_most_longest_wait(text, non_negative_float(text))
+
+
+def _at_most_longest_wait(text: str, value: float) -> float:
+    if value > LONGEST_WAIT:
+        raise argparse.ArgumentTypeError(f"{text} s is too long (at most {LONGEST_WAIT:.0e} s)")
     return value
 
 

@@ -79,8 +79,8 @@ from cleanroom.cli import EXIT_OK
 from cleanroom.cli._args import (
     add_dask_scheduler_option,
     batch_engine,
-    positive_float,
     positive_int,
+    seconds,
     worker_count,
 )
 from cleanroom.crypto import SUITE_IDS
@@ -177,7 +177,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=positive_float,
+        type=seconds,
         default=DEFAULT_MATCH_TIMEOUT,
         metavar="S",
         help="deadline of the session in seconds (default: %(default)g)",

@@ -48,10 +48,11 @@ from cleanroom.cli._args import (
     batch_engine,
     byte_size,
     db_command,
-    non_negative_float,
     positive_float,
     positive_int,
     print_json,
+    seconds,
+    seconds_or_zero,
     worker_count,
 )
 from cleanroom.cli._logging import add_log_options, configure_logging
@@ -117,7 +118,7 @@ def register_service_commands(commands: Any) -> None:
     )
     serve.add_argument(
         "--first-message-timeout",
-        type=positive_float,
+        type=seconds,
         default=AdmissionLimits.first_message_timeout,
         metavar="SECONDS",
         help="end a session stream that sends no opening message within this time "
@@ -147,14 +148,14 @@ def register_service_commands(commands: Any) -> None:
     )
     serve.add_argument(
         "--session-timeout",
-        type=positive_float,
+        type=seconds,
         default=platform_server.DEFAULT_SESSION_TIMEOUT,
         metavar="SECONDS",
         help="abort a session that lasts longer (default: %(default)s)",
     )
     serve.add_argument(
         "--grace",
-        type=non_negative_float,
+        type=seconds_or_zero,
         default=platform_server.DEFAULT_GRACE_SECONDS,
         metavar="SECONDS",
         help="on SIGTERM, time open sessions get to finish (default: %(default)s)",
@@ -181,7 +182,7 @@ def register_service_commands(commands: Any) -> None:
     )
     serve.add_argument(
         "--sweep-interval",
-        type=positive_float,
+        type=seconds,
         default=DEFAULT_SWEEP_INTERVAL,
         metavar="SECONDS",
         help="sweep stored audiences of members who lost eligibility this often "
