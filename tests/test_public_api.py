@@ -294,6 +294,7 @@ PUBLIC_API: dict[str, set[str]] = {
     },
     "cleanroom.policy": {
         "DEFAULT_SETTINGS",
+        "LARGEST_COUNT",
         "Mode",
         "Policy",
         "PolicySettings",

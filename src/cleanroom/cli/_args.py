@@ -14,6 +14,7 @@ from cleanroom._fork_server import too_many_workers
 from cleanroom.cli._logging import quiet_dask_logs
 from cleanroom.crypto import BatchEngine
 from cleanroom.errors import InvalidInput
+from cleanroom.policy import LARGEST_COUNT
 
 __all__ = [
     "LONGEST_WAIT",
@@ -41,20 +42,16 @@ def db_command(commands: Any, name: str, help_text: str) -> argparse.ArgumentPar
     return parser
 
 
-_LARGEST_INT: Final = (1 << 63) - 1  # SQLite's INTEGER, numpy's int64
-
-
 def positive_int(text: str) -> int:
-    """An argparse type: a whole number of at least 1 (and at most 2^63 - 1, what the database
-    and the arrays hold)."""
+    """An argparse type: a whole number of at least 1 and at most :data:`LARGEST_COUNT`."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not positive")
-    if value > _LARGEST_INT:
-        raise argparse.ArgumentTypeError(f"{value} is too large (at most {_LARGEST_INT})")
+    if value > LARGEST_COUNT:
+        raise argparse.ArgumentTypeError(f"{value} is too large (at most {LARGEST_COUNT})")
     return value
 
 

@@ -12,6 +12,7 @@ from cleanroom.policy._release import Release, release_count, release_exact_coun
 from cleanroom.policy._session import SessionDecision, check_session
 from cleanroom.policy._settings import (
     DEFAULT_SETTINGS,
+    LARGEST_COUNT,
     Mode,
     Policy,
     PolicySettings,
@@ -22,6 +23,7 @@ from cleanroom.policy._settings import (
 
 __all__ = [
     "DEFAULT_SETTINGS",
+    "LARGEST_COUNT",
     "Mode",
     "Policy",
     "PolicySettings",

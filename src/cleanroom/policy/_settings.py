@@ -32,6 +32,7 @@ from cleanroom.tls import validate_advertiser_name
 
 __all__ = [
     "DEFAULT_SETTINGS",
+    "LARGEST_COUNT",
     "Mode",
     "Policy",
     "PolicySettings",
@@ -200,12 +201,15 @@ def _apply(
     return settings
 
 
-# The largest counts: what GetPolicy's uint32 fields carry, and the int64 of SQLite and numpy.
+LARGEST_COUNT: Final = (1 << 63) - 1
+"""The largest count of anything (records, identifiers, rows, ids) the platform takes: SQLite's
+INTEGER and numpy's int64 hold no more."""
+
+# What GetPolicy's uint32 fields carry.
 _LARGEST_SMALL_COUNT: Final = (1 << 32) - 1
-_LARGEST_COUNT: Final = (1 << 63) - 1
 
 
-def _count(key: str, value: Any, most: int = _LARGEST_COUNT) -> int:
+def _count(key: str, value: Any, most: int = LARGEST_COUNT) -> int:
     # bool is an int subclass in Python, but `true` is never a meaningful count.
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidPolicy(f"policy key '{key}': must be an integer, got {value!r}")

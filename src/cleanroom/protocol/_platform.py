@@ -43,6 +43,7 @@ from cleanroom.errors import (
 )
 from cleanroom.identifiers import NORMALIZATION_VERSION
 from cleanroom.policy import (
+    LARGEST_COUNT,
     Mode,
     PolicySettings,
     Release,
@@ -81,7 +82,6 @@ __all__ = [
 ]
 
 _TAG_DTYPE = np.dtype("<u4")
-_MAX_COUNT = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -134,10 +134,10 @@ def read_open_session(message: pb.ClientMessage) -> SessionRequest:
     get_suite(opening.suite)  # raises UnknownSuite
     mode = mode_from_wire(opening.mode)
     records, identifiers = opening.record_count, opening.identifier_count
-    if max(records, identifiers) > _MAX_COUNT:
+    if max(records, identifiers) > LARGEST_COUNT:
         # No list is that large, and the ledger (SQLite, signed 64-bit) must record the refusal.
         raise InvalidMessage(
-            f"{records} records with {identifiers} identifiers: counts above {_MAX_COUNT} "
+            f"{records} records with {identifiers} identifiers: counts above {LARGEST_COUNT} "
             "are not list sizes"
         )
     # Every record has at least one identifier, and every identifier belongs to a record.
