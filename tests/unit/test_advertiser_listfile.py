@@ -122,9 +122,7 @@ def test_a_field_too_large_is_not_csv(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("line", [1, 3])
-def test_a_line_too_long_to_hold_is_not_csv(
-    tmp_path: Path, line: int
-) -> None:
+def test_a_line_too_long_to_hold_is_not_csv(tmp_path: Path, line: int) -> None:
     # A file with no line ends is one line as long as the file (read in pieces: test_textfile).
     lines = [HEADER, "r1,a@example.com,,,yes\n", "r2,b@example.com,,,yes\n"]
     lines[line - 1] = "x" * (2 * _textfile.MAX_LINE_CHARS) + "\n"
